@@ -1,0 +1,37 @@
+"""The ``textbooklm`` command. Thin: every command parses arguments and calls the library.
+
+Each area keeps its commands beside its code in ``textbooklm/<area>/cli.py``, which exposes
+``register(app)``; this file only lists the areas. Heavy imports (torch, transformers) happen inside
+command bodies so ``textbooklm --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="textbooklm",
+    help="Textbook-quality data for small language models: the phi-1 / phi-1.5 recipe as stages.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Areas in data-flow order; each module defines register(app: typer.Typer) -> None.
+AREAS = [
+    "textbooklm.pipeline_cli",
+    "textbooklm.corpus.cli",
+]
+
+for _module in AREAS:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:  # pragma: no cover - console-script entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Corpus stage: read code from folders, JSONL, Parquet, archives or the stdlib; filter; dedup."""

@@ -1,0 +1,83 @@
+"""Commands about whole runs: ``run``, ``status``, ``config show`` and ``config check``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from textbooklm.config import ConfigError, PipelineConfig, load_config
+from textbooklm.progress import console
+
+config_app = typer.Typer(help="Inspect and validate pipeline config files.", no_args_is_help=True)
+
+
+def _load_or_exit(path: Path) -> PipelineConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        console.print(f"[red]config error[/red]\n{exc}")
+        raise typer.Exit(2) from None
+
+
+def run(
+    config: Path = typer.Argument(..., help="Pipeline TOML file (see configs/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder; every stage writes a subfolder of it."),
+    only: list[str] = typer.Option(None, "--only", help="Run just these stages (upstream must be done)."),
+) -> None:
+    """Run every configured stage in order. Finished stages with an unchanged config are skipped."""
+    from textbooklm.pipeline import run_pipeline
+
+    cfg = _load_or_exit(config)
+    record = run_pipeline(cfg, out, only=only or None)
+    total = sum(s.get("seconds") or 0 for s in record["stages"].values())
+    console.print(f"run: {len(record['stages'])} stages in {out} ({total:.1f} s of stage time); see {out}/run.json")
+
+
+def status(
+    run_dir: Path = typer.Argument(..., help="A run folder made by `textbooklm run`."),
+    config: Path = typer.Option(None, "--config", help="Also mark stages whose config has changed as stale."),
+) -> None:
+    """Print each stage's state (done, stale, partial, pending) and its counts."""
+    from textbooklm.pipeline import RUN_FILE, run_status
+
+    if not (run_dir / RUN_FILE).exists() and not run_dir.is_dir():
+        console.print(f"[red]{run_dir}: no such run folder[/red]")
+        raise typer.Exit(2)
+    cfg = _load_or_exit(config) if config else None
+    table = Table("stage", "state", "kept", "rejected", "seconds", "summary")
+    for row in run_status(run_dir, cfg):
+        fmt = lambda v: "" if v is None else str(v)  # noqa: E731
+        table.add_row(row["stage"], row["state"], fmt(row["kept"]), fmt(row["rejected"]),
+                      fmt(row["seconds"]), row["line"])
+    console.print(table)
+
+
+@config_app.command("show")
+def config_show(config: Path = typer.Argument(..., help="Pipeline TOML file.")) -> None:
+    """Print the resolved config: every key, defaults filled in, as JSON."""
+    cfg = _load_or_exit(config)
+    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+@config_app.command("check")
+def config_check(configs: list[Path] = typer.Argument(..., help="Pipeline TOML files.")) -> None:
+    """Validate config files; exit 2 on the first bad one, naming file, key and reason."""
+    from textbooklm.pipeline import stage_hashes
+
+    for path in configs:
+        cfg = _load_or_exit(path)
+        try:
+            stages = list(stage_hashes(cfg))
+        except ValueError as exc:
+            console.print(f"[red]{path}: {exc}[/red]")
+            raise typer.Exit(2) from None
+        console.print(f"{path}: ok ({', '.join(stages) or 'no stages'})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("status")(status)
+    app.add_typer(config_app, name="config")
