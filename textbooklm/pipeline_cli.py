@@ -47,12 +47,15 @@ def status(
         console.print(f"[red]{run_dir}: no such run folder[/red]")
         raise typer.Exit(2)
     cfg = _load_or_exit(config) if config else None
-    table = Table("stage", "state", "kept", "rejected", "seconds", "summary")
-    for row in run_status(run_dir, cfg):
+    table = Table("stage", "state", "kept", "rejected", "seconds")
+    rows = run_status(run_dir, cfg)
+    for row in rows:
         fmt = lambda v: "" if v is None else str(v)  # noqa: E731
-        table.add_row(row["stage"], row["state"], fmt(row["kept"]), fmt(row["rejected"]),
-                      fmt(row["seconds"]), row["line"])
+        table.add_row(row["stage"], row["state"], fmt(row["kept"]), fmt(row["rejected"]), fmt(row["seconds"]))
     console.print(table)
+    for row in rows:
+        if row["line"]:
+            console.print(row["line"], soft_wrap=True)
 
 
 @config_app.command("show")

@@ -1,0 +1,210 @@
+"""Readers: turn a configured source into raw items (bytes or text plus where they came from).
+
+Reading happens in two steps so work can be sharded and resumed:
+
+1. :func:`plan_units` (main process, cheap): list the *units* of a source, JSON-able dicts such as
+   one file, one archive, one JSONL file or one Parquet row group.
+2. :func:`read_unit` (worker): yield a :class:`RawItem` per file / record in a unit. Anything that
+   cannot be read becomes a RawItem with ``error`` set instead of raising, so one bad archive or
+   line never stops a run and is kept as a rejected record with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import sysconfig
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from textbooklm.corpus.config import SourceConfig
+
+ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar")
+
+
+@dataclass
+class RawItem:
+    """One file or record as read, before decoding and filtering."""
+
+    path: str
+    data: bytes | str | None
+    n_bytes: int
+    error: str | None = None  # a rejection reason: unreadable, unreadable-archive, malformed-record, ...
+    detail: str = ""
+
+
+def stdlib_root() -> Path:
+    """The running interpreter's standard library folder (the demo corpus)."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def _match(rel: str, pattern: str) -> bool:
+    """Glob match where ``**/`` may also match nothing (so ``**/*.py`` matches ``a.py``)."""
+    return fnmatch(rel, pattern) or (pattern.startswith("**/") and fnmatch(rel, pattern[3:]))
+
+
+def plan_units(source: SourceConfig) -> list[dict[str, Any]]:
+    """List the units of work of one source. Raises ValueError naming the path if it is missing."""
+    if source.kind == "stdlib":
+        root = stdlib_root()
+        files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts)
+        return [{"file": str(p), "root": str(root)} for p in files]
+    path = Path(source.path or "")
+    if not path.exists():
+        raise ValueError(f"corpus source {source.label}: {path} does not exist")
+    if source.kind == "folder":
+        if not path.is_dir():
+            raise ValueError(f"corpus source {source.label}: {path} is not a folder")
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _match(str(p.relative_to(path)), source.glob))
+        return [{"file": str(p), "root": str(path)} for p in files]
+    if source.kind == "archive":
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.name.endswith(ARCHIVE_SUFFIXES))
+        return [{"archive": str(p)} for p in files]
+    if source.kind == "jsonl":
+        files = [path] if path.is_file() else sorted(path.rglob("*.jsonl"))
+        return [{"jsonl": str(p)} for p in files]
+    if source.kind == "parquet":
+        files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+        units: list[dict[str, Any]] = []
+        for p in files:
+            try:
+                groups = pq.ParquetFile(p).metadata.num_row_groups
+            except Exception as exc:  # noqa: BLE001 - any unreadable file becomes a rejected unit
+                units.append({"parquet": str(p), "row_group": -1, "error": f"{type(exc).__name__}: {exc}"})
+                continue
+            units.extend({"parquet": str(p), "row_group": g} for g in range(groups))
+        return units
+    raise ValueError(f"unknown source kind {source.kind!r}")  # pragma: no cover - pydantic checks
+
+
+def read_unit(unit: dict[str, Any], source: SourceConfig, max_bytes: int) -> Iterator[RawItem]:
+    """Yield the items of one unit; never raises for bad data."""
+    if "file" in unit:
+        yield _read_file(Path(unit["file"]), Path(unit["root"]), max_bytes)
+    elif "archive" in unit:
+        yield from _read_archive(Path(unit["archive"]), source.glob, max_bytes)
+    elif "jsonl" in unit:
+        yield from _read_jsonl(Path(unit["jsonl"]), source)
+    elif "parquet" in unit:
+        yield from _read_parquet(unit, source)
+
+
+def _read_file(path: Path, root: Path, max_bytes: int) -> RawItem:
+    try:
+        rel = str(path.relative_to(root))
+    except ValueError:
+        rel = str(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return RawItem(rel, None, size, "too-large", f"{size} bytes > max_bytes {max_bytes}")
+        return RawItem(rel, path.read_bytes(), size)
+    except OSError as exc:
+        return RawItem(rel, None, 0, "unreadable", f"{type(exc).__name__}: {exc}")
+
+
+def _read_archive(path: Path, pattern: str, max_bytes: int) -> Iterator[RawItem]:
+    """Members of a zip/wheel or tar(.gz) matching ``pattern``, read without unpacking to disk."""
+    name = path.name
+    try:
+        if name.endswith((".whl", ".zip")):
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    if info.is_dir() or not _match(info.filename, pattern):
+                        continue
+                    where = f"{path}!/{info.filename}"
+                    if info.file_size > max_bytes:
+                        yield RawItem(where, None, info.file_size, "too-large", f"{info.file_size} bytes")
+                        continue
+                    yield RawItem(where, zf.read(info), info.file_size)
+        else:
+            with tarfile.open(path, "r:*") as tf:
+                for member in tf:
+                    if not member.isfile() or not _match(member.name, pattern):
+                        continue
+                    where = f"{path}!/{member.name}"
+                    if member.size > max_bytes:
+                        yield RawItem(where, None, member.size, "too-large", f"{member.size} bytes")
+                        continue
+                    fh = tf.extractfile(member)
+                    yield RawItem(where, fh.read() if fh else b"", member.size)
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        yield RawItem(str(path), None, _size(path), "unreadable-archive", f"{type(exc).__name__}: {exc}")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _record_path(rec: dict[str, Any], source: SourceConfig, fallback: str) -> str:
+    if source.path_column and isinstance(rec.get(source.path_column), str):
+        return rec[source.path_column]
+    return fallback
+
+
+def _read_jsonl(path: Path, source: SourceConfig) -> Iterator[RawItem]:
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        yield RawItem(str(path), None, 0, "unreadable", f"{type(exc).__name__}: {exc}")
+        return
+    with fh:
+        for lineno, line in enumerate(fh, start=1):
+            where = f"{path}:{lineno}"
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                yield RawItem(where, line.decode("utf-8", "replace"), len(line), "malformed-record", f"bad JSON: {exc}")
+                continue
+            yield _from_record(rec, source, where, len(line))
+
+
+def _from_record(rec: Any, source: SourceConfig, where: str, n_bytes: int) -> RawItem:
+    if not isinstance(rec, dict):
+        return RawItem(where, json.dumps(rec)[:10_000], n_bytes, "malformed-record", "record is not an object")
+    text = rec.get(source.text_column)
+    if text is None:
+        return RawItem(where, json.dumps(rec)[:10_000], n_bytes, "malformed-record",
+                       f"no {source.text_column!r} field (set text_column)")
+    if not isinstance(text, str):
+        return RawItem(where, json.dumps(rec)[:10_000], n_bytes, "malformed-record",
+                       f"{source.text_column!r} is {type(text).__name__}, not a string")
+    return RawItem(_record_path(rec, source, where), text, len(text.encode("utf-8", "surrogatepass")))
+
+
+def _read_parquet(unit: dict[str, Any], source: SourceConfig) -> Iterator[RawItem]:
+    path = unit["parquet"]
+    if unit.get("row_group", 0) < 0:
+        yield RawItem(path, None, _size(Path(path)), "unreadable", unit.get("error", ""))
+        return
+    try:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        if source.text_column not in names:
+            yield RawItem(f"{path}:rg{unit['row_group']}", None, 0, "malformed-record",
+                          f"no column {source.text_column!r} (columns: {', '.join(names)})")
+            return
+        cols = [source.text_column] + ([source.path_column] if source.path_column in names else [])
+        table = pf.read_row_group(unit["row_group"], columns=cols)
+    except Exception as exc:  # noqa: BLE001 - corrupt file becomes a rejected record
+        yield RawItem(path, None, 0, "unreadable", f"{type(exc).__name__}: {exc}")
+        return
+    offset = sum(pf.metadata.row_group(g).num_rows for g in range(unit["row_group"]))
+    for i, rec in enumerate(table.to_pylist()):
+        yield _from_record(rec, source, f"{path}:{offset + i}", 0)
+
+
+def python_version_label() -> str:
+    return f"python{sys.version_info.major}.{sys.version_info.minor}"

@@ -1,0 +1,271 @@
+"""The corpus stage: read every source, reject bad files, drop exact and near duplicates.
+
+Three steps, each resumable after an interruption:
+
+1. read (sharded, parallel): read units, decode, apply the quality filters, compute the content id
+   and the MinHash signature. Writes ``_work/read/part-N`` and ``_work/read-rejected/part-N``.
+2. decide (one process, needs all signatures): exact duplicates by content id, near duplicates by
+   LSH + union-find; the first record of a cluster (in source order) is kept. Writes
+   ``_work/decisions.parquet`` atomically.
+3. write (sharded, parallel): the kept records -> ``part-N`` with the dedup decision in provenance;
+   every rejected record (read failures, filters, duplicates) -> ``rejected/part-N``.
+
+Output: ``OUT/`` (kept: id, text, path, source, n_bytes, provenance) and ``OUT/rejected/`` (the same
+plus reason and detail; nothing read is ever lost).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from textbooklm.corpus.config import CorpusConfig, DedupConfig, FilterConfig, SourceConfig
+from textbooklm.corpus.filters import content_id, decode, quality_reason
+from textbooklm.corpus.minhash import MinHasher, clusters, duplicate_pairs
+from textbooklm.corpus.readers import RawItem, plan_units, read_unit
+from textbooklm.executor import map_shards
+from textbooklm.progress import summary_line
+from textbooklm.store import Dataset, finish_dataset, shard_name, write_table
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("path", pa.string()),
+        ("source", pa.string()),
+        ("n_bytes", pa.int64()),
+        ("provenance", pa.string()),
+    ]
+)
+READ_SCHEMA = RECORD_SCHEMA.append(pa.field("signature", pa.binary()))
+REJECTED_SCHEMA = RECORD_SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string()))
+DECISION_SCHEMA = pa.schema(
+    [
+        ("shard", pa.string()),
+        ("row", pa.int64()),
+        ("decision", pa.string()),  # keep | exact-duplicate | near-duplicate
+        ("cluster", pa.string()),  # id of the record kept for this cluster
+        ("cluster_size", pa.int64()),
+        ("similarity", pa.float64()),  # estimated Jaccard to the kept record
+        ("duplicate_of", pa.string()),  # path of the kept record
+    ]
+)
+
+
+# -- planning ----------------------------------------------------------------------------------
+def plan_tasks(cfg: CorpusConfig, work: Path) -> list[dict[str, Any]]:
+    """Split every source's units into shards of ``files_per_shard`` units, in source order."""
+    tasks: list[dict[str, Any]] = []
+    for source in cfg.sources:
+        units = plan_units(source)
+        for start in range(0, len(units), cfg.files_per_shard):
+            tasks.append(
+                {
+                    "key": shard_name(len(tasks)),
+                    "source": source.model_dump(mode="json"),
+                    "units": units[start : start + cfg.files_per_shard],
+                    "filters": cfg.filters.model_dump(mode="json"),
+                    "dedup": cfg.dedup.model_dump(mode="json"),
+                    "work": str(work),
+                }
+            )
+    return tasks
+
+
+# -- step 1: read --------------------------------------------------------------------------------
+def _rejected_row(item: RawItem, source: str, reason: str, detail: str, text: str | None) -> dict[str, Any]:
+    basis = text if text is not None else f"{source}\x00{item.path}"
+    return {
+        "id": content_id(basis),
+        "text": text,
+        "path": item.path,
+        "source": source,
+        "n_bytes": item.n_bytes,
+        "provenance": json.dumps({"corpus": {"reason": reason}}),
+        "reason": reason,
+        "detail": detail,
+    }
+
+
+def read_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: read, decode, filter and sign one shard of units."""
+    source = SourceConfig.model_validate(task["source"])
+    filters = FilterConfig.model_validate(task["filters"])
+    dedup = DedupConfig.model_validate(task["dedup"])
+    hasher = MinHasher(dedup.num_perm, dedup.ngram, dedup.seed) if dedup.near else None
+    kept: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    read = 0
+    for unit in task["units"]:
+        for item in read_unit(unit, source, filters.max_bytes):
+            read += 1
+            if item.error:
+                text = item.data if isinstance(item.data, str) else None
+                rejected.append(_rejected_row(item, source.label, item.error, item.detail, text))
+                continue
+            if isinstance(item.data, bytes):
+                text, reason, detail = decode(item.data)
+            else:
+                text, reason, detail = item.data or "", None, ""
+            if reason is None:
+                reason, detail = quality_reason(text or "", filters)
+            if reason is not None:
+                rejected.append(_rejected_row(item, source.label, reason, detail, text))
+                continue
+            kept.append(
+                {
+                    "id": content_id(text),
+                    "text": text,
+                    "path": item.path,
+                    "source": source.label,
+                    "n_bytes": item.n_bytes,
+                    "provenance": json.dumps({"corpus": {"source": source.label, "path": item.path}}),
+                    "signature": hasher.signature(text).tobytes() if hasher else b"",
+                }
+            )
+    work = Path(task["work"])
+    write_table(work / "read" / task["key"], pa.Table.from_pylist(kept, schema=READ_SCHEMA))
+    write_table(work / "read-rejected" / task["key"], pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
+    return {"read": read, "kept": len(kept), "rejected": dict(Counter(r["reason"] for r in rejected))}
+
+
+# -- step 2: decide --------------------------------------------------------------------------------
+def decide(tasks: list[dict[str, Any]], dedup: DedupConfig, work: Path) -> pa.Table:
+    """Exact then near dedup over all read shards; the first record of a group (in order) is kept."""
+    shards, rows, ids, paths, sigs = [], [], [], [], []
+    for task in tasks:
+        table = pq.read_table(work / "read" / task["key"], columns=["id", "path", "signature"])
+        n = table.num_rows
+        shards += [task["key"]] * n
+        rows += range(n)
+        ids += table.column("id").to_pylist()
+        paths += table.column("path").to_pylist()
+        sigs += table.column("signature").to_pylist()
+    n = len(ids)
+    decision = ["keep"] * n
+    cluster = list(ids)
+    size = [1] * n
+    similarity = [1.0] * n
+    dup_of: list[str | None] = [None] * n
+
+    first: dict[str, int] = {}
+    unique: list[int] = []
+    for i, rid in enumerate(ids):
+        j = first.setdefault(rid, i)
+        if j != i and dedup.exact:
+            decision[i], dup_of[i] = "exact-duplicate", paths[j]
+            size[j] += 1
+        else:
+            unique.append(i)
+
+    if dedup.near and len(unique) > 1:
+        matrix = np.stack([np.frombuffer(sigs[i], dtype=np.uint32) for i in unique])
+        pairs = duplicate_pairs(matrix, dedup.bands, dedup.threshold)
+        roots = clusters(len(unique), pairs)
+        members = Counter(roots.tolist())
+        for local, root in enumerate(roots.tolist()):
+            i, r = unique[local], unique[root]
+            if members[root] > 1:
+                cluster[i] = ids[r]
+                size[i] = members[root]
+            if local != root:
+                decision[i], dup_of[i] = "near-duplicate", paths[r]
+                similarity[i] = float(np.mean(matrix[local] == matrix[root]))
+    table = pa.Table.from_pydict(
+        {
+            "shard": shards, "row": rows, "decision": decision, "cluster": cluster,
+            "cluster_size": size, "similarity": similarity, "duplicate_of": dup_of,
+        },
+        schema=DECISION_SCHEMA,
+    )
+    write_table(work / "decisions.parquet", table)
+    return table
+
+
+# -- step 3: write ---------------------------------------------------------------------------------
+def write_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: split one read shard into kept and rejected by the decisions."""
+    work = Path(task["work"])
+    out = Path(task["out"])
+    read = pq.read_table(work / "read" / task["key"])
+    decisions = pq.read_table(work / "decisions.parquet", filters=[("shard", "==", task["key"])]).sort_by("row")
+    kept, dups = [], []
+    for rec, dec in zip(read.drop_columns(["signature"]).to_pylist(), decisions.to_pylist(), strict=True):
+        prov = json.loads(rec["provenance"])
+        prov["corpus"].update(
+            cluster=dec["cluster"], cluster_size=dec["cluster_size"], decision=dec["decision"]
+        )
+        if dec["decision"] == "keep":
+            rec["provenance"] = json.dumps(prov)
+            kept.append(rec)
+            continue
+        prov["corpus"].update(similarity=round(dec["similarity"], 4), duplicate_of=dec["duplicate_of"])
+        rec["provenance"] = json.dumps(prov)
+        detail = f"duplicate of {dec['duplicate_of']}"
+        if dec["decision"] == "near-duplicate":
+            detail += f" (estimated Jaccard {dec['similarity']:.2f})"
+        dups.append({**rec, "reason": dec["decision"], "detail": detail})
+    rejected = pa.concat_tables(
+        [pq.read_table(work / "read-rejected" / task["key"]), pa.Table.from_pylist(dups, schema=REJECTED_SCHEMA)]
+    )
+    write_table(out / "rejected" / task["key"], rejected)
+    write_table(out / task["key"], pa.Table.from_pylist(kept, schema=RECORD_SCHEMA))
+    return {
+        "kept": len(kept),
+        "kept_bytes": sum(r["n_bytes"] for r in kept),
+        "rejected": dict(Counter(rejected.column("reason").to_pylist())),
+    }
+
+
+# -- the stage -------------------------------------------------------------------------------------
+def run(cfg: CorpusConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+    """Run the corpus stage into ``out`` (resuming whatever an interrupted run finished)."""
+    out = Path(out)
+    work = out / "_work"
+    run_cfg = ctx.run
+    exec_kw = {"executor": run_cfg.executor, "workers": run_cfg.workers, "ray_address": run_cfg.ray_address}
+    tasks = plan_tasks(cfg, work)
+    read_results = map_shards(read_shard, tasks, work / "markers" / "read", description="corpus: read", **exec_kw)
+
+    decisions_path = work / "decisions.parquet"
+    decisions = pq.read_table(decisions_path) if decisions_path.exists() else decide(tasks, cfg.dedup, work)
+
+    write_tasks = [{"key": t["key"], "work": str(work), "out": str(out)} for t in tasks]
+    write_results = map_shards(write_shard, write_tasks, work / "markers" / "write", description="corpus: write", **exec_kw)
+
+    summary = _summary(read_results, write_results, decisions)
+    finish_dataset(out / "rejected", stage="corpus.rejected", config_hash=ctx.config_hash, summary=summary)
+    ds = finish_dataset(out, stage="corpus", config_hash=ctx.config_hash, summary=summary)
+    summary_line(summary["line"])
+    return ds
+
+
+def _summary(read_results: dict, write_results: dict, decisions: pa.Table) -> dict[str, Any]:
+    read = sum(r["read"] for r in read_results.values())
+    kept = sum(r["kept"] for r in write_results.values())
+    reasons: Counter[str] = Counter()
+    for r in write_results.values():
+        reasons.update(r["rejected"])
+    exact = reasons.pop("exact-duplicate", 0)
+    near = reasons.pop("near-duplicate", 0)
+    dec = decisions.filter(pc.equal(decisions.column("decision"), "near-duplicate"))
+    n_clusters = len(set(dec.column("cluster").to_pylist()))
+    other = sum(reasons.values())
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    line = (
+        f"corpus: {read} read, {kept} kept, {exact} exact duplicates, "
+        f"{near} near-duplicates in {n_clusters} clusters, {other} rejected"
+        + (f" ({detail})" if detail else "")
+    )
+    return {
+        "line": line, "read": read, "kept": kept, "exact_duplicates": exact, "near_duplicates": near,
+        "near_clusters": n_clusters, "rejected": other, "rejected_by_reason": dict(reasons),
+        "kept_bytes": sum(r["kept_bytes"] for r in write_results.values()),
+    }
