@@ -40,7 +40,9 @@ class FilterConfig(StrictModel):
     min_lines: int | None = Field(5, ge=0, description="Fewer non-blank lines -> 'too-few-lines'.")
     max_lines: int | None = Field(50_000, ge=1, description="More lines -> 'too-many-lines'.")
     max_line_length: int | None = Field(1000, ge=1, description="Any longer line -> 'long-lines'.")
-    max_mean_line_length: float | None = Field(100.0, gt=0, description="Higher mean line length -> 'mean-line-length'.")
+    max_mean_line_length: float | None = Field(
+        100.0, gt=0, description="Higher mean line length -> 'mean-line-length'."
+    )
     min_alnum_fraction: float | None = Field(
         0.25, ge=0, le=1, description="Lower share of letters/digits -> 'alphanumeric-fraction' (data blobs)."
     )
@@ -55,7 +57,9 @@ class DedupConfig(StrictModel):
     ngram: int = Field(5, ge=1, description="Shingle size, in tokens.")
     num_perm: int = Field(128, ge=8, description="MinHash permutations (signature length).")
     bands: int = Field(16, ge=1, description="LSH bands; rows per band = num_perm / bands.")
-    threshold: float = Field(0.8, gt=0, le=1, description="Estimated Jaccard at or above which two files are near duplicates.")
+    threshold: float = Field(
+        0.8, gt=0, le=1, description="Estimated Jaccard at or above which two files are near duplicates."
+    )
     seed: int = Field(1, description="Seed of the MinHash permutations.")
 
     @model_validator(mode="after")

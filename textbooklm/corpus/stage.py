@@ -238,7 +238,9 @@ def run(cfg: CorpusConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> D
     decisions = pq.read_table(decisions_path) if decisions_path.exists() else decide(tasks, cfg.dedup, work)
 
     write_tasks = [{"key": t["key"], "work": str(work), "out": str(out)} for t in tasks]
-    write_results = map_shards(write_shard, write_tasks, work / "markers" / "write", description="corpus: write", **exec_kw)
+    write_results = map_shards(
+        write_shard, write_tasks, work / "markers" / "write", description="corpus: write", **exec_kw
+    )
 
     summary = _summary(read_results, write_results, decisions)
     finish_dataset(out / "rejected", stage="corpus.rejected", config_hash=ctx.config_hash, summary=summary)
