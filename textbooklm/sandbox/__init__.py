@@ -1,0 +1,39 @@
+"""Run untrusted (model-written) Python with time, memory, process, file and network limits.
+
+Used by every stage that executes model output: exercise verification (synth), textbook code
+blocks, GSM8K-through-code, and HumanEval/MBPP scoring (evals).
+
+Library API::
+
+    from textbooklm.sandbox import Limits, Program, SandboxPool, run_program, run_programs
+
+    results = run_programs([Program(id="a", code=src, test=test, entry_point="f")],
+                           Limits(timeout_s=3, memory_mb=4096), workers=None)   # None: every core
+    r = results[0]
+    r.status      # "passed" | "failed" | "timeout" | "memory" | "crashed"
+    r.error       # e.g. "AssertionError at test line 5: assert candidate(2) == 4"
+    r.duration_s, r.stdout, r.stderr, r.network_isolated
+
+    with SandboxPool(limits, workers=4) as pool:   # keep workers warm across batches
+        pool.run(batch1); pool.run(batch2)
+
+A program is ``code``, then ``test``, then ``check(entry_point)`` when an entry point is given
+(HumanEval's convention); with no test it passes when it runs to the end. ``Program.reference_s``
+(a reference solution's runtime) raises the wall limit to ``Limits.timeout_factor`` times it.
+
+How: each worker is a warm Python process (zygote.py) that forks one child per program (child.py).
+The child gets a new session, stdin from /dev/null, capped stdout/stderr pipes, a fresh work dir
+(removed afterwards), RLIMIT_AS/CPU/NPROC/FSIZE/CORE, an unprivileged uid when run as root, and
+an accident guard (guard.py). Workers live in their own network namespace (no network) and PID
+namespace (every leftover process is killed after each program) where the OS permits
+(namespaces.py); ``Result.network_isolated`` and ``SandboxPool.isolation`` say what was achieved.
+
+What it is not: a security boundary against a determined attacker (ctypes, /proc, kernel bugs).
+It contains accidents and runaway programs; run untrusted code at scale inside a container or VM.
+"""
+
+from textbooklm.sandbox.config import Limits
+from textbooklm.sandbox.pool import SandboxPool, run_program, run_programs
+from textbooklm.sandbox.program import STATUSES, Program, Result, Status
+
+__all__ = ["Limits", "Program", "Result", "Status", "STATUSES", "SandboxPool", "run_program", "run_programs"]

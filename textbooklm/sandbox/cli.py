@@ -1,0 +1,73 @@
+"""``textbooklm sandbox run PROGRAMS.jsonl --out RESULTS.jsonl``: run program records in the sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import typer
+
+sandbox_app = typer.Typer(help="Run untrusted Python programs with time, memory and process limits.",
+                          no_args_is_help=True)
+
+
+def read_programs(path: Path) -> list:
+    """Read ``{"id","code","test"?,"entry_point"?,"reference_s"?}`` lines; errors name file:line."""
+    from textbooklm.sandbox.program import Program
+
+    programs = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            programs.append(Program.from_record(record, where=f"{path}:{n}"))
+    return programs
+
+
+@sandbox_app.command("run")
+def run(
+    programs: Path = typer.Argument(..., help='JSONL, one {"id","code","test","entry_point"} per line.'),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (one per program, input order)."),
+    timeout: float = typer.Option(3.0, "--timeout", help="Wall-clock limit per program (floor), seconds."),
+    memory_mb: int = typer.Option(4096, "--memory-mb", help="Address-space limit per program, MiB."),
+    workers: int = typer.Option(0, "--workers", help="Parallel workers (0: one per core)."),
+    max_processes: int = typer.Option(32, "--max-processes", help="Process limit per program."),
+    no_guard: bool = typer.Option(False, "--no-guard", help="Do not install the accident guard."),
+) -> None:
+    """Run every program; write one result per line and RESULTS.jsonl.meta.json with the limits used."""
+    from textbooklm.progress import progress_bar, summary_line
+    from textbooklm.sandbox import Limits, SandboxPool
+    from textbooklm.store import atomic_write_json
+
+    try:
+        items = read_programs(programs)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    limits = Limits(timeout_s=timeout, memory_mb=memory_mb, max_processes=max_processes, guard=not no_guard)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with progress_bar("sandbox", total=len(items)) as advance, \
+            SandboxPool(limits, workers=workers or None) as pool:
+        results = pool.run(items, on_result=lambda _r: advance(1))
+        isolation, n_workers = pool.isolation, pool.workers
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in results:
+            f.write(json.dumps(r.to_record()) + "\n")
+    tmp.replace(out)
+    counts = Counter(r.status for r in results)
+    atomic_write_json(out.with_name(out.name + ".meta.json"), {
+        "programs": str(programs), "limits": limits.model_dump(), "workers": n_workers,
+        "isolation": isolation, "counts": dict(counts),
+    })
+    summary_line(f"sandbox: {len(results)} programs -> " + ", ".join(f"{k} {v}" for k, v in counts.most_common())
+                 + f" ({'no network' if isolation.get('network_isolated') else 'NETWORK NOT ISOLATED'}); {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(sandbox_app, name="sandbox")

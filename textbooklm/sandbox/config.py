@@ -1,0 +1,51 @@
+"""Every limit the sandbox applies, in one visible place (written into every results file)."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import Field
+
+from textbooklm.config_base import StrictModel
+
+
+class Limits(StrictModel):
+    """Limits of one program run. The effective wall limit of a program is
+    ``max(timeout_s, timeout_factor * program.reference_s)``, as evalplus does: a floor for fast
+    solutions, and room for problems whose reference solution is itself slow."""
+
+    timeout_s: float = Field(3.0, gt=0, description="Wall-clock limit per program (floor), seconds.")
+    timeout_factor: float = Field(
+        4.0, gt=0, description="A program with a measured reference runtime gets this multiple of it when larger."
+    )
+    max_timeout_s: float = Field(60.0, gt=0, description="Hard cap on any program's wall-clock limit, seconds.")
+    cpu_s: float | None = Field(
+        None, gt=0, description="CPU-time limit (RLIMIT_CPU); default: the wall limit rounded up, plus 1 s."
+    )
+    memory_mb: int = Field(4096, ge=64, description="Address-space limit (RLIMIT_AS) per program, MiB.")
+    max_processes: int = Field(
+        32, ge=1, description="Process/thread limit (RLIMIT_NPROC) for the program's sandbox user."
+    )
+    max_file_mb: int = Field(64, ge=1, description="Largest file a program may write (RLIMIT_FSIZE), MiB.")
+    max_output_bytes: int = Field(
+        65536, ge=0, description="Captured stdout and stderr are each cut to this many bytes."
+    )
+    isolate_network: bool = Field(
+        True, description="Run programs in a new network namespace (no interfaces up) where the OS permits."
+    )
+    guard: bool = Field(
+        True,
+        description="Disable fork/subprocess/os.system/os.kill and file removal or writing outside the work "
+        "dir (accident guard, not a security boundary).",
+    )
+
+    def wall_limit(self, reference_s: float | None) -> float:
+        """The wall-clock limit for a program whose reference solution took ``reference_s`` seconds."""
+        limit = self.timeout_s
+        if reference_s is not None:
+            limit = max(limit, self.timeout_factor * reference_s)
+        return min(limit, self.max_timeout_s)
+
+    def cpu_limit(self, wall_s: float) -> int:
+        """RLIMIT_CPU is whole seconds; a program may not out-compute its wall limit."""
+        return int(math.ceil(self.cpu_s if self.cpu_s is not None else wall_s + 1.0))

