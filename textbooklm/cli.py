@@ -23,6 +23,7 @@ app = typer.Typer(
 AREAS = [
     "textbooklm.pipeline_cli",
     "textbooklm.corpus.cli",
+    "textbooklm.sandbox.cli",
 ]
 
 for _module in AREAS:
