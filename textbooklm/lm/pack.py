@@ -1,0 +1,288 @@
+"""Token packing: documents -> end-of-text-joined token shards the trainer memory-maps.
+
+Layout of a pack folder::
+
+    index.json                dtype, vocab, eot id, shards and counts per split, the realized mixture
+    train/tokens-00000.bin    uint16 (uint32 when the vocabulary needs it), raw, memory-mappable
+    train/mask-00000.bin      uint8 loss mask (1 = train on this token), only for prompt/completion data
+    val/...
+
+Why this way: a flat memmap makes a batch a slice (no parsing, no per-document padding), and
+joining documents with ``<|endoftext|>`` is what GPT-2 / phi pretraining did. The train/validation
+split is decided per *document* by a hash of its text, so a document is never on both sides and the
+split does not change when other documents are added. Mixture weights are token shares: the
+packer draws documents of each source (repeating a source in reshuffled epochs only when asked
+for more tokens than it has) and interleaves them in a seeded random order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from textbooklm.lm.tokenizer import TextTokenizer
+from textbooklm.progress import progress_bar, summary_line
+from textbooklm.store import Dataset, atomic_write_json
+
+INDEX = "index.json"
+FORMAT = "textbooklm.pack/1"
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
+
+
+def is_validation(text: str, val_fraction: float) -> bool:
+    """Stable per-document split: the first 8 bytes of the text's BLAKE2 hash as a fraction."""
+    if val_fraction <= 0:
+        return False
+    h = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+    return h / 2**64 < val_fraction
+
+
+@dataclass
+class _SourceTokens:
+    """One source tokenized into a scratch stream per split: tokens, mask, document offsets."""
+
+    name: str
+    weight: float
+    tokens: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray | None]
+    offsets: dict[str, np.ndarray]  # len = documents + 1
+
+    def n_tokens(self, split: str) -> int:
+        return int(self.offsets[split][-1])
+
+    def n_docs(self, split: str) -> int:
+        return len(self.offsets[split]) - 1
+
+
+def _documents(ds: Dataset, text_column: str, loss_on: str) -> tuple[str, Iterator[list[dict]]]:
+    """('text' | 'exercise', batches of records) after checking the dataset's columns."""
+    schema = ds.schema()
+    if schema is None:
+        raise ValueError(f"{ds.path}: dataset has no shards")
+    names = set(schema.names)
+    if {"prompt", "completion"} <= names:
+        return "exercise", (b.to_pylist() for b in ds.iter_batches(columns=["prompt", "completion"], batch_size=512))
+    if text_column in names:
+        return "text", (b.to_pylist() for b in ds.iter_batches(columns=[text_column], batch_size=512))
+    raise ValueError(f"{ds.path}: needs a {text_column!r} column or 'prompt' and 'completion' columns "
+                     f"(has {sorted(names)})")
+
+
+def _tokenize_source(
+    name: str, ds: Dataset, weight: float, tok: TextTokenizer, work: Path, text_column: str,
+    loss_on: str, val_fraction: float,
+) -> _SourceTokens:
+    kind, batches = _documents(ds, text_column, loss_on)
+    dtype = token_dtype(tok.vocab_size)
+    with_mask = kind == "exercise" and loss_on == "completion"
+    files = {s: open(work / f"{name}-{s}.tok", "wb") for s in ("train", "val")}  # noqa: SIM115
+    mfiles = {s: open(work / f"{name}-{s}.mask", "wb") for s in ("train", "val")} if with_mask else None  # noqa: SIM115
+    lengths: dict[str, list[int]] = {"train": [], "val": []}
+    try:
+        with progress_bar(f"pack {name}", ds.num_rows if ds.is_finished else None) as advance:
+            for batch in batches:
+                if kind == "text":
+                    texts = [r[text_column] or "" for r in batch]
+                    ids = tok.encode_batch(texts)
+                    docs = [(t, i + [tok.eot_id], None) for t, i in zip(texts, ids, strict=True)]
+                else:
+                    prompts = tok.encode_batch([r["prompt"] or "" for r in batch])
+                    comps = tok.encode_batch([r["completion"] or "" for r in batch])
+                    docs = []
+                    for r, p, c in zip(batch, prompts, comps, strict=True):
+                        ids = p + c + [tok.eot_id]
+                        mask = [0] * len(p) + [1] * (len(c) + 1)
+                        docs.append(((r["prompt"] or "") + (r["completion"] or ""), ids, mask))
+                for text, ids, mask in docs:
+                    split = "val" if is_validation(text, val_fraction) else "train"
+                    files[split].write(np.asarray(ids, dtype=dtype).tobytes())
+                    if mfiles is not None:
+                        mfiles[split].write(np.asarray(mask, dtype=np.uint8).tobytes())
+                    lengths[split].append(len(ids))
+                advance(len(batch))
+    finally:
+        for f in (*files.values(), *(mfiles or {}).values()):
+            f.close()
+    out = _SourceTokens(name, weight, {}, {}, {})
+    for s in ("train", "val"):
+        out.offsets[s] = np.concatenate([[0], np.cumsum(np.asarray(lengths[s], dtype=np.int64))])
+        out.tokens[s] = (np.memmap(work / f"{name}-{s}.tok", dtype=dtype, mode="r")
+                         if out.n_tokens(s) else np.zeros(0, dtype))
+        out.masks[s] = None
+        if with_mask:
+            out.masks[s] = (np.memmap(work / f"{name}-{s}.mask", dtype=np.uint8, mode="r")
+                            if out.n_tokens(s) else np.zeros(0, np.uint8))
+    return out
+
+
+def _draw(src: _SourceTokens, target: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Document ids of ``src`` (train split) totalling at least ``target`` tokens; reshuffled per epoch."""
+    n = src.n_docs("train")
+    lengths = np.diff(src.offsets["train"])
+    chosen: list[np.ndarray] = []
+    total, epochs = 0, 0
+    while total < target and n:
+        perm = rng.permutation(n)
+        cum = np.cumsum(lengths[perm])
+        need = target - total
+        k = int(np.searchsorted(cum, need, side="left")) + 1
+        k = min(k, n)
+        chosen.append(perm[:k])
+        total += int(cum[k - 1])
+        epochs += 1
+    return (np.concatenate(chosen) if chosen else np.zeros(0, np.int64)), epochs
+
+
+class _ShardWriter:
+    def __init__(self, folder: Path, dtype: np.dtype, with_mask: bool, tokens_per_shard: int):
+        self.folder, self.dtype, self.with_mask, self.cap = folder, dtype, with_mask, tokens_per_shard
+        folder.mkdir(parents=True, exist_ok=True)
+        self.shards: list[dict] = []
+        self._tok: list[np.ndarray] = []
+        self._mask: list[np.ndarray] = []
+        self._n = 0
+
+    def add(self, tokens: np.ndarray, mask: np.ndarray | None) -> None:
+        while len(tokens):
+            room = self.cap - self._n
+            self._tok.append(np.asarray(tokens[:room]))
+            if self.with_mask:
+                self._mask.append(np.asarray(mask[:room]))  # type: ignore[index]
+                mask = mask[room:]  # type: ignore[index]
+            self._n += len(self._tok[-1])
+            tokens = tokens[room:]
+            if self._n >= self.cap:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self._n:
+            return
+        i = len(self.shards)
+        name = f"tokens-{i:05d}.bin"
+        np.concatenate(self._tok).astype(self.dtype).tofile(self.folder / name)
+        entry = {"tokens": f"{self.folder.name}/{name}", "n": self._n}
+        if self.with_mask:
+            mname = f"mask-{i:05d}.bin"
+            np.concatenate(self._mask).astype(np.uint8).tofile(self.folder / mname)
+            entry["mask"] = f"{self.folder.name}/{mname}"
+        self.shards.append(entry)
+        self._tok, self._mask, self._n = [], [], 0
+
+
+def pack(
+    sources: list[tuple[str, Dataset, float]],
+    tok: TextTokenizer,
+    out: Path,
+    *,
+    text_column: str = "text",
+    loss_on: str = "all",
+    val_fraction: float = 0.02,
+    total_tokens: int | None = None,
+    tokens_per_shard: int = 50_000_000,
+    seed: int = 0,
+    tokenizer_path: str | None = None,
+) -> dict:
+    """Pack ``sources`` (name, dataset, weight) into ``out``; returns the index (also written)."""
+    if not sources:
+        raise ValueError("pack: no input datasets")
+    out = Path(out)
+    for sub in ("train", "val", "_work"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    (out / INDEX).unlink(missing_ok=True)
+    work = out / "_work"
+    work.mkdir(parents=True)
+    dtype = token_dtype(tok.vocab_size)
+    toks = [_tokenize_source(f"src{i}", ds, w, tok, work, text_column, loss_on, val_fraction)
+            for i, (_, ds, w) in enumerate(sources)]
+    with_mask = any(t.masks["train"] is not None for t in toks)
+    total_w = sum(t.weight for t in toks)
+    shares = [t.weight / total_w for t in toks]
+    avail = [t.n_tokens("train") for t in toks]
+    if total_tokens is None:
+        # The most tokens the weights allow while every source is used at most once.
+        total_tokens = int(min(a / s for a, s in zip(avail, shares, strict=True)))
+    rng = np.random.default_rng(seed)
+    picks, realized = [], []
+    for i, (t, share) in enumerate(zip(toks, shares, strict=True)):
+        docs, epochs = _draw(t, int(round(share * total_tokens)), rng)
+        picks.append(np.stack([np.full(len(docs), i, np.int64), docs], axis=1))
+        realized.append({"epochs": epochs, "documents": int(len(docs)),
+                         "tokens": int(np.diff(t.offsets["train"])[docs].sum()) if len(docs) else 0})
+    order = np.concatenate(picks) if picks else np.zeros((0, 2), np.int64)
+    order = order[rng.permutation(len(order))]
+    index: dict = {"format": FORMAT, "dtype": dtype.name, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id,
+                   "has_mask": with_mask, "tokenizer": tokenizer_path, "seed": seed, "splits": {}}
+    for split, docs_of in (("train", order), ("val", None)):
+        writer = _ShardWriter(out / split, dtype, with_mask, tokens_per_shard)
+        if docs_of is None:  # validation: every held-out document of every source, in source order
+            docs_of = np.concatenate([np.stack([np.full(t.n_docs("val"), i, np.int64), np.arange(t.n_docs("val"))], 1)
+                                      for i, t in enumerate(toks)])
+        for s, d in docs_of:
+            t = toks[s]
+            a, b = t.offsets[split][d], t.offsets[split][d + 1]
+            m = t.masks[split]
+            mask = (m[a:b] if m is not None else np.ones(b - a, np.uint8)) if with_mask else None
+            writer.add(t.tokens[split][a:b], mask)
+        writer.flush()
+        index["splits"][split] = {"shards": writer.shards, "tokens": sum(s["n"] for s in writer.shards),
+                                  "documents": int(len(docs_of))}
+    index["sources"] = [
+        {"dataset": name, "weight": w, "share": share, "train_documents": t.n_docs("train"),
+         "train_tokens": t.n_tokens("train"), "val_documents": t.n_docs("val"), "val_tokens": t.n_tokens("val"),
+         "packed": r}
+        for (name, _, w), t, share, r in zip(sources, toks, shares, realized, strict=True)
+    ]
+    del toks
+    shutil.rmtree(work, ignore_errors=True)
+    atomic_write_json(out / INDEX, index)
+    tr, va = index["splits"]["train"], index["splits"]["val"]
+    mix = ", ".join(f"{s['dataset']} {s['packed']['tokens'] / max(tr['tokens'], 1):.0%}" for s in index["sources"])
+    index["line"] = (f"pack: {tr['tokens']:,} train tokens ({tr['documents']:,} docs, {len(tr['shards'])} shards), "
+                     f"{va['tokens']:,} validation tokens ({va['documents']:,} docs); mixture {mix}")
+    summary_line(index["line"])
+    return index
+
+
+class PackedTokens:
+    """One split of a pack as fixed-length training sequences (``seq_len + 1`` tokens, no shard crossing)."""
+
+    def __init__(self, folder: str | Path, split: str, seq_len: int):
+        self.folder = Path(folder)
+        try:
+            self.index = json.loads((self.folder / INDEX).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.folder}: not a token pack (no {INDEX}); run `textbooklm pack`") from None
+        dtype = np.dtype(self.index["dtype"])
+        self.seq_len = seq_len
+        self.tokens, self.masks, starts = [], [], []
+        for i, shard in enumerate(self.index["splits"][split]["shards"]):
+            self.tokens.append(np.memmap(self.folder / shard["tokens"], dtype=dtype, mode="r"))
+            self.masks.append(np.memmap(self.folder / shard["mask"], dtype=np.uint8, mode="r")
+                              if "mask" in shard else None)
+            n_seq = (shard["n"] - 1) // seq_len
+            starts.append(np.stack([np.full(n_seq, i, np.int64), np.arange(n_seq) * seq_len], 1))
+        self.starts = np.concatenate(starts) if starts else np.zeros((0, 2), np.int64)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def get(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Inputs, targets (int64, (n, seq_len)) and the targets' loss mask (uint8) of sequences ``ids``."""
+        T = self.seq_len
+        rows = np.empty((len(ids), T + 1), np.int64)
+        mask = np.ones((len(ids), T), np.uint8)
+        for r, j in enumerate(ids):
+            s, a = self.starts[j]
+            rows[r] = self.tokens[s][a : a + T + 1]
+            if self.masks[s] is not None:
+                mask[r] = self.masks[s][a + 1 : a + T + 1]
+        return rows[:, :-1], rows[:, 1:], mask
