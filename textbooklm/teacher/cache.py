@@ -1,0 +1,94 @@
+"""The SQLite request cache: finished results by request key, and each stage's running ledger.
+
+Why SQLite: one file, atomic commits, safe for several processes (WAL), and a result committed the
+moment its request finishes survives a crash or Ctrl-C, so an interrupted batch resumes where it
+stopped and a re-run never pays twice. Only completed results are cached: a request that failed
+(server down, budget reached) is tried again by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from textbooklm.teacher.types import Request, Result
+
+CACHE_FILE = "teacher_cache.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    model TEXT NOT NULL,
+    request TEXT NOT NULL,
+    result TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    stage TEXT NOT NULL,
+    model TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (stage, model)
+);
+"""
+
+
+class RequestCache:
+    """Results of finished requests, keyed by :func:`~textbooklm.teacher.types.request_key`."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def get_many(self, keys: list[str]) -> dict[str, Result]:
+        found: dict[str, Result] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT key, result FROM results WHERE key IN ({marks})", chunk)
+                for key, blob in rows:
+                    res = Result.from_json(blob)
+                    res.cached = True
+                    found[key] = res
+        return found
+
+    def put(self, backend: str, model: str, request: Request, result: Result) -> None:
+        """Commit one finished result now (not at the end of the batch), so nothing is lost on a crash."""
+        if not result.ok:
+            return
+        req = json.dumps({"messages": list(request.messages), "params": request.params()}, ensure_ascii=False)
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
+                (result.key, backend, model, req, result.to_json(), time.time()),
+            )
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+    def load_ledger(self, stage: str, model: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data FROM ledger WHERE stage = ? AND model = ?", (stage, model)
+            ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def save_ledger(self, stage: str, model: str, data: dict) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO ledger VALUES (?, ?, ?)", (stage, model, json.dumps(data))
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,134 @@
+"""Config models of the teacher layer: one named teacher, its prices, and a run's cost plan.
+
+A pipeline config holds named teachers (``[teachers.gpt4]``, ``[teachers.local]``); stages refer to one
+by name. Prices are USD per 1M tokens; a few well-known models have presets so a config only needs to
+override what differs (e.g. a negotiated rate, or a self-hosted model billed per GPU-hour turned into a
+per-token figure).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from textbooklm.config_base import StrictModel
+
+
+class Price(StrictModel):
+    """What one model costs, in USD per 1M tokens."""
+
+    usd_per_1m_input: float = Field(..., ge=0, description="USD per 1M prompt (input) tokens.")
+    usd_per_1m_output: float = Field(..., ge=0, description="USD per 1M completion (output) tokens.")
+
+    def cost(self, tokens_in: float, tokens_out: float) -> float:
+        return (tokens_in * self.usd_per_1m_input + tokens_out * self.usd_per_1m_output) / 1e6
+
+
+# List prices when each was current. The 2023 GPT-4 (8k) and GPT-3.5-turbo rows are what the phi-1
+# paper paid; they reproduce its ~$3,000 judging + ~$2,500 generation figure (see `textbooklm cost`).
+PRICE_PRESETS: dict[str, Price] = {
+    "gpt-4-0613": Price(usd_per_1m_input=30.0, usd_per_1m_output=60.0),
+    "gpt-4": Price(usd_per_1m_input=30.0, usd_per_1m_output=60.0),
+    "gpt-4-32k": Price(usd_per_1m_input=60.0, usd_per_1m_output=120.0),
+    "gpt-3.5-turbo-0613": Price(usd_per_1m_input=1.5, usd_per_1m_output=2.0),
+    "gpt-3.5-turbo": Price(usd_per_1m_input=1.5, usd_per_1m_output=2.0),
+    "gpt-4-turbo": Price(usd_per_1m_input=10.0, usd_per_1m_output=30.0),
+    "gpt-4o": Price(usd_per_1m_input=2.5, usd_per_1m_output=10.0),
+    "gpt-4o-mini": Price(usd_per_1m_input=0.15, usd_per_1m_output=0.6),
+    "gpt-4.1": Price(usd_per_1m_input=2.0, usd_per_1m_output=8.0),
+    "gpt-4.1-mini": Price(usd_per_1m_input=0.4, usd_per_1m_output=1.6),
+    "gpt-4.1-nano": Price(usd_per_1m_input=0.1, usd_per_1m_output=0.4),
+    # Models on this machine cost electricity, not tokens.
+    "smollm2": Price(usd_per_1m_input=0.0, usd_per_1m_output=0.0),
+}
+
+
+class TeacherConfig(StrictModel):
+    """One teacher LLM: where it runs, how hard it may be pushed, and what it may cost."""
+
+    backend: Literal["openai", "local"] = Field(
+        ..., description="'openai': any OpenAI-compatible chat endpoint; 'local': a transformers model here."
+    )
+    model: str = Field(
+        ...,
+        description="Model name sent to the endpoint (openai), or 'smollm2' / a Hugging Face model folder "
+        "(local).",
+    )
+    base_url: str | None = Field(
+        None, description="Endpoint root, e.g. http://127.0.0.1:8000/v1 (vLLM); unset means api.openai.com."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="NAME of the environment variable holding the API key (the key itself never goes in "
+        "a config, a log or the cache).",
+    )
+    concurrency: int = Field(16, ge=1, description="Requests in flight at once (openai backend).")
+    rpm: float | None = Field(None, gt=0, description="Requests per minute allowed; unset = no limit.")
+    tpm: float | None = Field(
+        None, gt=0, description="Tokens per minute allowed (prompt estimate + max_tokens, as OpenAI counts)."
+    )
+    rate_burst_s: float = Field(
+        1.0, gt=0, description="Seconds of rpm/tpm allowance that may be spent at once (token-bucket size)."
+    )
+    max_retries: int = Field(
+        6, ge=0, description="Retries per request on 429, 5xx, timeouts, dropped connections, bad replies."
+    )
+    backoff_base_s: float = Field(1.0, gt=0, description="First retry delay; doubles each retry, jittered.")
+    backoff_max_s: float = Field(60.0, gt=0, description="Longest delay between retries.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request time limit (one attempt).")
+    top_logprobs: int = Field(
+        20, ge=1, le=20, description="Alternatives asked per token when scoring choices via logprobs."
+    )
+    batch_size: int = Field(8, ge=1, description="Prompts generated together (local backend).")
+    device: str = Field("cpu", description="Torch device of the local model ('cpu', 'cuda', 'cuda:1').")
+    cache: bool = Field(True, description="Keep finished results in the SQLite request cache and reuse them.")
+    budget_usd: float | None = Field(
+        None, gt=0, description="Stop a stage before its spend on this teacher would pass this many USD."
+    )
+    budget_tokens: int | None = Field(
+        None, gt=0, description="Stop a stage before its tokens (in + out) on this teacher would pass this."
+    )
+    price: Price | None = Field(None, description="USD per 1M tokens; overrides any preset.")
+    price_preset: str | None = Field(
+        None, description="Use this preset's price instead of looking up `model` (e.g. a renamed deployment)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TeacherConfig:
+        if self.price_preset is not None and self.price_preset not in PRICE_PRESETS:
+            raise ValueError(
+                f"unknown price_preset {self.price_preset!r}; presets: {', '.join(sorted(PRICE_PRESETS))}"
+            )
+        if self.budget_usd is not None and self.resolved_price() is None:
+            raise ValueError(
+                f"budget_usd needs a price for model {self.model!r}: set `price` or `price_preset`"
+            )
+        return self
+
+    def resolved_price(self) -> Price | None:
+        """The price in force: explicit, else preset by name, else free for local models, else unknown."""
+        if self.price is not None:
+            return self.price
+        if self.price_preset is not None:
+            return PRICE_PRESETS[self.price_preset]
+        if self.model in PRICE_PRESETS:
+            return PRICE_PRESETS[self.model]
+        if self.backend == "local":
+            return PRICE_PRESETS["smollm2"]
+        return None
+
+
+class StageEstimate(StrictModel):
+    """The teacher work one stage is planned to do, for `textbooklm cost` before a run starts."""
+
+    teacher: str = Field(..., description="Name of the teacher (a key of [teachers]) this stage uses.")
+    requests: int = Field(
+        ..., ge=0, description="Planned number of requests (files judged, documents written)."
+    )
+    input_tokens_per_request: float = Field(
+        ..., ge=0, description="Average prompt tokens per request (instructions + the file or seed)."
+    )
+    output_tokens_per_request: float = Field(
+        ..., ge=0, description="Average completion tokens per request (a score: a few; a textbook: ~1000)."
+    )

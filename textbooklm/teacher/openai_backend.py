@@ -1,0 +1,244 @@
+"""The ``openai`` backend: any OpenAI-compatible chat-completions endpoint through AsyncOpenAI.
+
+Works against OpenAI, vLLM, llama.cpp server, Ollama and TGI. The SDK's own retries are switched
+off: this backend retries itself so that every retry passes the shared rate limiter, honours the
+server's ``retry-after``, and is counted by reason in the ledger. The API key is read from the
+environment variable the config names, handed to the SDK, and never logged or stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import random
+import time
+from typing import Any
+
+import openai
+
+from textbooklm.teacher.backend import Finish, Job, TeacherError
+from textbooklm.teacher.config import TeacherConfig
+from textbooklm.teacher.ratelimit import RateLimiter, exhausted_for_s, retry_after_s
+from textbooklm.teacher.types import (
+    REASON_CLIENT,
+    REASON_CONNECTION,
+    REASON_MALFORMED,
+    REASON_NO_LOGPROBS,
+    REASON_RATE_LIMITED,
+    REASON_SERVER,
+    REASON_TIMEOUT,
+    Request,
+    Result,
+)
+
+log = logging.getLogger("textbooklm.teacher")
+
+
+class MalformedReply(ValueError):
+    """The server answered 200 but not with a usable chat completion."""
+
+
+def choice_probs_from_top(top: list[tuple[str, float]], choices: tuple[str, ...]) -> list[float] | None:
+    """Probabilities of each choice from the first token's top logprobs, renormalised over the choices.
+
+    A choice matches a returned token when they are equal after stripping whitespace (" 3" is "3").
+    None when no choice is among the returned tokens.
+    """
+    mass = [0.0] * len(choices)
+    wanted = [c.strip() for c in choices]
+    for token, logprob in top:
+        t = token.strip()
+        for i, c in enumerate(wanted):
+            if t == c:
+                mass[i] += math.exp(logprob)
+    total = sum(mass)
+    if total <= 0:
+        return None
+    return [m / total for m in mass]
+
+
+class OpenAIBackend:
+    """Chat completions over HTTP with rate limits, retries, timeouts and malformed-reply handling."""
+
+    name = "openai"
+
+    def __init__(self, cfg: TeacherConfig) -> None:
+        self.cfg = cfg
+        self.model = cfg.model
+        self.queue_size = cfg.concurrency
+        key = os.environ.get(cfg.api_key_env)
+        if not key:
+            if cfg.base_url is None:
+                raise TeacherError(
+                    f"teacher {cfg.model!r}: environment variable {cfg.api_key_env} is not set "
+                    "(it must hold the API key)"
+                )
+            key = "no-key"  # self-hosted servers (vLLM, llama.cpp) usually need none
+        self._key = key
+        self.limiter = RateLimiter(cfg.rpm, cfg.tpm, cfg.rate_burst_s)
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIBackend(model={self.model!r}, base_url={self.cfg.base_url!r})"
+
+    # -- token estimates ---------------------------------------------------------------------
+    def input_token_bound(self, request: Request) -> int:
+        """Every BPE token covers at least one byte, so bytes + per-message overhead bounds the prompt."""
+        return sum(len(m["content"].encode()) + 8 for m in request.messages) + 8
+
+    def _rate_tokens(self, request: Request) -> int:
+        """What the server's tokens/min limit counts: a prompt estimate (~4 chars/token) + max_tokens."""
+        chars = sum(len(m["content"]) for m in request.messages)
+        return math.ceil(chars / 4) + 4 * len(request.messages) + request.max_tokens
+
+    def order(self, jobs: list[Job]) -> list[Job]:
+        return jobs
+
+    # -- serving -----------------------------------------------------------------------------
+    async def serve(self, queue: asyncio.Queue[Job | None], finish: Finish) -> None:
+        client = openai.AsyncOpenAI(
+            api_key=self._key, base_url=self.cfg.base_url, max_retries=0, timeout=self.cfg.timeout_s
+        )
+
+        async def worker() -> None:
+            while True:
+                job = await queue.get()
+                if job is None:
+                    await queue.put(None)  # let the other workers see the end too
+                    return
+                await finish(job, await self._complete(client, job))
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(self.cfg.concurrency)))
+        finally:
+            await client.close()
+
+    def _kwargs(self, request: Request) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(request.messages),
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+        }
+        if request.seed is not None:
+            kw["seed"] = request.seed
+        if request.stop:
+            kw["stop"] = list(request.stop)
+        if request.json_schema is not None:
+            kw["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "reply", "schema": request.json_schema, "strict": True},
+            }
+        if request.choices:
+            kw["logprobs"] = True
+            kw["top_logprobs"] = self.cfg.top_logprobs
+        return kw
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: half to all of base * 2^(attempt-1), capped."""
+        ceiling = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** (attempt - 1))
+        return ceiling * random.uniform(0.5, 1.0)
+
+    async def _complete(self, client: openai.AsyncOpenAI, job: Job) -> Result:
+        request = job.request
+        retries: dict[str, int] = {}
+        start = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            await self.limiter.acquire(self._rate_tokens(request))
+            wait_hint: float | None = None
+            try:
+                raw = await client.chat.completions.with_raw_response.create(**self._kwargs(request))
+                pause = exhausted_for_s(raw.headers)
+                if pause:
+                    self.limiter.pause(pause)
+                try:
+                    body = raw.parse()
+                except Exception as exc:  # the SDK raises several types for a body it cannot read
+                    raise MalformedReply(f"unreadable body ({type(exc).__name__})") from None
+                result = self._to_result(job.key, request, body)
+                result.latency_s = time.monotonic() - start
+                result.attempts = attempt
+                result.retries = retries
+                return result
+            except openai.RateLimitError as exc:
+                reason, detail = REASON_RATE_LIMITED, "HTTP 429"
+                wait_hint = retry_after_s(exc.response.headers)
+                if wait_hint is not None:
+                    self.limiter.pause(wait_hint)
+            except openai.APITimeoutError:
+                reason, detail = REASON_TIMEOUT, f"no reply within {self.cfg.timeout_s:g} s"
+            except openai.APIConnectionError as exc:
+                reason, detail = REASON_CONNECTION, f"connection failed ({type(exc.__cause__).__name__})"
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if status >= 500 or status in (408, 409):
+                    reason, detail = REASON_SERVER, f"HTTP {status}"
+                    wait_hint = retry_after_s(exc.response.headers)
+                else:
+                    return self._failed(job, f"{REASON_CLIENT}: HTTP {status}", attempt, retries, start)
+            except MalformedReply as exc:
+                reason, detail = REASON_MALFORMED, str(exc)
+            except Exception as exc:  # a bug or an SDK surprise must still end the request with a reason
+                log.exception("teacher request %s: unexpected error", job.key[:12])
+                return self._failed(job, f"{REASON_CLIENT}: {type(exc).__name__}", attempt, retries, start)
+            retries[reason] = retries.get(reason, 0) + 1
+            log.info("teacher request %s: %s (attempt %d)", job.key[:12], detail, attempt)
+            if attempt > self.cfg.max_retries:
+                return self._failed(
+                    job, f"{reason}: {detail}, after {attempt} attempts", attempt, retries, start
+                )
+            if wait_hint is None:
+                await asyncio.sleep(self._backoff(attempt))
+            # with a retry-after the limiter already holds every worker for that long
+
+    @staticmethod
+    def _failed(job: Job, error: str, attempt: int, retries: dict[str, int], start: float) -> Result:
+        return Result(
+            key=job.key, error=error, attempts=attempt, retries=retries, latency_s=time.monotonic() - start
+        )
+
+    def _to_result(self, key: str, request: Request, body: Any) -> Result:
+        """Check a parsed reply has what we need; anything missing is a malformed reply (retried)."""
+        choices = getattr(body, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise MalformedReply("reply has no choices")
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None)
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise MalformedReply("reply message content is not text")
+        usage = getattr(body, "usage", None)
+        tokens_in = getattr(usage, "prompt_tokens", None)
+        tokens_out = getattr(usage, "completion_tokens", None)
+        if not isinstance(tokens_in, int) or not isinstance(tokens_out, int):
+            # Some servers omit usage; fall back to estimates so the ledger still counts something.
+            tokens_in = self._rate_tokens(request) - request.max_tokens
+            tokens_out = math.ceil(len(text) / 4)
+        result = Result(
+            key=key,
+            text=text,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            finish_reason=getattr(choice, "finish_reason", None),
+        )
+        if request.choices:
+            content = getattr(getattr(choice, "logprobs", None), "content", None)
+            if not content:  # retrying will not add logprobs; the tokens are paid, so keep the counts
+                result.error = f"{REASON_NO_LOGPROBS}: the server returned no logprobs"
+                return result
+            top = [(t.token, t.logprob) for t in (content[0].top_logprobs or [])]
+            top.append((content[0].token, content[0].logprob))
+            probs = choice_probs_from_top(list(dict(top).items()), request.choices)
+            if probs is None:
+                result.error = f"{REASON_NO_LOGPROBS}: none of {list(request.choices)} among the top tokens"
+            result.choice_probs = probs
+        return result
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,152 @@
+"""The :class:`Teacher`: one backend wrapped in the request cache, the ledger and the budget.
+
+``complete`` is the only way a stage asks an LLM anything. Its guarantees:
+
+- every request ends as a :class:`Result`, completed or failed with a reason, in input order;
+- a finished request is committed to the cache the moment it finishes and is never sent again
+  (identical requests inside one batch are sent once);
+- the stage's spend never passes ``budget_usd`` / ``budget_tokens``; past that point the remaining
+  requests fail with reason ``budget`` and the summary says the stage stopped at its budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Sequence
+
+from textbooklm.progress import progress_bar
+from textbooklm.teacher.backend import Backend, Job, TeacherError
+from textbooklm.teacher.cache import RequestCache
+from textbooklm.teacher.config import TeacherConfig
+from textbooklm.teacher.ledger import BudgetGate, LedgerEntry
+from textbooklm.teacher.types import REASON_BUDGET, Message, Request, Result, request_key
+
+
+class Teacher:
+    """Cached, budgeted, ledgered access to one LLM for one stage."""
+
+    def __init__(self, cfg: TeacherConfig, backend: Backend, cache: RequestCache | None, stage: str) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.cache = cache
+        self.stage = stage
+        self.price = cfg.resolved_price()
+        saved = cache.load_ledger(stage, cfg.model) if cache is not None else None
+        self.ledger = LedgerEntry.from_dict(saved) if saved else LedgerEntry(stage=stage, model=cfg.model)
+
+    @property
+    def model(self) -> str:
+        return self.cfg.model
+
+    def key(self, request: Request) -> str:
+        return request_key(self.backend.name, self.cfg.model, request)
+
+    # -- completing ----------------------------------------------------------------------------
+    def complete(self, requests: Sequence[Request], show_progress: bool = True) -> list[Result]:
+        """Run a batch to the end (sync wrapper around :meth:`acomplete`)."""
+        return asyncio.run(self.acomplete(requests, show_progress=show_progress))
+
+    async def acomplete(self, requests: Sequence[Request], show_progress: bool = True) -> list[Result]:
+        start = time.monotonic()
+        keys = [self.key(r) for r in requests]
+        slots: dict[str, list[int]] = {}
+        for i, k in enumerate(keys):
+            slots.setdefault(k, []).append(i)
+        results: list[Result | None] = [None] * len(requests)
+
+        hits = self.cache.get_many(list(slots)) if self.cache is not None else {}
+        for k, res in hits.items():
+            for i in slots[k]:
+                results[i] = dataclasses.replace(res)
+            self.ledger.record(res, self.price)
+        jobs = self.backend.order([Job(k, requests[idx[0]]) for k, idx in slots.items() if k not in hits])
+
+        gate = BudgetGate(self.ledger, self.price, self.cfg.budget_usd, self.cfg.budget_tokens)
+        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.backend.queue_size)
+        finished: set[str] = set()
+
+        with progress_bar(f"teacher {self.cfg.model} [{self.stage}]", len(slots), len(hits)) as advance:
+
+            def store(job: Job, result: Result) -> None:
+                if job.key in finished:  # a backend bug must not double-count or overwrite
+                    raise TeacherError(f"backend finished request {job.key[:12]} twice")
+                finished.add(job.key)
+                if self.cache is not None:
+                    self.cache.put(self.backend.name, self.cfg.model, job.request, result)
+                self.ledger.record(result, self.price)
+                if self.cache is not None:
+                    self.cache.save_ledger(self.stage, self.cfg.model, self.ledger.to_dict())
+                for i in slots[job.key]:
+                    results[i] = dataclasses.replace(result)
+                if show_progress:
+                    advance(1)
+
+            async def finish(job: Job, result: Result) -> None:
+                store(job, result)
+                await gate.settle(job.reservation)
+
+            async def feed() -> None:
+                try:
+                    for job in jobs:
+                        reservation = None
+                        if not gate.exhausted:
+                            bound = self.backend.input_token_bound(job.request)
+                            reservation = await gate.admit(bound, job.request.max_tokens)
+                        if reservation is None:
+                            store(job, Result(key=job.key, error=f"{REASON_BUDGET}: {self._budget_text()}"))
+                            continue
+                        job.reservation = reservation
+                        await queue.put(job)
+                finally:
+                    await queue.put(None)
+
+            try:
+                await asyncio.gather(feed(), self.backend.serve(queue, finish))
+            finally:
+                self.ledger.wall_s += time.monotonic() - start
+                if self.cache is not None:
+                    self.cache.save_ledger(self.stage, self.cfg.model, self.ledger.to_dict())
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            raise TeacherError(f"{len(missing)} requests got no result (backend {self.backend.name})")
+        return results  # type: ignore[return-value]
+
+    def _budget_text(self) -> str:
+        parts = []
+        if self.cfg.budget_usd is not None:
+            parts.append(f"budget_usd {self.cfg.budget_usd:g}")
+        if self.cfg.budget_tokens is not None:
+            parts.append(f"budget_tokens {self.cfg.budget_tokens}")
+        return f"stage {self.stage!r} reached its {' / '.join(parts)} on {self.cfg.model}"
+
+    # -- scoring -------------------------------------------------------------------------------
+    def score_choices_many(
+        self, prompts: Sequence[str | Sequence[Message]], choices: Sequence[str]
+    ) -> list[Result]:
+        """Score many prompts; each result's ``choice_probs`` aligns with ``choices`` (None if failed)."""
+        reqs = [
+            Request(
+                messages=[{"role": "user", "content": p}] if isinstance(p, str) else list(p),
+                max_tokens=1,
+                temperature=0.0,
+                choices=tuple(choices),
+            )
+            for p in prompts
+        ]
+        return self.complete(reqs, show_progress=len(reqs) > 1)
+
+    def score_choices(self, prompt: str | Sequence[Message], choices: Sequence[str]) -> list[float]:
+        """The probability of each choice as the reply (they sum to 1); raises if it cannot be scored."""
+        result = self.score_choices_many([prompt], choices)[0]
+        if not result.ok or result.choice_probs is None:
+            raise TeacherError(f"teacher {self.cfg.model}: could not score choices: {result.error}")
+        return result.choice_probs
+
+    def summary(self) -> str:
+        return self.ledger.summary()
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
