@@ -67,7 +67,7 @@ def run_child(request: dict[str, Any], workdir: str, out_w: int, err_w: int, res
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         keep = sorted({0, 1, 2, res_w})
-        for lo, hi in zip(keep, keep[1:] + [65536]):
+        for lo, hi in zip(keep, keep[1:] + [65536], strict=True):
             os.closerange(lo + 1, hi)
         os.chdir(workdir)
         os.environ.update(HOME=workdir, TMPDIR=workdir, TMP=workdir, TEMP=workdir, OMP_NUM_THREADS="1",

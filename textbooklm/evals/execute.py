@@ -1,0 +1,70 @@
+"""Scoring samples: every completion through the sandbox, then pass@k per task.
+
+Writes ``<samples>.results.jsonl`` (one verdict per sample) and ``<samples>.results.json``
+(pass@k, counts per status, and every limit and setting used, including the sandbox isolation).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from textbooklm.evals.passk import mean_pass_at_k
+from textbooklm.evals.problems import Problem
+from textbooklm.evals.tasks import solution_program
+from textbooklm.sandbox import Limits, Program, SandboxPool
+
+
+def read_samples(path: Path) -> list[dict[str, Any]]:
+    samples = []
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or "task_id" not in record or not isinstance(
+                    record.get("completion"), str):
+                raise ValueError(f"{path}:{n}: a sample needs 'task_id' and a string 'completion'")
+            samples.append(record)
+    return samples
+
+
+def to_programs(problems: list[Problem], samples: list[dict[str, Any]], where: str = "samples") -> list[Program]:
+    by_id = {p.task_id: p for p in problems}
+    programs = []
+    for i, s in enumerate(samples):
+        problem = by_id.get(s["task_id"])
+        if problem is None:
+            raise ValueError(f"{where}: sample {i} names task_id {s['task_id']!r}, which the task does not have")
+        programs.append(Program(id=f"{s['task_id']}#{s.get('completion_id', i)}",
+                                code=solution_program(problem, s["completion"]), test=problem.test,
+                                entry_point=problem.entry_point))
+    return programs
+
+
+def score(problems: list[Problem], samples: list[dict[str, Any]], limits: Limits, workers: int | None,
+          ks: tuple[int, ...] = (1, 10, 100), progress=None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run every sample; return per-sample records and the summary (pass@k, counts, settings)."""
+    programs = to_programs(problems, samples)
+    with SandboxPool(limits, workers=workers) as pool:
+        results = pool.run(programs, on_result=(lambda _r: progress(1)) if progress else None)
+        isolation, n_workers = pool.isolation, pool.workers
+    per_task: dict[str, list[bool]] = defaultdict(list)
+    records = []
+    for s, r in zip(samples, results, strict=True):
+        per_task[s["task_id"]].append(r.passed)
+        records.append({"task_id": s["task_id"], "completion_id": s.get("completion_id"), "status": r.status,
+                        "passed": r.passed, "error": r.error, "duration_s": r.duration_s})
+    counts = [(len(v), sum(v)) for v in per_task.values()]
+    summary = {
+        "pass_at_k": mean_pass_at_k(counts, ks),
+        "problems": len(per_task), "samples": len(samples),
+        "status_counts": dict(Counter(r.status for r in results)),
+        "limits": limits.model_dump(), "workers": n_workers, "sandbox_isolation": isolation,
+    }
+    return records, summary
