@@ -24,6 +24,7 @@ AREAS = [
     "textbooklm.pipeline_cli",
     "textbooklm.corpus.cli",
     "textbooklm.sandbox.cli",
+    "textbooklm.evals.cli",
 ]
 
 for _module in AREAS:
