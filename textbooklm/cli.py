@@ -23,6 +23,8 @@ app = typer.Typer(
 AREAS = [
     "textbooklm.pipeline_cli",
     "textbooklm.corpus.cli",
+    "textbooklm.teacher.cli",
+    "textbooklm.lm.cli",
     "textbooklm.sandbox.cli",
     "textbooklm.evals.cli",
 ]
