@@ -1,0 +1,115 @@
+"""The openai backend against a real HTTP server on 127.0.0.1 that injects faults on demand."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from textbooklm.teacher import Request, TeacherError, build_teacher
+
+
+def ask(text: str, **kw) -> Request:
+    return Request(messages=[{"role": "user", "content": text}], **kw)
+
+
+def test_completes_caches_and_never_resends(server, make_cfg, tmp_path):
+    teacher = build_teacher(make_cfg(), tmp_path, stage="judge")
+    reqs = [ask(f"prompt {i} about lists") for i in range(20)] + [ask("prompt 3 about lists")]
+    results = teacher.complete(reqs, show_progress=False)
+    assert all(r.ok for r in results)
+    assert results[0].text == "echo prompt 0 about lists"
+    assert results[0].tokens_out == 5 and results[0].tokens_in > 0
+    assert results[3].text == results[20].text
+    assert len(server.hits) == 20, "a duplicate inside one batch must be sent once"
+    again = teacher.complete(reqs, show_progress=False)
+    assert [r.text for r in again] == [r.text for r in results]
+    assert all(r.cached for r in again)
+    assert len(server.hits) == 20, "a finished request was sent again"
+    led = teacher.ledger
+    assert (led.requests, led.completed, led.cached, led.failed) == (40, 20, 20, 0)  # unique requests
+    assert led.tokens_out == sum(r.tokens_out for r in results[:20])
+    # gpt-4o-mini preset: $0.15 / $0.60 per 1M
+    assert led.cost_usd == pytest.approx((led.tokens_in * 0.15 + led.tokens_out * 0.6) / 1e6)
+    teacher.close()
+
+
+def test_every_fault_ends_completed_or_failed_with_reason(server, make_cfg, tmp_path):
+    server.state.hang_s = 1.5
+    server.inject("429", count=1, match="p-429", retry_after=0.3)
+    server.inject("500", count=2, match="p-err2")
+    server.inject("hang", count=1, match="p-hang")
+    server.inject("drop", count=1, match="p-drop")
+    server.inject("malformed", count=1, match="p-bad1")
+    server.inject("malformed", count=99, match="p-badall")
+    server.inject("500", count=99, match="p-errall")
+    cfg = make_cfg(timeout_s=0.5, max_retries=3)
+    teacher = build_teacher(cfg, tmp_path, stage="synth")
+    names = ["p-ok", "p-429", "p-err2", "p-hang", "p-drop", "p-bad1", "p-badall", "p-errall"]
+    results = teacher.complete([ask(n) for n in names], show_progress=False)
+    by = dict(zip(names, results, strict=True))
+    for name in ["p-ok", "p-429", "p-err2", "p-hang", "p-drop", "p-bad1"]:
+        assert by[name].ok, (name, by[name].error)
+    assert by["p-badall"].reason == "malformed_reply"
+    assert by["p-errall"].reason == "server_error"
+    assert "after 4 attempts" in by["p-errall"].error
+    assert by["p-hang"].retries == {"timeout": 1}
+    assert by["p-drop"].retries == {"connection": 1}
+    assert by["p-err2"].retries == {"server_error": 2}
+
+    sent = Counter(h.prompt for h in server.hits)
+    expected = {"p-ok": 1, "p-429": 2, "p-err2": 3, "p-hang": 2, "p-drop": 2, "p-bad1": 2, "p-badall": 4,
+                "p-errall": 4}
+    assert dict(sent) == expected
+    # Once a request succeeded, the server never saw it again.
+    for name in expected:
+        outcomes = [h.outcome for h in server.hits if h.prompt == name]
+        assert "ok" not in outcomes[:-1], (name, outcomes)
+    # The retry after a 429 waited for retry-after.
+    t429 = [h.t for h in server.hits if h.prompt == "p-429"]
+    assert t429[1] - t429[0] >= 0.29
+    assert teacher.ledger.failures == {"malformed_reply": 1, "server_error": 1}
+    assert teacher.ledger.retries["timeout"] == 1
+
+    # A re-run sends only what did not complete.
+    before = len(server.hits)
+    teacher.complete([ask(n) for n in names], show_progress=False)
+    resent = Counter(h.prompt for h in server.hits[before:])
+    assert set(resent) == {"p-badall", "p-errall"}
+    teacher.close()
+
+
+def test_client_error_is_not_retried(server, make_cfg):
+    # The server answers 404 for an unknown path: a client error, final at once.
+    bad = make_cfg(base_url=server.base_url + "/nowhere")
+    teacher = build_teacher(bad, None)
+    res = teacher.complete([ask("x")], show_progress=False)[0]
+    assert res.error == "client_error: HTTP 404"
+    assert len(server.hits) == 0  # the 404 comes before the hit log; nothing retried
+    assert res.attempts == 1
+
+
+def test_score_choices_from_logprobs(server, make_cfg, tmp_path):
+    teacher = build_teacher(make_cfg(), tmp_path)
+    grades = [str(i) for i in range(6)]
+    probs = teacher.score_choices("Rate this code 0-5", grades)
+    assert sum(probs) == pytest.approx(1.0)
+    w = server.state.top
+    total = sum(w[g] for g in grades)
+    assert probs == pytest.approx([w[g] / total for g in grades])
+    assert server.hits[-1].body["logprobs"] is True and server.hits[-1].body["max_tokens"] == 1
+    yn = teacher.score_choices("Is it good?", ["yes", "no"])
+    assert yn == pytest.approx([0.6, 0.4])
+
+    server.inject("no_logprobs", count=1)
+    with pytest.raises(TeacherError, match="no_choice_logprobs"):
+        teacher.score_choices("A server without logprobs", grades)
+
+
+def test_missing_key_for_openai_is_a_clear_error(monkeypatch):
+    from textbooklm.teacher import TeacherConfig
+
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    cfg = TeacherConfig(backend="openai", model="gpt-4o", api_key_env="NO_SUCH_KEY_VAR")
+    with pytest.raises(TeacherError, match="NO_SUCH_KEY_VAR is not set"):
+        build_teacher(cfg, None)
