@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from textbooklm.config import ConfigError, PipelineConfig, config_hash, load_config, parse_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+def test_demo_config_loads_with_defaults():
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "demo.toml")
+    assert cfg.corpus is not None
+    assert cfg.corpus.dedup.num_perm == 128
+    assert cfg.corpus.filters.max_lines == 50_000  # default filled in
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    p = write(tmp_path, "[corpus.dedup]\nnum_perms = 64\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    msg = str(err.value)
+    assert str(p) in msg and "corpus.dedup.num_perms" in msg and "unknown key" in msg
+
+
+def test_wrong_type_names_key_and_value(tmp_path):
+    p = write(tmp_path, "[run]\nworkers = 'many'\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert "run.workers" in str(err.value) and "'many'" in str(err.value)
+
+
+def test_cross_field_rule(tmp_path):
+    with pytest.raises(ConfigError, match="multiple of bands"):
+        load_config(write(tmp_path, "[corpus.dedup]\nnum_perm = 100\nbands = 16\n"))
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[corpus\n"))
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_source_needs_path():
+    with pytest.raises(ConfigError, match="needs a path"):
+        parse_config({"corpus": {"sources": [{"kind": "folder"}]}})
+
+
+def test_config_hash_changes_with_config_and_upstream():
+    a = PipelineConfig.model_validate({"corpus": {}}).corpus
+    b = PipelineConfig.model_validate({"corpus": {"files_per_shard": 7}}).corpus
+    assert config_hash(a) == config_hash(a)
+    assert config_hash(a) != config_hash(b)
+    assert config_hash(a, "x") != config_hash(a, "y")

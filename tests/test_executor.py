@@ -1,0 +1,79 @@
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from textbooklm.executor import map_shards
+
+
+def square_task(task):
+    """Writes a file (as a stage would) and returns counts; records which process ran it."""
+    out = Path(task["out"]) / f"{task['key']}.txt"
+    out.write_text(str(task["x"] ** 2))
+    return {"square": task["x"] ** 2, "pid": os.getpid()}
+
+
+def failing_task(task):
+    if task["x"] == 3:
+        raise RuntimeError("boom on 3")
+    return {"x": task["x"]}
+
+
+def tasks(tmp_path, n=6):
+    return [{"key": f"t{i}", "x": i, "out": str(tmp_path)} for i in range(n)]
+
+
+def test_local_pool_runs_all_in_order(tmp_path):
+    res = map_shards(square_task, tasks(tmp_path), tmp_path / "m", workers=2)
+    assert list(res) == [f"t{i}" for i in range(6)]
+    assert [r["square"] for r in res.values()] == [i * i for i in range(6)]
+    assert len({r["pid"] for r in res.values()}) >= 1
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [f"t{i}.json" for i in range(6)]
+
+
+def test_marked_tasks_are_skipped(tmp_path):
+    marker = tmp_path / "m"
+    marker.mkdir()
+    (marker / "t2.json").write_text(json.dumps({"square": -1, "pid": 0}))
+    res = map_shards(square_task, tasks(tmp_path), marker, workers=1)
+    assert res["t2"]["square"] == -1  # reused, not recomputed
+    assert not (tmp_path / "t2.txt").exists()
+    assert (tmp_path / "t3.txt").read_text() == "9"
+
+
+def test_failure_leaves_other_tasks_marked(tmp_path):
+    with pytest.raises(RuntimeError, match="boom on 3"):
+        map_shards(failing_task, tasks(tmp_path), tmp_path / "m", workers=1)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["t0.json", "t1.json", "t2.json"]
+
+
+def test_duplicate_keys_rejected(tmp_path):
+    with pytest.raises(ValueError, match="unique"):
+        map_shards(square_task, [{"key": "a", "x": 1, "out": str(tmp_path)}] * 2, tmp_path / "m")
+
+
+def test_unknown_executor(tmp_path):
+    with pytest.raises(ValueError, match="unknown executor"):
+        map_shards(square_task, tasks(tmp_path), tmp_path / "m", executor="dask")
+
+
+@pytest.mark.slow
+def test_ray_local_instance(tmp_path):
+    """A real local Ray instance runs a real stage's shard function and the markers still work."""
+    pytest.importorskip("ray")
+    from textbooklm.corpus.config import CorpusConfig, SourceConfig
+    from textbooklm.corpus.stage import plan_tasks, read_shard
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"m{i}.py").write_text("".join(f"def f_{i}_{j}(x):\n    return x + {j}\n" for j in range(4)))
+    cfg = CorpusConfig(sources=[SourceConfig(kind="folder", path=str(src))], files_per_shard=2)
+    work = tmp_path / "work"
+    plan = plan_tasks(cfg, work)
+    res = map_shards(read_shard, plan, tmp_path / "m", executor="ray", workers=2)
+    assert [r["kept"] for r in res.values()] == [2, 2, 2]
+    assert sorted(p.name for p in (work / "read").iterdir()) == [t["key"] for t in plan]
+    again = map_shards(read_shard, plan, tmp_path / "m", executor="ray", workers=2)
+    assert again == res
