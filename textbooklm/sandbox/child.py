@@ -96,7 +96,7 @@ def run_child(request: dict[str, Any], workdir: str, out_w: int, err_w: int, res
             guard.install(workdir)
     except BaseException as exc:  # the harness itself failed: report, never run the program
         message = {"nonce": nonce, "status": "crashed", "error": f"sandbox setup failed: {exc!r}"}
-        write(res_w, dumps(message).encode())
+        write(res_w, ("\n" + dumps(message) + "\n").encode())
         exit_now(70)
 
     status, error, tb_text = "passed", "", ""
@@ -135,6 +135,6 @@ def run_child(request: dict[str, Any], workdir: str, out_w: int, err_w: int, res
     except BaseException:
         payload = dumps({"nonce": nonce, "status": status, "error": "(unprintable error)"})
     try:
-        write(res_w, payload.encode("utf-8", "replace"))
+        write(res_w, ("\n" + payload + "\n").encode("utf-8", "replace"))
     finally:
         exit_now(0)

@@ -36,16 +36,18 @@ def install(workdir: str) -> None:
     root = os.path.realpath(workdir)
     realpath = os.path.realpath
     fspath = os.fspath
+    readlink = os.readlink
     sep = os.sep
 
     def inside(path, dir_fd=None) -> bool:
         if isinstance(path, int):  # an already-open fd: its opening was checked
             return True
-        if dir_fd is not None:
-            return False
         try:
-            full = realpath(fspath(path))
-        except (TypeError, ValueError):
+            path = fspath(path)
+            if dir_fd is not None:  # shutil.rmtree works relative to directory fds
+                path = os.path.join(readlink(f"/proc/self/fd/{dir_fd}"), path)
+            full = realpath(path)
+        except (TypeError, ValueError, OSError):
             return False
         return full == root or full.startswith(root + sep) or full == "/dev/null"
 

@@ -100,6 +100,8 @@ class SandboxPool:
         self.limits = limits or Limits()
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.tmp_root = tmp_root or tempfile.gettempdir()
+        if not os.path.isdir(self.tmp_root):
+            raise ValueError(f"sandbox tmp_root {self.tmp_root!r} is not a directory")
         self.uid_base = uid_base
         self._procs: list[_WorkerProcess | None] = [None] * self.workers
         self.isolation: dict[str, Any] = {}

@@ -201,13 +201,15 @@ class Worker:
             "signal": os.WTERMSIG(status_word) if os.WIFSIGNALED(status_word) else None,
             "error": "", "traceback": "",
         }
-        verdict = None
-        try:
-            message = json.loads(bufs[res_r].decode("utf-8"))
-            if isinstance(message, dict) and message.get("nonce") == request["nonce"]:
-                verdict = message
-        except ValueError:
-            pass
+        verdict = None  # only the line carrying our nonce counts: a program may write junk to the pipe
+        for line in bufs[res_r].decode("utf-8", "replace").splitlines():
+            if request["nonce"] in line:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(message, dict) and message.get("nonce") == request["nonce"]:
+                    verdict = message
         cpu_used = usage.ru_utime + usage.ru_stime
         if verdict is not None and verdict.get("status") in ("passed", "failed", "memory", "crashed"):
             result["status"] = verdict["status"]
