@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from textbooklm.config_base import StrictModel
 from textbooklm.corpus.config import CorpusConfig
+from textbooklm.teacher.config import TeacherConfig
 
 
 class RunConfig(StrictModel):
@@ -42,6 +43,9 @@ class PipelineConfig(StrictModel):
     """
 
     run: RunConfig = Field(default_factory=RunConfig)
+    teachers: dict[str, TeacherConfig] = Field(
+        default_factory=dict, description="Named teacher LLMs; stages refer to them by name."
+    )
     corpus: CorpusConfig | None = None
 
 

@@ -46,6 +46,7 @@ class Stage:
     name: str
     inputs: tuple[str, ...]
     target: str
+    optional: tuple[str, ...] = ()  # read when configured in the same run, else absent from inputs
 
     def load(self) -> Callable[..., Dataset]:
         module, func = self.target.split(":")
@@ -84,7 +85,8 @@ def stage_hashes(cfg: PipelineConfig) -> dict[str, str]:
         if missing:
             raise ValueError(f"stage {stage.name!r} needs {missing} configured before it")
         body = {"section": section.model_dump(mode="json"), "run": run_part}
-        hashes[stage.name] = config_hash(body, *(hashes[i] for i in stage.inputs))
+        upstream = [hashes[i] for i in stage.inputs] + [hashes[i] for i in stage.optional if i in hashes]
+        hashes[stage.name] = config_hash(body, *upstream)
     return hashes
 
 
@@ -149,7 +151,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, only: list[str] | Non
         atomic_write_json(folder / ATTEMPT_FILE, {"config_hash": h})
         ctx = RunContext(run_dir=run_dir, pipeline=cfg, config_hash=h)
         started = time.time()
-        inputs = {name: outputs[name] for name in stage.inputs}
+        inputs = {name: outputs[name] for name in (*stage.inputs, *stage.optional) if name in outputs}
         result = stage.load()(getattr(cfg, stage.name), inputs, folder, ctx)
         seconds = time.time() - started
         summary = result.manifest.get("summary", {}) if result.is_finished else {}
