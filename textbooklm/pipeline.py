@@ -84,10 +84,23 @@ def stage_hashes(cfg: PipelineConfig) -> dict[str, str]:
         missing = [i for i in stage.inputs if i not in hashes]
         if missing:
             raise ValueError(f"stage {stage.name!r} needs {missing} configured before it")
-        body = {"section": section.model_dump(mode="json"), "run": run_part}
+        body = {"section": section.model_dump(mode="json"), "run": run_part, "teachers": _teachers_of(cfg, section)}
         upstream = [hashes[i] for i in stage.inputs] + [hashes[i] for i in stage.optional if i in hashes]
         hashes[stage.name] = config_hash(body, *upstream)
     return hashes
+
+
+def _teachers_of(cfg: PipelineConfig, section: Any) -> dict[str, Any]:
+    """Configs of the named teachers a stage section refers to (fields ``teacher`` / ``*_teacher``).
+
+    Part of the stage's hash: pointing a stage at another model, or changing that model's settings,
+    re-runs the stage.
+    """
+    used = {}
+    for name, value in section:
+        if (name == "teacher" or name.endswith("_teacher")) and isinstance(value, str) and value in cfg.teachers:
+            used[value] = cfg.teachers[value].model_dump(mode="json", exclude={"concurrency"})
+    return used
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
