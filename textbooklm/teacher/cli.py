@@ -6,14 +6,22 @@ they work on any config, whatever other sections it holds.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from textbooklm.config import ConfigError
 from textbooklm.progress import console
+
+
+def _stdout() -> Console:
+    """Results go to stdout; when piped, wide enough that numbers are never cut."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
 
 teacher_app = typer.Typer(help="The LLMs that judge and write: check they answer.", no_args_is_help=True)
 
@@ -65,7 +73,7 @@ def check(
         logprobs = "yes" if scored.ok else f"no ({scored.error})"
         table.add_row(n, cfg.backend, cfg.model, f"{latency:.2f} s", repr(result.text[:40]), logprobs)
         teacher.close()
-    console.print(table)
+    _stdout().print(table)
     if bad:
         raise typer.Exit(1)
 
@@ -96,7 +104,7 @@ def cost(config: Path = typer.Argument(..., help="Pipeline TOML with teachers.NA
     total = f"${sum(known):,.2f}" + ("" if len(known) == len(rows) else " + unpriced")
     table.add_row("total", "", "", f"{sum(r.requests for r in rows):,}", f"{sum(r.tokens_in for r in rows):,.0f}",
                   f"{sum(r.tokens_out for r in rows):,.0f}", total, "")
-    console.print(table, soft_wrap=True)
+    _stdout().print(table)
 
 
 def register(app: typer.Typer) -> None:
