@@ -38,7 +38,7 @@ def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def unwrap(model: torch.nn.Module) -> PhiForCausalLM:
     """The PhiForCausalLM inside DDP / torch.compile wrappers."""
     while not isinstance(model, PhiForCausalLM):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
+        model = getattr(model, "module", None) or model._orig_mod
     return model
 
 

@@ -15,7 +15,7 @@ from textbooklm.progress import console
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[red]{msg}[/red]")
+    console.print(f"[red]{msg}[/red]", soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -1,0 +1,148 @@
+"""Training: exact resume after SIGKILL, DDP on 2 gloo processes equals 1 process, finetuning masks,
+learning-rate presets. Real subprocesses, real checkpoints, real (tiny) models."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from textbooklm.lm.config import TrainConfig
+from textbooklm.lm.train import lr_at, read_metrics
+
+TRAIN = {"model": {"preset": "nano"}, "batch_size": 8, "micro_batch_size": 4, "log_every": 1,
+         "eval_every": 5, "eval_batches": 1, "threads": 1, "dropout_note": None}
+TRAIN.pop("dropout_note")
+
+
+def _write_cfg(path: Path, **kw) -> Path:
+    lines = [f"{k} = {json.dumps(v)}" for k, v in {**TRAIN, **kw}.items() if not isinstance(v, dict)]
+    lines.append("[model]")
+    lines += [f"{k} = {json.dumps(v)}" for k, v in {**TRAIN["model"], **kw.get("model", {})}.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _train_cmd(pack: Path, out: Path, cfg: Path) -> list[str]:
+    return [sys.executable, "-m", "textbooklm.cli", "train", "--data", str(pack), "--out", str(out), "--config", str(cfg)]
+
+
+def _losses(run: Path) -> list[tuple[int, str, str]]:
+    return [(int(r["step"]), r["loss"], r["grad_norm"]) for r in read_metrics(run)]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_same_loss_curve(tmp_path, code_pack):
+    steps = 24
+    # dropout on: the resumed run must also restore the RNG to match
+    cfg = _write_cfg(tmp_path / "c.toml", max_steps=steps, save_every=3, model={"dropout": 0.1})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = tmp_path / "full"
+    subprocess.run(_train_cmd(code_pack, full, cfg), check=True, env=env, capture_output=True, timeout=300)
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(code_pack, run, cfg), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        latest = run / "latest.json"
+        if latest.is_file() and json.loads(latest.read_text())["step"] >= 6:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = json.loads((run / "latest.json").read_text())["step"]
+    assert killed_at < steps, "training finished before it could be killed"
+    subprocess.run(_train_cmd(code_pack, run, cfg), check=True, env=env, capture_output=True, timeout=300)
+
+    assert [s for s, *_ in _losses(run)] == list(range(1, steps + 1))
+    assert _losses(run) == _losses(full)  # loss and grad norm, bit for bit
+    a = load_file(str(full / f"step-{steps:07d}" / "model.safetensors"))
+    b = load_file(str(run / f"step-{steps:07d}" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_equal_one_process(tmp_path, code_pack):
+    steps = 4
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = tmp_path / "single"
+    # one process, micro batch 4 (2 accumulation steps); DDP: 2 ranks x micro 2 x 2 accumulation steps
+    cfg1 = _write_cfg(tmp_path / "one.toml", max_steps=steps, save_every=steps, micro_batch_size=4)
+    cfg2 = _write_cfg(tmp_path / "two.toml", max_steps=steps, save_every=steps, micro_batch_size=2)
+    subprocess.run(_train_cmd(code_pack, single, cfg1), check=True, env=env, capture_output=True, timeout=300)
+    ddp = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "textbooklm.cli", "train", "--data", str(code_pack),
+           "--out", str(ddp), "--config", str(cfg2)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((ddp / f"step-{steps:07d}" / "state.json").read_text())
+    assert state["world_size"] == 2
+    a = load_file(str(single / f"step-{steps:07d}" / "model.safetensors"))
+    b = load_file(str(ddp / f"step-{steps:07d}" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=1e-4, msg=k)
+    la = [float(r["loss"]) for r in read_metrics(single)]
+    lb = [float(r["loss"]) for r in read_metrics(ddp)]
+    assert la == pytest.approx(lb, abs=1e-5)
+
+
+def test_optimizer_presets_follow_the_papers():
+    pre = TrainConfig(optimizer="phi-1-pretrain").resolved()
+    assert (pre["lr"], pre["warmup_steps"], pre["schedule"], pre["weight_decay"], pre["batch_size"]) == \
+        (1e-3, 750, "linear", 0.1, 1024)
+    ft = TrainConfig(optimizer="phi-1-finetune").resolved()
+    assert (ft["lr"], ft["warmup_steps"], ft["weight_decay"], ft["batch_size"]) == (1e-4, 50, 0.01, 256)
+    p15 = TrainConfig(optimizer="phi-1.5").resolved()
+    assert (p15["lr"], p15["schedule"], p15["betas"], p15["eps"], p15["weight_decay"]) == \
+        (2e-4, "constant", (0.9, 0.98), 1e-7, 0.1)
+    assert TrainConfig(optimizer="phi-1.5", lr=1e-3).resolved()["lr"] == 1e-3  # explicit wins
+    # warmup reaches the peak, linear decay reaches the floor at the last step
+    assert lr_at(749, pre, 10_000, 0.0) == pytest.approx(1e-3)
+    assert lr_at(10_000, pre, 10_000, 0.0) == pytest.approx(0.0)
+    assert lr_at(5000, p15, 10_000, 0.0) == 2e-4
+    with pytest.raises(ValueError):
+        TrainConfig(optimizr="tiny")
+
+
+def test_finetune_on_completions_only(tmp_path, bpe_tokenizer, code_pack):
+    """Finetune from a pretrained checkpoint with loss on completions; the prompt-only text's loss is
+    not what goes down the most, and 'completion' on a maskless pack is refused."""
+    from textbooklm.lm.pack import pack
+    from textbooklm.lm.tokenizer import load_tokenizer
+    from textbooklm.lm.train import train
+    from textbooklm.store import write_dataset
+
+    base = TrainConfig.model_validate({**TRAIN, "max_steps": 2, "save_every": 2})
+    train(base, code_pack, tmp_path / "pre")
+    rows = [{"prompt": f'def add_{i}(x):\n    """Add {i} to x."""\n', "completion": f"    return x + {i}\n"}
+            for i in range(200)]
+    ds = write_dataset(tmp_path / "ex", rows, stage="t")
+    pack([("ex", ds, 1.0)], load_tokenizer(bpe_tokenizer), tmp_path / "fp", loss_on="completion",
+         val_fraction=0.1, tokenizer_path=str(bpe_tokenizer))
+    ft = TrainConfig.model_validate({**TRAIN, "max_steps": 6, "save_every": 6, "loss_on": "completion",
+                                     "init_from": str(tmp_path / "pre"), "optimizer": "phi-1-finetune",
+                                     "warmup_steps": 1, "lr": 3e-3, "batch_size": 8})
+    summary = train(ft, tmp_path / "fp", tmp_path / "ft")
+    losses = [float(r["loss"]) for r in read_metrics(tmp_path / "ft")]
+    assert losses[-1] < losses[0]
+    assert summary["final_val_loss"] is not None
+    with pytest.raises(ValueError, match="loss mask"):
+        train(ft, code_pack, tmp_path / "bad")
