@@ -248,18 +248,6 @@ def _uid_can_run_python(uid: int) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
-def _cap_namespace_pids(max_processes: int) -> str | None:
-    """As PID 1 of our namespace, lower its pid_max (namespaced since Linux 6.14; kernel minimum 301):
-    a process cap that holds even for root, where RLIMIT_NPROC does not."""
-    try:
-        with open("/proc/sys/kernel/pid_max", "w") as f:
-            f.write(str(max(301, max_processes + 2)))
-        with open("/proc/sys/kernel/pid_max") as f:
-            return f.read().strip()
-    except OSError as exc:
-        return f"not set ({exc.strerror})"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tmp-root", default=tempfile.gettempdir())
@@ -282,7 +270,6 @@ def main() -> None:
             _, status = os.waitpid(child, 0)
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        info["namespace_pid_max"] = _cap_namespace_pids(args.max_processes)
     else:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
     uid = args.uid if args.uid >= 0 and os.geteuid() == 0 else None
