@@ -9,6 +9,9 @@ environment variable the config names, handed to the SDK, and never logged or st
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
+import json
 import logging
 import math
 import os
@@ -34,6 +37,9 @@ from textbooklm.teacher.types import (
 )
 
 log = logging.getLogger("textbooklm.teacher")
+
+# The HTTP library the installed openai SDK is built on (httpx2 in new releases, httpx before).
+_http = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")
 
 
 class MalformedReply(ValueError):
@@ -151,14 +157,16 @@ class OpenAIBackend:
             await self.limiter.acquire(self._rate_tokens(request))
             wait_hint: float | None = None
             try:
-                raw = await client.chat.completions.with_raw_response.create(**self._kwargs(request))
+                # client.post (the SDK's documented raw call) skips the SDK's typed-params transform
+                # and model construction, which cost more CPU than the HTTP exchange itself.
+                raw = await client.post("/chat/completions", body=self._kwargs(request), cast_to=_http.Response)
                 pause = exhausted_for_s(raw.headers)
                 if pause:
                     self.limiter.pause(pause)
                 try:
-                    body = raw.parse()
-                except Exception as exc:  # the SDK raises several types for a body it cannot read
-                    raise MalformedReply(f"unreadable body ({type(exc).__name__})") from None
+                    body = json.loads(raw.content)
+                except ValueError as exc:
+                    raise MalformedReply(f"reply is not JSON ({exc.msg})") from None
                 result = self._to_result(job.key, request, body)
                 result.latency_s = time.monotonic() - start
                 result.attempts = attempt
@@ -203,19 +211,19 @@ class OpenAIBackend:
 
     def _to_result(self, key: str, request: Request, body: Any) -> Result:
         """Check a parsed reply has what we need; anything missing is a malformed reply (retried)."""
-        choices = getattr(body, "choices", None)
-        if not isinstance(choices, list) or not choices:
+        choices = body.get("choices") if isinstance(body, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise MalformedReply("reply has no choices")
         choice = choices[0]
-        message = getattr(choice, "message", None)
-        text = getattr(message, "content", None)
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else None
         if text is None:
             text = ""
         if not isinstance(text, str):
             raise MalformedReply("reply message content is not text")
-        usage = getattr(body, "usage", None)
-        tokens_in = getattr(usage, "prompt_tokens", None)
-        tokens_out = getattr(usage, "completion_tokens", None)
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        tokens_in = usage.get("prompt_tokens")
+        tokens_out = usage.get("completion_tokens")
         if not isinstance(tokens_in, int) or not isinstance(tokens_out, int):
             # Some servers omit usage; fall back to estimates so the ledger still counts something.
             tokens_in = self._rate_tokens(request) - request.max_tokens
@@ -225,15 +233,21 @@ class OpenAIBackend:
             text=text,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
-            finish_reason=getattr(choice, "finish_reason", None),
+            finish_reason=choice.get("finish_reason"),
         )
         if request.choices:
-            content = getattr(getattr(choice, "logprobs", None), "content", None)
-            if not content:  # retrying will not add logprobs; the tokens are paid, so keep the counts
+            logprobs = choice.get("logprobs")
+            content = logprobs.get("content") if isinstance(logprobs, dict) else None
+            # retrying will not add logprobs; the tokens are paid, so keep the counts
+            if not content or not isinstance(content, list) or not isinstance(content[0], dict):
                 result.error = f"{REASON_NO_LOGPROBS}: the server returned no logprobs"
                 return result
-            top = [(t.token, t.logprob) for t in (content[0].top_logprobs or [])]
-            top.append((content[0].token, content[0].logprob))
+            first = content[0]
+            try:
+                top = [(str(t["token"]), float(t["logprob"])) for t in (first.get("top_logprobs") or [])]
+                top.append((str(first["token"]), float(first["logprob"])))
+            except (KeyError, TypeError, ValueError):
+                raise MalformedReply("reply logprobs lack token/logprob") from None
             probs = choice_probs_from_top(list(dict(top).items()), request.choices)
             if probs is None:
                 result.error = f"{REASON_NO_LOGPROBS}: none of {list(request.choices)} among the top tokens"

@@ -1,0 +1,151 @@
+"""Teacher throughput: (a) the openai backend against a local server, (b) batched SmolLM2 on the CPU.
+
+(a) The echo server runs in its own process with 50 ms per request and 64 request slots, so its
+    capacity is 64 / 0.05 = 1280 requests/s. The Teacher (64 concurrent, SQLite cache on, as a stage
+    runs it) sends 2,000 requests; we report achieved req/s as a fraction of that capacity (target
+    >= 0.9) and against the anchor, a sequential loop of the plain `openai` client.
+(b) SmolLM2-135M-Instruct on the CPU: the local backend's batched generation against the anchor,
+    one-prompt-at-a-time `model.generate` from transformers, on the same prompts (target >= 3x).
+
+The ratio line prints last.  Usage: python benchmarks/bench_teacher.py [--requests 2000] [--prompts 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+LATENCY_S = 0.05
+SLOTS = 64
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "textbooklm.teacher.echo_server", "--latency", str(LATENCY_S),
+         "--max-concurrent", str(SLOTS)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = proc.stdout.readline().strip()
+    return proc, url
+
+
+def bench_http(n_requests: int, n_sequential: int) -> tuple[float, float]:
+    import openai
+
+    from textbooklm.teacher import Request, TeacherConfig, build_teacher
+
+    os.environ["BENCH_TEACHER_KEY"] = "bench-not-a-secret"
+    proc, url = start_server()
+    try:
+        capacity = SLOTS / LATENCY_S
+        cfg = TeacherConfig(backend="openai", model="bench", base_url=url, api_key_env="BENCH_TEACHER_KEY",
+                            concurrency=SLOTS, max_retries=2, timeout_s=30)
+        reqs = [Request(messages=[{"role": "user", "content": f"request {i} about sorting"}], max_tokens=8)
+                for i in range(n_requests)]
+        with tempfile.TemporaryDirectory() as cache:
+            teacher = build_teacher(cfg, cache, stage="bench")
+            teacher.complete(reqs[:SLOTS], show_progress=False)  # warm up connections, then time the rest
+            start = time.perf_counter()
+            results = teacher.complete(reqs, show_progress=False)
+            elapsed = time.perf_counter() - start
+            sent = n_requests - SLOTS
+            ok = sum(r.ok for r in results)
+            teacher.close()
+        rate = sent / elapsed
+        print(f"teacher (openai backend, {SLOTS} concurrent): {sent} requests in {elapsed:.2f} s = "
+              f"{rate:,.0f} req/s = {rate / capacity:.2f} of server capacity ({capacity:,.0f} req/s); "
+              f"{ok}/{n_requests} ok")
+
+        client = openai.OpenAI(api_key="bench-not-a-secret", base_url=url, max_retries=0)
+        start = time.perf_counter()
+        for i in range(n_sequential):
+            client.chat.completions.create(
+                model="bench", messages=[{"role": "user", "content": f"sequential {i}"}], max_tokens=8
+            )
+        seq_rate = n_sequential / (time.perf_counter() - start)
+        client.close()
+        print(f"anchor (sequential openai client loop): {seq_rate:,.1f} req/s")
+        return rate / capacity, rate / seq_rate
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+PROMPTS = [
+    "Write a Python function that returns the largest element of a list.",
+    "Explain what a dictionary is in Python.",
+    "What is a for loop?",
+    "Write a function to check whether a number is prime.",
+    "Describe recursion with a short example.",
+    "How do you reverse a string in Python?",
+    "What is the difference between a list and a tuple?",
+    "Write a function that counts vowels in a string.",
+    "Explain list comprehensions.",
+    "What does the `return` statement do?",
+    "Write a function computing the factorial of n.",
+    "How do you read a file line by line in Python?",
+    "What is a class in object-oriented programming?",
+    "Write a function that merges two sorted lists.",
+    "Explain what an exception is.",
+    "How do you sort a list of tuples by the second element?",
+]
+
+
+def bench_local(n_prompts: int, max_new_tokens: int) -> float:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from textbooklm.teacher import Request, TeacherConfig, build_teacher
+
+    prompts = (PROMPTS * (n_prompts // len(PROMPTS) + 1))[:n_prompts]
+    cfg = TeacherConfig(backend="local", model="smollm2", batch_size=n_prompts, cache=False)
+    teacher = build_teacher(cfg, None, stage="bench")
+    backend = teacher.backend
+    reqs = [Request(messages=[{"role": "user", "content": p}], max_tokens=max_new_tokens) for p in prompts]
+
+    teacher.complete(reqs[:2], show_progress=False)  # warm-up
+    start = time.perf_counter()
+    results = teacher.complete(reqs, show_progress=False)
+    batched_s = time.perf_counter() - start
+    batched_tokens = sum(r.tokens_out for r in results)
+
+    tok, lm = backend.tokenizer, backend.lm
+    start = time.perf_counter()
+    single_tokens = 0
+    for r in reqs:
+        ids = tok(backend.prompt_text(r), return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            out = lm.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                              pad_token_id=tok.pad_token_id)
+        new = out[0, ids["input_ids"].shape[1]:].tolist()
+        single_tokens += (new.index(tok.eos_token_id) + 1) if tok.eos_token_id in new else len(new)
+    single_s = time.perf_counter() - start
+    b_rate, s_rate = batched_tokens / batched_s, single_tokens / single_s
+    print(f"teacher (local smollm2, batch of {n_prompts}): {batched_tokens} tokens in {batched_s:.1f} s = "
+          f"{b_rate:.1f} tok/s")
+    print(f"anchor (transformers generate, one prompt at a time): {single_tokens} tokens in {single_s:.1f} s "
+          f"= {s_rate:.1f} tok/s")
+    return b_rate / s_rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--sequential", type=int, default=100, help="requests for the sequential anchor")
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    args = parser.parse_args()
+    frac, vs_seq = bench_http(args.requests, args.sequential)
+    speedup = bench_local(args.prompts, args.max_new_tokens)
+    print(f"teacher: {frac:.2f} of server capacity = {vs_seq:.1f}x a sequential loop "
+          f"({args.requests} requests, {SLOTS} concurrent, {LATENCY_S * 1000:.0f} ms); "
+          f"smollm2 batched generation {speedup:.1f}x one-at-a-time ({args.prompts} prompts, CPU)")
+
+
+if __name__ == "__main__":
+    main()
