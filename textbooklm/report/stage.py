@@ -1,0 +1,28 @@
+"""The report stage: last in every run, it turns the run folder into ``RUN_DIR/report.html``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textbooklm.progress import summary_line
+from textbooklm.report.browser import chromium_path, render
+from textbooklm.report.build import SECTIONS, build_report
+from textbooklm.report.config import ReportConfig
+from textbooklm.store import Dataset, write_dataset
+
+
+def run(cfg: ReportConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+    page = build_report(ctx.run_dir)
+    shot = None
+    if cfg.screenshot and chromium_path():
+        shot = ctx.run_dir / "report.png"
+        render(page, shot)
+    rows = [{"section": sid, "title": title} for sid, title in SECTIONS]
+    line = f"report: {page} ({page.stat().st_size / 1e3:.0f} kB, {len(rows)} sections)" + (
+        f", screenshot {shot}" if shot else ""
+    )
+    ds = write_dataset(out, rows, stage="report", config_hash=ctx.config_hash,
+                       summary={"line": line, "path": str(page)})
+    summary_line(line)
+    return ds
