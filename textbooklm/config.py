@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from textbooklm.config_base import StrictModel
 from textbooklm.corpus.config import CorpusConfig
+from textbooklm.decontam.config import DecontamConfig
 from textbooklm.report.config import ReportConfig
 from textbooklm.synth.config import ExercisesConfig, TextbooksConfig
 from textbooklm.teacher.config import TeacherConfig
@@ -51,6 +52,7 @@ class PipelineConfig(StrictModel):
     corpus: CorpusConfig | None = None
     textbooks: TextbooksConfig | None = None
     exercises: ExercisesConfig | None = None
+    decontam: DecontamConfig | None = None
     report: ReportConfig | None = None  # always the last stage
 
 

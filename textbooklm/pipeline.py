@@ -58,6 +58,7 @@ STAGES: list[Stage] = [
     Stage("corpus", (), "textbooklm.corpus.stage:run"),
     Stage("textbooks", (), "textbooklm.synth.textbooks_stage:run", optional=("filter",)),
     Stage("exercises", (), "textbooklm.synth.exercises_stage:run", optional=("filter",)),
+    Stage("decontam", (), "textbooklm.decontam.stage:run", optional=("corpus", "filter", "textbooks", "exercises")),
 ]
 # The report reads every stage's folder, so it comes last and is re-built when any of them changes.
 STAGES.append(Stage("report", (), "textbooklm.report.stage:run", optional=tuple(s.name for s in STAGES)))

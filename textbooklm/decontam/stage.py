@@ -1,0 +1,215 @@
+"""The decontam stage: check every training dataset of the run against the benchmarks.
+
+Inputs (all optional; whatever the run configures): ``filter`` (else ``corpus``), ``textbooks`` and
+``exercises``. Each is split into tasks of ``rows_per_task`` rows, run by the executor (resumable):
+a task scores its rows with every signal and writes, atomically,
+
+* ``OUT/<input>/part-N``: the rows kept, same columns, the decision added to ``provenance``;
+* ``OUT/rejected/part-N``: the rows removed, with the matched problem, the signal and the scores;
+* ``_work/matches/part-N``: one row per sample that matched anything under any signal.
+
+Then ``OUT/`` (the stage's own dataset) gathers the match rows and ``OUT/report.json`` holds the
+pruning table (``report.tau_table``) the run report reads. Training stages read ``OUT/<input>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from textbooklm.decontam.benchmarks import load_references
+from textbooklm.decontam.config import DecontamConfig
+from textbooklm.decontam.index import ContaminationIndex, Sample
+from textbooklm.decontam.report import format_table, tau_table
+from textbooklm.embeddings import load_embedder
+from textbooklm.executor import map_shards
+from textbooklm.progress import summary_line
+from textbooklm.store import Dataset, atomic_write_json, finish_dataset, shard_name, write_table
+
+INPUT_ORDER = ("filter", "corpus", "textbooks", "exercises")
+REPORT_FILE = "report.json"
+
+MATCH_SCHEMA = pa.schema([
+    ("id", pa.string()), ("dataset", pa.string()), ("decision", pa.string()), ("signal", pa.string()),
+    ("problem_id", pa.string()), ("ngram_problem", pa.string()), ("ngram_hits", pa.int64()),
+    ("ngram_overlap", pa.float64()), ("embedding_problem", pa.string()), ("embedding_cosine", pa.float64()),
+    ("ast_problem", pa.string()), ("ast_tau", pa.float64()), ("ast_function", pa.string()),
+    ("n_functions", pa.int64()), ("matches", pa.string()),
+])
+REJECTED_SCHEMA = pa.schema([
+    ("id", pa.string()), ("dataset", pa.string()), ("text", pa.string()), ("provenance", pa.string()),
+    ("reason", pa.string()), ("detail", pa.string()), ("problem_id", pa.string()), ("signal", pa.string()),
+    ("ngram_hits", pa.int64()), ("ast_tau", pa.float64()), ("embedding_cosine", pa.float64()),
+    ("record", pa.string()),
+])
+
+
+def select_inputs(inputs: dict[str, Dataset]) -> dict[str, Dataset]:
+    """The training datasets to clean: ``filter`` replaces ``corpus`` when both are configured."""
+    chosen = {n: inputs[n] for n in INPUT_ORDER if n in inputs}
+    if "filter" in chosen:
+        chosen.pop("corpus", None)
+    return chosen
+
+
+@lru_cache(maxsize=2)
+def _index(cfg_json: str) -> ContaminationIndex:
+    """One index per worker process (building it embeds the benchmark once)."""
+    cfg = DecontamConfig.model_validate_json(cfg_json)
+    return ContaminationIndex(load_references(cfg), cfg, load_embedder(cfg.embedder))
+
+
+def sample_text(rec: dict[str, Any]) -> str:
+    """What is compared: ``text``, else an exercise's prompt + completion, else ``code``."""
+    if rec.get("text"):
+        return str(rec["text"])
+    if rec.get("prompt") is not None or rec.get("completion") is not None:
+        return (rec.get("prompt") or "") + (rec.get("completion") or "")
+    return str(rec.get("code") or "")
+
+
+def sample_id(rec: dict[str, Any], text: str) -> str:
+    return str(rec.get("id") or hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+def is_match(row: dict[str, Any]) -> bool:
+    return row["decision"] != "keep" or bool(row["matches"])
+
+
+def _provenance(rec: dict[str, Any]) -> dict[str, Any]:
+    try:
+        prov = json.loads(rec.get("provenance") or "{}")
+    except (TypeError, json.JSONDecodeError):
+        prov = {"previous": rec.get("provenance")}
+    return prov if isinstance(prov, dict) else {"previous": prov}
+
+
+def _decision_note(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("decision", "signal", "problem_id", "ngram_problem", "ngram_hits", "embedding_problem",
+            "embedding_cosine", "ast_problem", "ast_tau")
+    return {k: row[k] for k in keys if row[k] is not None}
+
+
+def check_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: score one slice of one input, write kept / rejected / match shards."""
+    cfg = DecontamConfig.model_validate_json(task["config"])
+    index = _index(task["config"])
+    table = pq.read_table(task["shard"]).slice(task["start"], task["rows"])
+    records = table.to_pylist()
+    texts = [sample_text(r) for r in records]
+    samples = [Sample(sample_id(r, t), t) for r, t in zip(records, texts, strict=True)]
+    pairs_before = index.pairs_computed
+    rows = index.check(samples)
+    out, name = Path(task["out"]), task["dataset"]
+    kept, rejected, matches = [], [], []
+    for rec, text, row in zip(records, texts, rows, strict=True):
+        row["dataset"] = name
+        prov = _provenance(rec)
+        prov["decontam"] = _decision_note(row)
+        if row["decision"] == "keep":
+            kept.append({**rec, "provenance": json.dumps(prov)})
+        else:
+            score = {"ngram": f"{row['ngram_hits']} shared {cfg.ngram}-grams", "ast": f"AST tau {row['ast_tau']}",
+                     "embedding": f"cosine {row['embedding_cosine']}"}[row["signal"]]
+            rest = {k: v for k, v in rec.items() if k not in ("id", "text", "provenance")}
+            rejected.append({
+                "id": row["id"], "dataset": name, "text": text, "provenance": json.dumps(prov),
+                "reason": f"contaminated-{row['signal']}", "detail": f"{row['problem_id']}: {score}",
+                "problem_id": row["problem_id"], "signal": row["signal"], "ngram_hits": row["ngram_hits"],
+                "ast_tau": row["ast_tau"], "embedding_cosine": row["embedding_cosine"],
+                "record": json.dumps(rest, default=str),
+            })
+        if is_match(row):
+            matches.append({**row, "matches": json.dumps(row["matches"])})
+    schema = table.schema if "provenance" in table.schema.names else table.schema.append(
+        pa.field("provenance", pa.string()))
+    write_table(out / name / task["local_key"], pa.Table.from_pylist(kept, schema=schema))
+    write_table(out / "rejected" / task["key"], pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
+    write_table(Path(task["work"]) / "matches" / task["key"],
+                pa.Table.from_pylist([{k: m.get(k) for k in MATCH_SCHEMA.names} for m in matches], schema=MATCH_SCHEMA))
+    return {"dataset": name, "checked": len(records), "kept": len(kept), "matched": len(matches),
+            "removed_by": dict(Counter(r["signal"] for r in rejected)),
+            "ast_pairs": index.pairs_computed - pairs_before}
+
+
+def plan_tasks(cfg: DecontamConfig, datasets: dict[str, Dataset], out: Path, work: Path) -> list[dict[str, Any]]:
+    tasks: list[dict[str, Any]] = []
+    cfg_json = cfg.model_dump_json()
+    for name, ds in datasets.items():
+        local = 0
+        for shard in ds.shards():
+            n = pq.ParquetFile(shard).metadata.num_rows
+            for start in range(0, n, cfg.rows_per_task):
+                tasks.append({
+                    "key": shard_name(len(tasks)), "local_key": shard_name(local), "dataset": name,
+                    "shard": str(shard), "start": start, "rows": min(cfg.rows_per_task, n - start),
+                    "config": cfg_json, "out": str(out), "work": str(work),
+                })
+                local += 1
+    return tasks
+
+
+def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+    """Run the stage into ``out`` (resuming whatever an interrupted run finished)."""
+    out = Path(out)
+    work = out / "_work"
+    datasets = select_inputs(inputs)
+    if not datasets:
+        raise ValueError("decontam: no training data to check; configure corpus/filter, textbooks or exercises")
+    run_cfg = ctx.run
+    tasks = plan_tasks(cfg, datasets, out, work)
+    results = map_shards(check_task, tasks, work / "markers", description="decontam: check",
+                         executor=run_cfg.executor, workers=run_cfg.workers, ray_address=run_cfg.ray_address)
+    match_tables = [pq.read_table(work / "matches" / t["key"]) for t in tasks]
+    matches = pa.concat_tables(match_tables) if match_tables else MATCH_SCHEMA.empty_table()
+    for i in range(max(1, -(-matches.num_rows // 10_000))):
+        write_table(out / shard_name(i), matches.slice(i * 10_000, 10_000))
+
+    refs = load_references(cfg)
+    rows = [{**r, "matches": json.loads(r["matches"])} for r in matches.to_pylist()]
+    checked = sum(r["checked"] for r in results.values())
+    report = tau_table(rows, [r.problem_id for r in refs], n_samples=checked, taus=cfg.report_taus,
+                       ngram_min_hits=cfg.ngram_min_hits, embedding_threshold=cfg.embedding_threshold)
+    report["config"] = cfg.model_dump(mode="json")
+    report["datasets"] = {n: sum(r["checked"] for r in results.values() if r["dataset"] == n) for n in datasets}
+    atomic_write_json(out / REPORT_FILE, report)
+
+    summary = _summary(results, report, datasets)
+    parents = [str(ds.path) for ds in datasets.values()]
+    for name, ds in datasets.items():
+        finish_dataset(out / name, stage=f"decontam.{name}", config_hash=ctx.config_hash, parents=[ds.path],
+                       summary={**summary, "line": f"decontam.{name}: cleaned copy of {ds.path}"})
+    finish_dataset(out / "rejected", stage="decontam.rejected", config_hash=ctx.config_hash, parents=parents,
+                   summary=summary)
+    result = finish_dataset(out, stage="decontam", config_hash=ctx.config_hash, parents=parents, summary=summary)
+    summary_line(summary["line"])
+    for line in format_table(report):
+        summary_line("  " + line)
+    return result
+
+
+def _summary(results: dict[str, dict[str, Any]], report: dict[str, Any], datasets: dict[str, Dataset]) -> dict:
+    checked = sum(r["checked"] for r in results.values())
+    kept = sum(r["kept"] for r in results.values())
+    matched = sum(r["matched"] for r in results.values())
+    by_signal: Counter[str] = Counter()
+    for r in results.values():
+        by_signal.update(r["removed_by"])
+    per_input = ", ".join(f"{n} {report['datasets'][n]}" for n in datasets)
+    signals = ", ".join(f"{k} {v}" for k, v in sorted(by_signal.items())) or "none"
+    taus = "/".join(f"{t['tau']:g}" for t in report["taus"])
+    removed = "/".join(str(t["removed"]) for t in report["taus"])
+    similar = "/".join(str(t["n_similar"]) for t in report["taus"])
+    line = (f"decontam: {checked} checked ({per_input}), {kept} kept, {checked - kept} removed (by {signals}), "
+            f"{matched} matched any signal; at tau {taus}: {removed} would be removed, "
+            f"{similar} of {report['n_problems']} problems similar")
+    return {"line": line, "checked": checked, "kept": kept, "removed": checked - kept,
+            "removed_by_signal": dict(by_signal), "matched": matched,
+            "ast_pairs": sum(r["ast_pairs"] for r in results.values())}
