@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -177,10 +176,11 @@ def write_dataset(
     schema: pa.Schema | None = None,
     rows_per_shard: int = 10_000,
 ) -> Dataset:
-    """Write a whole small dataset in one go (replacing any previous one at ``path``)."""
+    """Write a whole small dataset in one go, replacing the shards and manifest of a previous one at
+    ``path`` (other files there, such as a stage's artefacts, are left alone)."""
     path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
+    for old in [*Dataset(path).shards(), path / MANIFEST]:
+        old.unlink(missing_ok=True)
     table = records if isinstance(records, pa.Table) else records_to_table(records, schema)
     n = max(1, -(-table.num_rows // rows_per_shard))
     for i in range(n):

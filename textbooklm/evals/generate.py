@@ -65,10 +65,16 @@ def register_generator(kind: str, factory: GeneratorFactory) -> None:
 def make_generator(model: str, options: dict[str, Any] | None = None) -> Generator:
     """Build a generator from a MODEL string (``kind:arg`` or a HF folder path)."""
     options = options or {}
+    import textbooklm.evals.checkpoint_generator  # noqa: F401  (registers ckpt:)
+
     kind, sep, arg = model.partition(":")
     if sep and kind in _REGISTRY:
         return _REGISTRY[kind](arg, options)
-    if Path(model).is_dir() and (Path(model) / "config.json").exists():
+    folder = Path(model)
+    if folder.is_dir() and ((folder / "textbooklm.json").exists() or (folder / "train" / "latest.json").exists()
+                            or (folder / "latest.json").exists()):
+        return _REGISTRY["ckpt"](model, options)
+    if folder.is_dir() and (folder / "config.json").exists():
         return _REGISTRY["hf"](model, options)
     known = ", ".join(f"{k}:..." for k in sorted(_REGISTRY))
     raise ValueError(f"cannot make a model from {model!r}: not a Hugging Face folder (no config.json) and "

@@ -52,7 +52,8 @@ class HFScorer:
             cids = self.tokenizer.encode(cont, add_special_tokens=False)
             if not cids:
                 raise ValueError(f"empty continuation for prompt {prompt[:60]!r}")
-            items.append(((ctx + cids)[-(self.max_length + 1) :], len(cids)))
+            full = (ctx + cids)[-(self.max_length + 1) :]
+            items.append((full, min(len(cids), len(full) - 1)))  # a continuation longer than the window is cut
         out: list[Score | None] = [None] * len(items)
         order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

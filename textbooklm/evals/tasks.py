@@ -19,7 +19,7 @@ from pathlib import Path
 
 from textbooklm.evals.problems import Problem, read_problems_jsonl
 
-TASKS = ("humaneval", "mbpp", "problems")
+TASKS = ("humaneval", "mbpp", "problems", "gsm8k")
 
 
 def humaneval_path() -> Path:
@@ -89,6 +89,10 @@ def load_problems(task: str, path: str | Path | None = None) -> list[Problem]:
         raise ValueError(f"task {task!r} needs a path to its JSONL file")
     if not Path(path).exists():
         raise ValueError(f"{path}: no such file (task {task!r})")
+    if task == "gsm8k":
+        from textbooklm.evals.gsm8k import load_gsm8k
+
+        return load_gsm8k(path)
     return load_mbpp(Path(path)) if task == "mbpp" else read_problems_jsonl(Path(path))
 
 

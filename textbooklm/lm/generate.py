@@ -141,7 +141,7 @@ def loglikelihood(
         if not cids:
             raise ValueError(f"empty continuation for prompt {prompt[:60]!r}")
         full = (ctx + cids)[-(window + 1):]
-        items.append((full, len(cids)))
+        items.append((full, min(len(cids), len(full) - 1)))  # a continuation longer than the window is cut
     results: list[ContinuationScore | None] = [None] * len(items)
     order = sorted(range(len(items)), key=lambda i: -len(items[i][0]))
     was_training = model.training
