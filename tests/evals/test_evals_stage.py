@@ -63,3 +63,22 @@ def test_eval_stage_end_to_end(tmp_path, tiny_checkpoint):
     before = (out / "model.humaneval.samples.jsonl").read_text()
     run(cfg, {}, out, ctx)
     assert (out / "model.humaneval.samples.jsonl").read_text() == before
+
+
+def test_choice_and_perplexity_commands(tmp_path, tiny_checkpoint):
+    from typer.testing import CliRunner
+
+    from textbooklm.cli import app
+
+    (tmp_path / "arc.jsonl").write_text(json.dumps({"id": "q", "question": {"stem": "2+2?", "choices": [
+        {"label": "A", "text": "4"}, {"label": "B", "text": "5"}]}, "answerKey": "A"}) + "\n")
+    res = CliRunner().invoke(app, ["eval", "choice", str(tiny_checkpoint), "--task", "arc_easy", "--path",
+                                   str(tmp_path / "arc.jsonl"), "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r.json").read_text())["n"] == 1
+    (tmp_path / "t.txt").write_text("def add(a, b):\n    return a + b\n")
+    res = CliRunner().invoke(app, ["eval", "perplexity", str(tiny_checkpoint), str(tmp_path / "t.txt")])
+    assert res.exit_code == 0 and "perplexity" in res.output
+    res = CliRunner().invoke(app, ["eval", "choice", str(tiny_checkpoint), "--task", "mmlu", "--path",
+                                   str(tmp_path / "arc.jsonl")])
+    assert res.exit_code == 2 and "unknown multiple-choice task" in res.output

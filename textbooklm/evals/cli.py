@@ -19,7 +19,7 @@ def _fail(message: str) -> None:
 @eval_app.command("generate")
 def generate(
     model: str = typer.Argument(..., help="A Hugging Face causal-LM folder, or kind:ARG (hf:PATH, ...)."),
-    task: str = typer.Option("humaneval", "--task", help="humaneval, mbpp or problems."),
+    task: str = typer.Option("humaneval", "--task", help="humaneval, mbpp, problems or gsm8k (through code)."),
     path: Path = typer.Option(None, "--path", help="Task JSONL (required for mbpp and problems)."),
     n: int = typer.Option(1, "--n", min=1, help="Samples per problem."),
     temperature: float = typer.Option(0.2, "--temperature", min=0.0, help="0 = greedy."),
@@ -97,6 +97,54 @@ def execute(
     scores = ", ".join(f"{k} {v:.3f}" for k, v in summary["pass_at_k"].items())
     summary_line(f"eval execute: {summary['samples']} samples of {summary['problems']} {task} problems: {scores} "
                  f"({summary['status_counts']}) -> {out}")
+
+
+@eval_app.command("choice")
+def choice(
+    model: str = typer.Argument(..., help="A textbooklm checkpoint / run folder, or a Hugging Face folder (hf:PATH)."),
+    task: str = typer.Option(..., "--task", help="arc_easy, arc_challenge, piqa, hellaswag, winogrande, boolq, "
+                             "openbookqa or siqa."),
+    path: Path = typer.Option(..., "--path", help="The benchmark's standard JSONL/Parquet file."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N questions (0: all)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write accuracy and per-question predictions here (JSON)."),
+) -> None:
+    """Multiple choice by log-likelihood: accuracy and length-normalized accuracy (lm-eval-harness style)."""
+    from textbooklm.evals.choice import evaluate_choices
+    from textbooklm.evals.choice_tasks import load_choice_task
+    from textbooklm.evals.scoring import load_scorer
+    from textbooklm.progress import summary_line
+
+    try:
+        items = load_choice_task(task, path)
+        scorer = load_scorer(model)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    res = evaluate_choices(scorer, items[:limit] if limit else items)
+    if out:
+        out.write_text(json.dumps({"task": task, "path": str(path), **res}, indent=2))
+    summary_line(f"eval choice: {task} n={res['n']} acc {res['acc']:.4f} acc_norm {res['acc_norm']:.4f}")
+
+
+@eval_app.command("perplexity")
+def perplexity_cmd(
+    model: str = typer.Argument(..., help="A textbooklm checkpoint / run folder, or a Hugging Face folder (hf:PATH)."),
+    path: Path = typer.Argument(..., help="A Dataset folder, .jsonl/.parquet (text column) or a .txt file."),
+    column: str = typer.Option("text", "--column", help="Text column / key."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N documents (0: all)."),
+) -> None:
+    """Perplexity, NLL per token and bits per byte of MODEL on a text dataset."""
+    from textbooklm.evals.perplexity import perplexity, read_texts
+    from textbooklm.evals.scoring import load_scorer
+    from textbooklm.progress import summary_line
+
+    try:
+        texts = read_texts(path, column, limit or None)
+        scorer = load_scorer(model)
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
+    res = perplexity(scorer, texts)
+    summary_line(f"eval perplexity: {res['documents']} documents, {res['tokens']} tokens: perplexity "
+                 f"{res['perplexity']:.3f}, {res['bits_per_byte']:.3f} bits/byte")
 
 
 def register(app: typer.Typer) -> None:
