@@ -27,6 +27,7 @@ AREAS = [
     "textbooklm.lm.cli",
     "textbooklm.sandbox.cli",
     "textbooklm.evals.cli",
+    "textbooklm.decontam.cli",
     "textbooklm.report.cli",
 ]
 
