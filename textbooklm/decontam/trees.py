@@ -65,9 +65,13 @@ class FunctionTree:
 
 
 def match_rate(a: FunctionTree, b: FunctionTree) -> float:
-    """tau = 1 - TED(a, b) / max(|a|, |b|): 1.0 for identical normalized trees, 0.0 for unrelated."""
+    """tau = 1 - TED(a, b) / max(|a|, |b|): 1.0 for identical normalized trees, 0.0 for unrelated.
+
+    Clamped at 0: a distance can exceed the larger size (a chain against a flat tree cannot be
+    relabeled node for node), and "less than unrelated" means nothing.
+    """
     dist = tree_edit_distance(a.prepared, b.prepared, a.size, b.size)
-    return 1.0 - dist / max(a.size, b.size, 1)
+    return max(0.0, 1.0 - dist / max(a.size, b.size, 1))
 
 
 def match_rate_upper_bound(a: FunctionTree, b: FunctionTree) -> float:
