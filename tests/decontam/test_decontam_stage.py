@@ -1,0 +1,106 @@
+"""The stage through the real pipeline (Parquet in, cleaned copies / rejected / report out) and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+from test_decontam_signals import RENAMED_REORDERED, UNRELATED
+from typer.testing import CliRunner
+
+from textbooklm.cli import app
+from textbooklm.config import parse_config
+from textbooklm.decontam.stage import select_inputs
+from textbooklm.evals.tasks import load_problems
+from textbooklm.pipeline import run_pipeline
+from textbooklm.store import Dataset, write_dataset
+
+PROMPT_144 = next(p for p in load_problems("humaneval") if p.task_id == "HumanEval/144")
+
+
+def _corpus(run_dir):
+    """A finished `corpus` dataset as the corpus stage writes it (id, text, provenance, ...)."""
+    texts = [UNRELATED, RENAMED_REORDERED, PROMPT_144.prompt + PROMPT_144.canonical_solution,
+             "def greet(name):\n    print('hello', name)\n"]
+    recs = [{"id": f"c{i}", "text": t, "path": f"f{i}.py", "provenance": json.dumps({"corpus": {"path": f"f{i}.py"}})}
+            for i, t in enumerate(texts)]
+    write_dataset(run_dir / "corpus", recs, stage="corpus")
+
+
+def test_stage_in_pipeline(tmp_path):
+    run_dir = tmp_path / "run"
+    _corpus(run_dir)
+    cfg = parse_config({"run": {"workers": 1}, "decontam": {"embedder": "hashing", "rows_per_task": 2}})
+    # Only decontam is configured; feed it the corpus dataset as the pipeline would.
+    from textbooklm.decontam.stage import run
+    from textbooklm.pipeline import RunContext
+
+    out = run_dir / "decontam"
+    ds = run(cfg.decontam, {"corpus": Dataset(run_dir / "corpus")}, out, RunContext(run_dir, cfg, "h"))
+    kept = Dataset(out / "corpus").to_table().to_pylist()
+    assert [r["id"] for r in kept] == ["c0", "c3"]
+    assert set(kept[0]) == {"id", "text", "path", "provenance"}
+    prov = json.loads(kept[0]["provenance"])
+    assert prov["corpus"]["path"] == "f0.py" and prov["decontam"]["decision"] == "keep"
+    rejected = {r["id"]: r for r in Dataset(out / "rejected").to_table().to_pylist()}
+    assert set(rejected) == {"c1", "c2"}
+    assert rejected["c1"]["signal"] == "ast" and rejected["c1"]["problem_id"] == "HumanEval/144"
+    assert rejected["c2"]["signal"] == "ngram" and json.loads(rejected["c2"]["record"]) == {"path": "f2.py"}
+    matches = ds.to_table().to_pylist()
+    assert {m["id"] for m in matches} == {"c1", "c2"} and all(m["dataset"] == "corpus" for m in matches)
+    report = json.loads((out / "report.json").read_text())
+    assert [t["tau"] for t in report["taus"]] == [0.95, 0.9, 0.85, 0.8]
+    assert all(t["removed"] == 2 and t["similar_problems"] == ["HumanEval/144"] for t in report["taus"])
+    assert report["n_problems"] == 164 and report["n_samples"] == 4
+    assert "2 removed (by ast 1, ngram 1)" in ds.manifest["summary"]["line"]
+    # Re-running finds every task done and gives the same result.
+    run(cfg.decontam, {"corpus": Dataset(run_dir / "corpus")}, out, RunContext(run_dir, cfg, "h"))
+    assert Dataset(out / "corpus").num_rows == 2
+
+    result = CliRunner().invoke(app, ["decontam", "report", str(run_dir), "--similar"])
+    assert result.exit_code == 0, result.output
+    assert "0.80" in result.output and "similar at tau 0.95: HumanEval/144" in result.output
+
+
+def test_pipeline_wiring(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text(UNRELATED + "\n\n" + "x = 1\n" * 5)
+    (src / "b.py").write_text(RENAMED_REORDERED + "\n\n" + "y = 2\n" * 5)
+    cfg = parse_config({"run": {"workers": 1}, "corpus": {"sources": [{"kind": "folder", "path": str(src)}]},
+                        "decontam": {"embedder": "hashing"}})
+    record = run_pipeline(cfg, tmp_path / "run")
+    assert "decontam" in record["stages"]
+    assert Dataset(tmp_path / "run" / "decontam" / "corpus").num_rows == 1
+    assert "1 removed" in record["stages"]["decontam"]["line"]
+
+
+def test_filter_replaces_corpus():
+    chosen = select_inputs({"corpus": Dataset("c"), "filter": Dataset("f"), "exercises": Dataset("e")})
+    assert list(chosen) == ["filter", "exercises"]
+
+
+def test_check_command_and_bad_input(tmp_path):
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(json.dumps({"id": "a", "code": RENAMED_REORDERED}) + "\n"
+                       + json.dumps({"id": "b", "text": UNRELATED}) + "\n")
+    out = tmp_path / "m.jsonl"
+    r = CliRunner().invoke(app, ["decontam", "check", str(samples), "--benchmark", "humaneval", "--out", str(out),
+                                 "--embedder", "hashing"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(x["id"], x["decision"]) for x in rows] == [("a", "remove"), ("b", "keep")]
+    r = CliRunner().invoke(app, ["decontam", "report", str(out)])
+    assert r.exit_code == 0 and "164 problems" in r.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "a", "code": "x"}) + "\n" + json.dumps({"code": "y"}) + "\n")
+    r = CliRunner().invoke(app, ["decontam", "check", str(bad), "--out", str(out), "--embedder", "hashing"])
+    assert r.exit_code == 2 and "bad.jsonl:2" in r.output
+
+
+def test_mbpp_without_path_is_a_config_error():
+    import pytest
+
+    from textbooklm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a path"):
+        parse_config({"decontam": {"benchmarks": [{"task": "mbpp"}]}})
