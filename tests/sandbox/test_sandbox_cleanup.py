@@ -1,5 +1,5 @@
 """After 1,000 mixed programs (some forking, daemonizing, flooding, timing out) nothing is left:
-no process and no temp dir (checked before and after)."""
+no process, no temp dir and no pids cgroup (checked before and after)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from textbooklm.sandbox import Limits, Program, SandboxPool
+from textbooklm.sandbox import Limits, Program, SandboxPool, cgroups
 
 KINDS = [
     ("pass", "def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n", "f", {"passed"}),
@@ -46,18 +46,22 @@ def test_thousand_mixed_programs_leave_nothing(tmp_path):
     root = tmp_path / "sbx"
     root.mkdir()
     marker = str(root)  # every worker and every fork of it carries this in its command line
-    assert _processes_mentioning(marker) == [] and list(root.iterdir()) == []
+    mine = f"{cgroups.PREFIX}{os.getpid()}-"  # every pids cgroup a pool of this process makes
+    assert _processes_mentioning(marker) == [] and list(root.iterdir()) == [] and cgroups.ours(mine) == []
     programs = [Program(id=f"{i}", code=KINDS[i % len(KINDS)][1], test=KINDS[i % len(KINDS)][2],
                         entry_point=KINDS[i % len(KINDS)][3]) for i in range(990)]
     programs += [Program(id=f"t{i}", code="while True:\n    pass\n") for i in range(10)]  # timeouts
     with SandboxPool(Limits(timeout_s=0.5, guard=False), workers=2, tmp_root=str(root)) as pool:
         results = pool.run(programs)
         assert len(_processes_mentioning(marker)) <= 4  # only the workers (outer + PID 1 each) remain
+        for path in pool.cgroup_paths():  # each worker's cgroup holds the worker alone
+            assert cgroups.pids_current(path) == 1, path
     for i, r in enumerate(results[:990]):
         assert r.status in KINDS[i % len(KINDS)][4], (KINDS[i % len(KINDS)][0], r.status, r.error)
     assert all(r.status == "timeout" for r in results[990:])
     assert _processes_mentioning(marker) == []
     assert list(root.iterdir()) == []
+    assert cgroups.ours(mine) == []
 
 
 def test_cli_run_writes_results_and_limits(tmp_path):
@@ -77,6 +81,8 @@ def test_cli_run_writes_results_and_limits(tmp_path):
     meta = json.loads(out.with_name("r.jsonl.meta.json").read_text())
     assert meta["limits"]["memory_mb"] == 1024 and meta["limits"]["timeout_s"] == 2.0 and meta["workers"] == 1
     assert "network_isolated" in meta["isolation"]
+    assert meta["isolation"]["process_limit"] in ("cgroup-v1", "cgroup-v2", "rlimit-nproc", "none")
+    assert {r["process_limit"] for r in rows} == {meta["isolation"]["process_limit"]}
 
     programs.write_text('{"id": "a"}\n')
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

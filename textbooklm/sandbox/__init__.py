@@ -12,7 +12,7 @@ Library API::
     r = results[0]
     r.status      # "passed" | "failed" | "timeout" | "memory" | "crashed"
     r.error       # e.g. "AssertionError at test line 5: assert candidate(2) == 4"
-    r.duration_s, r.stdout, r.stderr, r.network_isolated
+    r.duration_s, r.stdout, r.stderr, r.network_isolated, r.process_limit
 
     with SandboxPool(limits, workers=4) as pool:   # keep workers warm across batches
         pool.run(batch1); pool.run(batch2)
@@ -24,7 +24,9 @@ A program is ``code``, then ``test``, then ``check(entry_point)`` when an entry 
 How: each worker is a warm Python process (zygote.py) that forks one child per program (child.py).
 The child gets a new session, stdin from /dev/null, capped stdout/stderr pipes, a fresh work dir
 (removed afterwards), RLIMIT_AS/CPU/NPROC/FSIZE/CORE, an unprivileged uid when run as root, and
-an accident guard (guard.py). Workers live in their own network namespace (no network) and PID
+an accident guard (guard.py). Its processes are bounded by the worker's cgroup pids controller,
+which binds root too (cgroups.py; RLIMIT_NPROC alone where no pids cgroup is writable);
+``Result.process_limit`` says which. Workers live in their own network namespace (no network) and PID
 namespace (every leftover process is killed after each program) where the OS permits
 (namespaces.py); ``Result.network_isolated`` and ``SandboxPool.isolation`` say what was achieved.
 

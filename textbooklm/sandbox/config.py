@@ -24,7 +24,7 @@ class Limits(StrictModel):
     )
     memory_mb: int = Field(4096, ge=64, description="Address-space limit (RLIMIT_AS) per program, MiB.")
     max_processes: int = Field(
-        32, ge=1, description="Process/thread limit (RLIMIT_NPROC) for the program's sandbox user."
+        32, ge=1, description="Processes/threads one program may have (cgroup pids.max, else RLIMIT_NPROC)."
     )
     max_file_mb: int = Field(64, ge=1, description="Largest file a program may write (RLIMIT_FSIZE), MiB.")
     max_output_bytes: int = Field(

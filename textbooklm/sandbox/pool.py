@@ -3,10 +3,14 @@
 One thread per worker sends a request and waits for its line; a worker that dies (a program
 that somehow killed it) or stops answering is replaced, and the program in flight is reported
 ``crashed``. Results come back in input order.
+
+The pool owns each worker's pids cgroup (cgroups.py): it makes it before starting the worker and
+removes it when the worker ends, so none outlives the pool, even when a worker had to be killed.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -17,17 +21,20 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from textbooklm.sandbox import cgroups
 from textbooklm.sandbox.config import Limits
 from textbooklm.sandbox.program import Program, Result
 
 _RESULT_FIELDS = {f.name for f in fields(Result)}
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 WORKER_GRACE_S = 15.0  # beyond a program's wall limit before its worker is presumed hung
+_POOL_IDS = itertools.count()
 
 
 class WorkerDied(RuntimeError):
@@ -35,16 +42,35 @@ class WorkerDied(RuntimeError):
 
 
 class _WorkerProcess:
-    def __init__(self, tmp_root: str, uid: int, isolate_network: bool, max_processes: int) -> None:
+    def __init__(self, tmp_root: str, uid: int, isolate_network: bool, max_processes: int,
+                 cgroup_name: str) -> None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "textbooklm.sandbox.zygote", "--tmp-root", tmp_root, "--uid", str(uid),
-             "--isolate-network", str(int(isolate_network)), "--max-processes", str(max_processes)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env, cwd=tmp_root,
-        )
+        # pids.max: the program's processes plus the worker itself, which lives in the cgroup too.
+        self.cgroup, note = cgroups.create(cgroup_name, max_processes + 1)
+        cg_args = (["--cgroup", self.cgroup.path, "--cgroup-kind", self.cgroup.kind] if self.cgroup
+                   else ["--cgroup-note", note])
         self._buf = b""
-        self.hello = json.loads(self._read_line(60.0))
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "textbooklm.sandbox.zygote", "--tmp-root", tmp_root, "--uid", str(uid),
+                 "--isolate-network", str(int(isolate_network)), "--max-processes", str(max_processes),
+                 *cg_args],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env, cwd=tmp_root,
+            )
+        except BaseException:
+            self._remove_cgroup()
+            raise
+        try:
+            self.hello = json.loads(self._read_line(60.0))
+        except BaseException:
+            self.close(kill=True)
+            raise
+
+    def _remove_cgroup(self) -> None:
+        if self.cgroup is not None and not cgroups.remove(self.cgroup.path):
+            warnings.warn(f"sandbox: could not remove the cgroup {self.cgroup.path}", RuntimeWarning,
+                          stacklevel=3)
 
     def _read_line(self, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
@@ -71,6 +97,12 @@ class _WorkerProcess:
         return json.loads(self._read_line(timeout))
 
     def close(self, kill: bool = False) -> None:
+        try:
+            self._stop(kill)
+        finally:
+            self._remove_cgroup()
+
+    def _stop(self, kill: bool) -> None:
         if not kill:
             try:
                 self.proc.stdin.close()
@@ -105,6 +137,9 @@ class SandboxPool:
         self.uid_base = uid_base
         self._procs: list[_WorkerProcess | None] = [None] * self.workers
         self.isolation: dict[str, Any] = {}
+        # Unique per pool and host process: two pools (or pytest-xdist workers) never share a cgroup.
+        self.cgroup_prefix = f"{cgroups.PREFIX}{os.getpid()}-{next(_POOL_IDS)}-"
+        self._generation = itertools.count()
 
     def __enter__(self) -> SandboxPool:
         self.start()
@@ -115,12 +150,17 @@ class SandboxPool:
 
     def _spawn(self, index: int) -> _WorkerProcess:
         proc = _WorkerProcess(self.tmp_root, self.uid_base + index, self.limits.isolate_network,
-                              self.limits.max_processes)
+                              self.limits.max_processes, f"{self.cgroup_prefix}w{index}-{next(self._generation)}")
         self._procs[index] = proc
         self.isolation = {k: v for k, v in proc.hello.items() if k != "ready"}
         return proc
 
+    def cgroup_paths(self) -> list[str]:
+        """The pids cgroups of the running workers (empty where none could be made)."""
+        return [p.cgroup.path for p in self._procs if p is not None and p.cgroup is not None]
+
     def start(self) -> None:
+        cgroups.sweep_stale()
         threads = [threading.Thread(target=self._spawn, args=(i,)) for i in range(self.workers)]
         for t in threads:
             t.start()

@@ -72,6 +72,7 @@ class Result:
     signal: int | None = None  # set when the process was killed by a signal
     wall_limit_s: float = 0.0
     network_isolated: bool = False
+    process_limit: str = ""  # what bounds its processes: cgroup-v2 | cgroup-v1 | rlimit-nproc | none
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -9,7 +9,9 @@ first line written is a hello with the isolation achieved. EOF on stdin ends the
 For each request the worker makes a fresh work dir, forks (child.py runs the program), drains and
 caps stdout/stderr while it waits up to the wall limit, kills the child's session on timeout, then
 kills every process left in its PID namespace (or, without one, every orphan it inherited as
-subreaper), reaps them, and removes the work dir.
+subreaper), reaps them, checks that its pids cgroup (joined once at start; every program forked
+inherits it, so the kernel bounds a program's processes even as root) holds nothing but itself,
+and removes the work dir.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ import textwrap  # noqa: F401
 import time
 import typing  # noqa: F401
 
-from textbooklm.sandbox import guard  # noqa: F401  (imported before privileges are dropped)
+from textbooklm.sandbox import (
+    cgroups,
+    guard,  # noqa: F401  (imported before privileges are dropped)
+)
 from textbooklm.sandbox.child import run_child
 from textbooklm.sandbox.namespaces import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, isolate, prctl
 
@@ -65,11 +70,33 @@ def _rmtree(path: str) -> None:
 
 
 class Worker:
-    def __init__(self, tmp_root: str, uid: int | None, pid_namespace: bool, network_isolated: bool) -> None:
+    def __init__(self, tmp_root: str, uid: int | None, pid_namespace: bool, network_isolated: bool,
+                 cgroup: str | None = None, process_limit: str = "none") -> None:
         self.tmp_root = tmp_root
         self.uid = uid
         self.pid_namespace = pid_namespace
         self.network_isolated = network_isolated
+        self.cgroup = cgroup  # this worker's pids cgroup (it is inside it; so is every program it forks)
+        self.process_limit = process_limit
+
+    def _empty_cgroup(self) -> None:
+        """Safety net after the namespace/subreaper cleanup: only this worker may remain in its
+        cgroup (one read of pids.current per program; the kill loop runs only if something is left)."""
+        me = os.getpid()
+        for _ in range(1000):
+            try:
+                if cgroups.pids_current(self.cgroup) <= 1:
+                    return
+            except (OSError, ValueError):
+                return
+            cgroups.kill_all(self.cgroup, keep=me)
+            while True:
+                try:
+                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                        break
+                except ChildProcessError:
+                    break
+            time.sleep(0.001)
 
     def _kill_leftovers(self, pgid: int) -> None:
         """Kill and reap every process the program left behind."""
@@ -184,6 +211,8 @@ class Worker:
         _, status_word, usage = os.wait4(pid, 0)
         duration = time.monotonic() - start
         self._kill_leftovers(pid)
+        if self.cgroup is not None:
+            self._empty_cgroup()
         poller.unregister(pidfd)
         os.close(pidfd)
         while open_fds:  # every writer is dead now, so these reach EOF
@@ -194,7 +223,7 @@ class Worker:
 
         result = {
             "id": request["id"], "duration_s": round(duration, 6), "wall_limit_s": wall_s,
-            "network_isolated": self.network_isolated,
+            "network_isolated": self.network_isolated, "process_limit": self.process_limit,
             "stdout": bufs[out_r].decode("utf-8", "replace"), "stderr": bufs[err_r].decode("utf-8", "replace"),
             "stdout_truncated": dropped[out_r] > 0, "stderr_truncated": dropped[err_r] > 0,
             "exit_code": os.waitstatus_to_exitcode(status_word) if os.WIFEXITED(status_word) else None,
@@ -248,12 +277,36 @@ def _uid_can_run_python(uid: int) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
+def _enter_cgroup(args: argparse.Namespace, info: dict, uid: int | None) -> tuple[str | None, str]:
+    """Join the worker's pids cgroup; say which process limit is in force and why (in ``info``)."""
+    if args.cgroup:
+        try:
+            cgroups.join(args.cgroup)
+            info.update(process_limit=args.cgroup_kind, cgroup=args.cgroup,
+                        pids_max=args.max_processes + 1)
+            return args.cgroup, args.cgroup_kind
+        except OSError as exc:
+            info["notes"].append(f"could not join the pids cgroup {args.cgroup} ({exc.strerror})")
+    elif args.cgroup_note:
+        info["notes"].append(f"no writable pids cgroup ({args.cgroup_note})")
+    if uid is not None or os.geteuid() != 0:
+        info["process_limit"] = "rlimit-nproc"
+        return None, "rlimit-nproc"
+    info["process_limit"] = "none"
+    info["notes"].append("no process limit: RLIMIT_NPROC does not bind root and no pids cgroup is writable "
+                         "(a fork bomb is stopped only by the guard and the time limits)")
+    return None, "none"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tmp-root", default=tempfile.gettempdir())
     parser.add_argument("--uid", type=int, default=-1, help="Run programs as this uid (root only).")
     parser.add_argument("--isolate-network", type=int, default=1)
     parser.add_argument("--max-processes", type=int, default=32)
+    parser.add_argument("--cgroup", default="", help="A pids cgroup made for this worker by the pool.")
+    parser.add_argument("--cgroup-kind", default="", help="cgroup-v1 or cgroup-v2.")
+    parser.add_argument("--cgroup-note", default="", help="Why the pool could not make a cgroup.")
     args = parser.parse_args()
 
     proto_in = os.fdopen(os.dup(0), "rb")
@@ -275,10 +328,12 @@ def main() -> None:
     uid = args.uid if args.uid >= 0 and os.geteuid() == 0 else None
     if uid is not None and not _uid_can_run_python(uid):
         info["notes"].append(f"programs run as root: uid {uid} cannot read the interpreter at {sys.prefix}, "
-                             "so RLIMIT_NPROC is not enforced and only the guard keeps files outside the work "
-                             "dir safe (install Python in a world-readable place to fix)")
+                             "so only the guard keeps files outside the work dir safe (install Python in a "
+                             "world-readable place to fix)")
         uid = None
-    worker = Worker(args.tmp_root, uid, bool(info["pid_namespace"]), bool(info["network_isolated"]))
+    cgroup, process_limit = _enter_cgroup(args, info, uid)
+    worker = Worker(args.tmp_root, uid, bool(info["pid_namespace"]), bool(info["network_isolated"]),
+                    cgroup, process_limit)
     hello = {"ready": True, "uid": uid, **info}
     os.write(proto_out, (json.dumps(hello) + "\n").encode())
     for line in proto_in:
