@@ -20,8 +20,7 @@ from textbooklm.lm.config import TrainConfig
 from textbooklm.lm.train import lr_at, read_metrics
 
 TRAIN = {"model": {"preset": "nano"}, "batch_size": 8, "micro_batch_size": 4, "log_every": 1,
-         "eval_every": 5, "eval_batches": 1, "threads": 1, "dropout_note": None}
-TRAIN.pop("dropout_note")
+         "eval_every": 5, "eval_batches": 1, "threads": 1}
 
 
 def _write_cfg(path: Path, **kw) -> Path:
@@ -33,7 +32,8 @@ def _write_cfg(path: Path, **kw) -> Path:
 
 
 def _train_cmd(pack: Path, out: Path, cfg: Path) -> list[str]:
-    return [sys.executable, "-m", "textbooklm.cli", "train", "--data", str(pack), "--out", str(out), "--config", str(cfg)]
+    return [sys.executable, "-m", "textbooklm.cli", "train", "--data", str(pack), "--out", str(out),
+            "--config", str(cfg)]
 
 
 def _losses(run: Path) -> list[tuple[int, str, str]]:

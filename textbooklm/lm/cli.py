@@ -34,7 +34,9 @@ def _datasets(specs: list[str]) -> dict:
 def tokenizer_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write tokenizer.json (and a one-row table) into."),
     kind: str = typer.Option("bpe", "--kind", help="codegen (phi's GPT-2 + whitespace tokens) or bpe (trained)."),
-    data: list[str] = typer.Option(None, "--data", help="Dataset folder(s) to train 'bpe' on (text or prompt/completion)."),
+    data: list[str] = typer.Option(
+        None, "--data", help="Dataset folder(s) to train 'bpe' on (text or prompt/completion)."
+    ),
     vocab_size: int = typer.Option(4096, "--vocab-size", help="Vocabulary size of a trained 'bpe'."),
     gpt2_files: str = typer.Option(None, "--gpt2-files", help="Folder with encoder.json + vocab.bpe (codegen)."),
 ) -> None:
@@ -121,8 +123,12 @@ def _load_train_config(path: Path | None, overrides: dict) -> object:
 
 def train_cmd(
     data: Path = typer.Option(..., "--data", "-d", help="Token pack folder (from `textbooklm pack`)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, metrics.csv, tensorboard/. Resumes if present."),
-    config: Path = typer.Option(None, "--config", "-c", help="TOML with a TrainConfig (bare, or a [pretrain]/[finetune] table)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Run folder: checkpoints, metrics.csv, tensorboard/. Resumes if present."
+    ),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="TOML with a TrainConfig (bare, or a [pretrain]/[finetune] table)."
+    ),
     preset: str = typer.Option(None, "--preset", help="Model preset: phi-1, phi-1.5, phi-1-small, tiny, nano."),
     optimizer: str = typer.Option(None, "--optimizer", help="phi-1-pretrain, phi-1-finetune, phi-1.5, tiny."),
     max_steps: int = typer.Option(None, "--max-steps", help="Optimizer steps."),
@@ -178,7 +184,9 @@ def generate_cmd(
 
 def export_hf_cmd(
     checkpoint: Path = typer.Argument(..., help="textbooklm checkpoint or run folder."),
-    out: Path = typer.Argument(..., help="Folder for the Hugging Face PhiForCausalLM (config.json, safetensors, tokenizer)."),
+    out: Path = typer.Argument(
+        ..., help="Folder for the Hugging Face PhiForCausalLM (config.json, safetensors, tokenizer)."
+    ),
 ) -> None:
     """Export to Hugging Face PhiForCausalLM format (loads in transformers and vLLM)."""
     from textbooklm.lm.checkpoint import load_model

@@ -154,7 +154,9 @@ class TrainConfig(StrictModel):
     betas: tuple[float, float] | None = Field(None, description="AdamW betas.")
     eps: float | None = Field(None, gt=0, description="AdamW epsilon.")
     batch_size: int | None = Field(None, ge=1, description="Global batch in sequences per optimizer step.")
-    micro_batch_size: int = Field(8, ge=1, description="Sequences per forward pass per process (grad accumulation fills the rest).")
+    micro_batch_size: int = Field(
+        8, ge=1, description="Sequences per forward pass per process (grad accumulation fills the rest)."
+    )
     max_steps: int = Field(200, ge=1, description="Optimizer steps to train.")
     grad_clip: float = Field(1.0, ge=0, description="Global grad-norm clip; 0 turns it off.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(

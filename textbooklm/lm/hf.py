@@ -159,5 +159,6 @@ def import_hf(folder: str | Path) -> PhiForCausalLM:
     state = {k: v.to(torch.float32) for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{folder}: weights do not fit a phi model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(f"{folder}: weights do not fit a phi model: missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]}")
     return model

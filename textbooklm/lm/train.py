@@ -273,7 +273,9 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
         for i in range(0, len(ids), cfg.micro_batch_size):
             x, y, m = val_data.get(ids[i : i + cfg.micro_batch_size])
             x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-            m = torch.from_numpy(m).to(device=device, dtype=torch.float64) if use_mask else torch.ones_like(y, dtype=torch.float64)
+            m = torch.from_numpy(m).to(device=device, dtype=torch.float64)
+            if not use_mask:
+                m = torch.ones_like(m)
             with autocast():
                 losses = sequence_losses(model(x), y)
             total += torch.stack([(losses.double() * m).sum(), m.sum()])
@@ -347,7 +349,8 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
         if distributed:
             dist.all_reduce(step_loss)
         scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
