@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from textbooklm.config_base import StrictModel
 from textbooklm.corpus.config import CorpusConfig
 from textbooklm.decontam.config import DecontamConfig
+from textbooklm.quality.config import ClassifyConfig, JudgeConfig, QualityFilterConfig
 from textbooklm.report.config import ReportConfig
 from textbooklm.synth.config import ExercisesConfig, TextbooksConfig
 from textbooklm.teacher.config import TeacherConfig
@@ -50,6 +51,9 @@ class PipelineConfig(StrictModel):
         default_factory=dict, description="Named teacher LLMs; stages refer to them by name."
     )
     corpus: CorpusConfig | None = None
+    judge: JudgeConfig | None = None
+    classify: ClassifyConfig | None = None
+    filter: QualityFilterConfig | None = None
     textbooks: TextbooksConfig | None = None
     exercises: ExercisesConfig | None = None
     decontam: DecontamConfig | None = None
