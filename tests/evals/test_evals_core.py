@@ -68,7 +68,7 @@ def test_problems_format_round_trips_and_names_bad_lines(tmp_path):
     with pytest.raises(ValueError, match="needs a path"):
         load_problems("mbpp")
     with pytest.raises(ValueError, match="unknown task"):
-        load_problems("gsm8k", path)
+        load_problems("mmlu", path)
 
 
 def test_generator_registry_plugs_new_kinds():
