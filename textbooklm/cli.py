@@ -23,6 +23,7 @@ app = typer.Typer(
 AREAS = [
     "textbooklm.pipeline_cli",
     "textbooklm.corpus.cli",
+    "textbooklm.quality.cli",
     "textbooklm.teacher.cli",
     "textbooklm.lm.cli",
     "textbooklm.sandbox.cli",

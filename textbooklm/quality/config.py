@@ -81,7 +81,7 @@ class JudgeConfig(StrictModel):
     label_from: JudgeName = Field(
         "heuristic", description="The judge whose binary label the classifier learns (must be in judges)."
     )
-    teacher: str | None = Field(None, description="Name of the [teachers] entry the llm judge uses.")
+    teacher: str | None = Field(None, description="Name of the teachers.NAME entry the llm judge uses.")
     heuristic: HeuristicJudgeConfig = Field(default_factory=HeuristicJudgeConfig)
     llm: LLMJudgeConfig = Field(default_factory=LLMJudgeConfig)
 

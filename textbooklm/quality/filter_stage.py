@@ -1,0 +1,217 @@
+"""The filter stage: score every corpus record with the saved classifier, keep the educational ones.
+
+Steps, each resumable:
+
+1. score (sharded through the executor, one marker per corpus shard): embed the shard in batches and
+   score it -> ``OUT/_work/scores/part-N`` (id, score). A run killed mid-way re-scores only the
+   shards without a marker.
+2. decide: the cut is ``filter.threshold``, else the score at which the ``top_fraction`` best records
+   are kept, else the classifier's own decision cut.
+3. write (sharded): kept records -> ``OUT/part-N`` with ``{"filter": {"score", "threshold"}}`` added to
+   provenance; the others -> ``OUT/rejected/part-N`` with reason ``low-educational-value`` and score.
+
+Report data in ``OUT/``: ``score_histogram.{json,png}`` (scores of the whole corpus, kept and dropped)
+and ``precision_recall.{json,png}`` (held-out precision/recall of the classifier against threshold,
+with the share of the corpus each threshold keeps). Tokens are approximated as bytes / 4 (labelled so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from textbooklm.executor import map_shards, resolve_workers
+from textbooklm.progress import summary_line
+from textbooklm.quality.classifier import QualityClassifier, pr_vs_threshold
+from textbooklm.quality.config import QualityFilterConfig
+from textbooklm.store import Dataset, atomic_write_json, finish_dataset, write_table
+
+SCORE_SCHEMA = pa.schema([("id", pa.string()), ("score", pa.float64()), ("n_bytes", pa.int64())])
+BYTES_PER_TOKEN = 4  # rough code-token size; the summary labels token counts as approximate
+
+
+def score_texts(clf: QualityClassifier, texts: list[str], batch_size: int) -> np.ndarray:
+    """Embed in batches and score: the path every record of the corpus takes."""
+    from textbooklm.quality.classify_stage import embed_texts
+
+    if not texts:
+        return np.zeros(0)
+    return clf.score(embed_texts(clf.embedder, texts, clf.max_chars, batch_size))
+
+
+_LOADED: dict[str, QualityClassifier] = {}
+
+
+def _classifier(model_dir: str) -> QualityClassifier:
+    """One load per worker process, reused by every shard it scores."""
+    if model_dir not in _LOADED:
+        _LOADED[model_dir] = QualityClassifier.load(Path(model_dir))
+    return _LOADED[model_dir]
+
+
+def score_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: score one corpus shard."""
+    if task.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(task["threads"]))  # workers share the cores instead of fighting for them
+    clf = _classifier(task["model"])
+    table = pq.read_table(task["shard"], columns=["id", "text", "n_bytes"])
+    scores = score_texts(clf, [t or "" for t in table.column("text").to_pylist()], int(task["batch_size"]))
+    write_table(Path(task["out"]), pa.Table.from_pydict(
+        {"id": table.column("id").to_pylist(), "score": scores.astype(float).tolist(),
+         "n_bytes": table.column("n_bytes").to_pylist()}, schema=SCORE_SCHEMA))
+    return {"scored": table.num_rows}
+
+
+def write_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: split one corpus shard into kept and rejected by the cut."""
+    table = pq.read_table(task["shard"])
+    scores = pq.read_table(task["scores"]).column("score").to_pylist()
+    cut = float(task["cut"])
+    kept, dropped = [], []
+    for rec, score in zip(table.to_pylist(), scores, strict=True):
+        prov = json.loads(rec["provenance"] or "{}")
+        prov["filter"] = {"score": round(score, 6), "threshold": round(cut, 6)}
+        rec["provenance"] = json.dumps(prov)
+        if score >= cut:
+            kept.append(rec)
+        else:
+            dropped.append({**rec, "reason": "low-educational-value", "detail": f"score {score:.3f} < {cut:.3f}",
+                            "score": score})
+    schema = table.schema
+    rej_schema = schema.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string())) \
+        .append(pa.field("score", pa.float64()))
+    write_table(Path(task["out"]), pa.Table.from_pylist(kept, schema=schema))
+    write_table(Path(task["rejected"]), pa.Table.from_pylist(dropped, schema=rej_schema))
+    return {"kept": len(kept), "kept_bytes": sum(r["n_bytes"] or 0 for r in kept), "dropped": len(dropped),
+            "dropped_bytes": sum(r["n_bytes"] or 0 for r in dropped)}
+
+
+def decide_cut(cfg: QualityFilterConfig, scores: np.ndarray, default: float) -> float:
+    """The score a record needs to be kept."""
+    if cfg.threshold is not None:
+        return cfg.threshold
+    if cfg.top_fraction is not None and len(scores):
+        k = max(1, int(round(cfg.top_fraction * len(scores))))
+        return float(np.sort(scores)[::-1][k - 1])  # ties at the cut are all kept
+    return default
+
+
+def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+    """Run the filter stage into ``out`` (see the module docstring)."""
+    out = Path(out)
+    work = out / "_work"
+    corpus, classify = inputs["corpus"], inputs["classify"]
+    model_dir = classify.path / "model"
+    clf = QualityClassifier.load(model_dir)  # fail here, clearly, before any worker starts
+    run_cfg = ctx.run
+    exec_kw = {"executor": run_cfg.executor, "workers": run_cfg.workers, "ray_address": run_cfg.ray_address}
+    shards = corpus.shards()
+    workers = min(resolve_workers(run_cfg.workers), max(1, len(shards)))
+    threads = max(1, (os.cpu_count() or 1) // workers) if run_cfg.executor == "local" else 0
+    tasks = [{"key": p.name, "shard": str(p), "model": str(model_dir), "batch_size": cfg.batch_size,
+              "threads": threads, "out": str(work / "scores" / p.name)} for p in shards]
+    map_shards(score_shard, tasks, work / "markers" / "score", description="filter: score", **exec_kw)
+
+    scores = np.concatenate([pq.read_table(work / "scores" / p.name).column("score").to_numpy() for p in shards]) \
+        if shards else np.zeros(0)
+    cut = decide_cut(cfg, scores, clf.cut)
+    write_tasks = [{"key": p.name, "shard": str(p), "scores": str(work / "scores" / p.name), "cut": cut,
+                    "out": str(out / p.name), "rejected": str(out / "rejected" / p.name)} for p in shards]
+    # The cut is part of each task, so a marker from a different cut can never be reused (the pipeline
+    # wipes the folder when the config changes; this guards the CLI re-run with another threshold too).
+    marker_dir = work / "markers" / f"write-{cut:.6f}"
+    results = map_shards(write_shard, write_tasks, marker_dir, description="filter: write", **exec_kw)
+
+    report = _report_data(out, scores, cut, classify)
+    summary = _summary(results, cut, cfg, clf, report)
+    finish_dataset(out / "rejected", stage="filter.rejected", config_hash=ctx.config_hash, summary=summary)
+    ds = finish_dataset(out, stage="filter", config_hash=ctx.config_hash, parents=[corpus.path, classify.path],
+                        summary=summary)
+    summary_line(summary["line"])
+    return ds
+
+
+def _summary(results, cut, cfg, clf, report) -> dict[str, Any]:
+    kept = sum(r["kept"] for r in results.values())
+    dropped = sum(r["dropped"] for r in results.values())
+    kept_b = sum(r["kept_bytes"] for r in results.values())
+    total_b = kept_b + sum(r["dropped_bytes"] for r in results.values())
+    how = (f"threshold {cut:.3f}" if cfg.top_fraction is None
+           else f"top {cfg.top_fraction:.0%} (score >= {cut:.3f})")
+    line = (f"filter: kept {kept} of {kept + dropped} records ({how}, {clf.kind}); "
+            f"~{kept_b / BYTES_PER_TOKEN / 1e6:.2f}M of ~{total_b / BYTES_PER_TOKEN / 1e6:.2f}M tokens "
+            f"(bytes/4) kept ({kept_b / max(1, total_b):.0%}); {dropped} dropped as low-educational-value")
+    return {"line": line, "kept": kept, "dropped": dropped, "threshold": cut, "kept_bytes": kept_b,
+            "total_bytes": total_b, "approx_tokens_kept": kept_b // BYTES_PER_TOKEN,
+            "approx_tokens_total": total_b // BYTES_PER_TOKEN, "head": clf.kind,
+            "held_out_f1": clf.info.get("metrics", {}).get("f1"), "plots": report}
+
+
+def _report_data(out: Path, scores: np.ndarray, cut: float, classify: Dataset) -> dict[str, str]:
+    """Histogram of corpus scores and held-out precision/recall vs threshold, as JSON and PNG."""
+    edges = np.linspace(0, 1, 21)
+    kept_h, _ = np.histogram(scores[scores >= cut], bins=edges)
+    drop_h, _ = np.histogram(scores[scores < cut], bins=edges)
+    hist = {"edges": edges.round(4).tolist(), "kept": kept_h.tolist(), "dropped": drop_h.tolist(), "threshold": cut,
+            "n": int(len(scores))}
+    atomic_write_json(out / "score_histogram.json", hist)
+    held = classify.to_table(columns=["split", "label", "score"]).to_pylist()
+    test = [r for r in held if r["split"] == "test"]
+    curve = pr_vs_threshold(np.array([r["label"] for r in test], int), np.array([r["score"] for r in test], float))
+    for row in curve:  # what each threshold would keep of the whole corpus
+        row["corpus_kept_share"] = round(float(np.mean(scores >= row["threshold"])), 4) if len(scores) else 0.0
+    atomic_write_json(out / "precision_recall.json", {"held_out_n": len(test), "threshold": cut, "rows": curve})
+    _plot(out, hist, curve, cut)
+    return {"histogram": "score_histogram.png", "precision_recall": "precision_recall.png"}
+
+
+def _plot(out: Path, hist: dict[str, Any], curve: list[dict[str, Any]], cut: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.asarray(hist["edges"])
+    width = edges[1] - edges[0]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(edges[:-1], hist["dropped"], width=width, align="edge", color="#bbbbbb", label="dropped")
+    ax.bar(edges[:-1], hist["kept"], width=width, align="edge", bottom=hist["dropped"], color="#2a7ab9", label="kept")
+    ax.axvline(cut, color="black", linestyle="--", linewidth=1, label=f"threshold {cut:.2f}")
+    ax.set_xlabel("classifier score (educational value)")
+    ax.set_ylabel("records")
+    ax.set_title(f"Quality scores of {hist['n']} corpus records")
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, out / "score_histogram.png")
+    plt.close(fig)
+
+    t = [r["threshold"] for r in curve]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(t, [np.nan if r["precision"] is None else r["precision"] for r in curve], label="precision (held out)")
+    ax.plot(t, [r["recall"] for r in curve], label="recall (held out)")
+    ax.plot(t, [r["corpus_kept_share"] for r in curve], label="share of corpus kept", linestyle=":")
+    ax.axvline(cut, color="black", linestyle="--", linewidth=1)
+    ax.set_xlabel("threshold")
+    ax.set_ylim(0, 1.02)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, out / "precision_recall.png")
+    plt.close(fig)
+
+
+def _save(fig: Any, path: Path) -> None:
+    import io
+
+    from textbooklm.store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    atomic_write_bytes(path, buf.getvalue())
