@@ -28,7 +28,8 @@ BODIES = [
     "    {a} = 0\n    {b} = 1\n    while {b} < {c}:\n        {a} += {b}\n        {b} *= 2\n    return {a}\n",
     "    {a} = {{}}\n    for {b} in {c}:\n        {a}[{b}] = {a}.get({b}, 0) + 1\n    return max({a}, key={a}.get)\n",
     "    if not {c}:\n        return None\n    {a} = sorted({c})\n    {b} = len({a}) // 2\n    return {a}[{b}]\n",
-    "    {a} = ''\n    for {b} in str({c}):\n        if {b}.isalpha():\n            {a} += {b}.upper()\n    return {a}\n",
+    "    {a} = ''\n    for {b} in str({c}):\n        if {b}.isalpha():\n"
+    "            {a} += {b}.upper()\n    return {a}\n",
     "    try:\n        {a} = int({c})\n    except ValueError:\n        {a} = -1\n    return {a} * 3 - 1\n",
 ]
 
