@@ -25,6 +25,7 @@ AREAS = [
     "textbooklm.corpus.cli",
     "textbooklm.quality.cli",
     "textbooklm.teacher.cli",
+    "textbooklm.synth.cli",
     "textbooklm.lm.cli",
     "textbooklm.sandbox.cli",
     "textbooklm.evals.cli",

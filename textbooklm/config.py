@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from textbooklm.config_base import StrictModel
 from textbooklm.corpus.config import CorpusConfig
+from textbooklm.synth.config import ExercisesConfig, TextbooksConfig
 from textbooklm.decontam.config import DecontamConfig
 from textbooklm.quality.config import ClassifyConfig, JudgeConfig, QualityFilterConfig
 from textbooklm.report.config import ReportConfig
@@ -51,6 +52,8 @@ class PipelineConfig(StrictModel):
         default_factory=dict, description="Named teacher LLMs; stages refer to them by name."
     )
     corpus: CorpusConfig | None = None
+    textbooks: TextbooksConfig | None = None
+    exercises: ExercisesConfig | None = None
     judge: JudgeConfig | None = None
     classify: ClassifyConfig | None = None
     filter: QualityFilterConfig | None = None

@@ -1,0 +1,123 @@
+"""Both stages end to end through the pipeline: a real HTTP teacher (scripted replies), the real sandbox,
+real Parquet outputs; every rejection reason that the replies provoke, and the evals format."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from textbooklm.config import PipelineConfig
+from textbooklm.evals.problems import read_problems_jsonl
+from textbooklm.evals.tasks import solution_program
+from textbooklm.pipeline import run_pipeline
+from textbooklm.sandbox import Limits, Program, run_programs
+from textbooklm.store import Dataset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def config(teacher_table):
+    def make(server, **sections) -> PipelineConfig:
+        return PipelineConfig.model_validate(
+            {"run": {"workers": 1, "seed": 3}, "teachers": {"t": teacher_table(server)}, **sections}
+        )
+
+    return make
+
+
+def test_exercises_stage_verifies_rejects_and_writes_the_problems_file(scripted_server, tmp_path, config):
+    cfg = config(scripted_server, exercises={"teacher": "t", "count": 12, "per_round": 5, "min_tests": 2,
+                                              "sandbox": {"timeout_s": 2.0}})
+    record = run_pipeline(cfg, tmp_path)
+    out = tmp_path / "exercises"
+    kept, rejected = Dataset(out), Dataset(out / "rejected")
+    assert kept.num_rows + rejected.num_rows == 12
+    reasons = Counter(rejected.column("reason"))
+    assert set(reasons) <= {"tests-failed", "no-tests", "near-duplicate", "duplicate"}
+    assert reasons["tests-failed"] >= 1 and reasons["no-tests"] >= 1 and kept.num_rows >= 1
+
+    rows = list(kept.iter_records())
+    for r in rows:
+        assert r["text"] == r["prompt"] + r["completion"]
+        assert r["prompt"].rstrip().endswith('"""') and f"def {r['entry_point']}(" in r["prompt"]
+        prov = json.loads(r["provenance"])["synth"]
+        assert prov["verification"]["status"] == "passed" and prov["teacher"]["model"] == "scripted"
+        assert prov["name"]["name"] == r["entry_point"] and len(prov["prompt_hash"]) == 16
+    for r in rejected.iter_records():
+        prov = json.loads(r["provenance"])["synth"]
+        if r["reason"] == "tests-failed":
+            assert prov["verification"]["status"] == "failed" and "AssertionError" in r["detail"]
+        assert prov["reply"] == r["text"]
+
+    problems = read_problems_jsonl(out / "problems.jsonl")
+    assert sorted(p.entry_point for p in problems) == sorted(r["entry_point"] for r in rows)
+    # The evals' own way of running a completion passes every kept exercise's canonical solution.
+    results = run_programs([Program(id=p.task_id, code=solution_program(p, p.canonical_solution or ""),
+                                    test=p.test, entry_point=p.entry_point) for p in problems], Limits(), workers=1)
+    assert all(r.passed for r in results)
+
+    line = record["stages"]["exercises"]["line"]
+    assert line.startswith(f"exercises: 12 asked, {kept.num_rows} verified and kept")
+    assert f"tests-failed {reasons['tests-failed']}" in line
+    div = json.loads((out / "diversity.json").read_text())
+    assert div["overall"]["coverage"]["names"]["available"] == 12 and len(div["rounds"]) == 3
+
+    hits = len(scripted_server.hits)
+    again = run_pipeline(cfg, tmp_path)  # finished: nothing re-runs, nothing is sent
+    assert len(scripted_server.hits) == hits and again["stages"]["exercises"]["line"] == line
+
+
+def test_agreement_and_timeouts(scripted_server, tmp_path, config):
+    names = tmp_path / "names.txt"
+    names.write_text("slow_count(items: list)\ncount_a(items: list)\ncount_b(items: list)\n")
+    cfg = config(scripted_server, exercises={"teacher": "t", "count": 3, "names_file": str(names), "solutions": 2,
+                                              "min_tests": 2, "sandbox": {"timeout_s": 1.0}})
+    run_pipeline(cfg, tmp_path)
+    out = tmp_path / "exercises"
+    rejected = {r["entry_point"]: r for r in Dataset(out / "rejected").iter_records()}
+    assert rejected["slow_count"]["reason"] == "timeout"
+    for r in Dataset(out).iter_records():
+        agreement = json.loads(r["provenance"])["synth"]["agreement"]
+        assert agreement == {"solutions": 2, "agreeing": 2, "failures": []}
+    solution_hits = [h for h in scripted_server.hits if "Complete this Python function" in h.prompt]
+    assert len(solution_hits) == Dataset(out).num_rows + sum(
+        r["reason"] == "disagree" for r in rejected.values())
+
+
+def test_textbooks_stage_runs_code_blocks_and_drops_failing_ones(scripted_server, tmp_path, config):
+    tpl = tmp_path / "tpl.txt"
+    tpl.write_text('Write about "$topic" for $audience as a $style.$words_line\n')
+    fail_tpl = tmp_path / "fail.txt"
+    fail_tpl.write_text('Write about "$topic" (fail) for $audience.\n')
+    cfg = config(scripted_server, textbooks={"teacher": "t", "count": 5, "per_round": 2, "template": str(tpl),
+                                              "diversity": {"drop_near_duplicates": False}})
+    record = run_pipeline(cfg, tmp_path / "a")
+    rows = list(Dataset(tmp_path / "a" / "textbooks").iter_records())
+    assert len(rows) == 5
+    for r in rows:
+        prov = json.loads(r["provenance"])["synth"]
+        seed = json.loads(r["seed"])
+        assert prov["seed"] == seed and seed["topic"] and len(seed["words"]) == 2
+        code = prov["code"]
+        assert (code["python"], code["runnable"], code["passed"], code["failed"]) == (2, 2, 2, 0)
+        assert [b["status"] for b in code["results"]] == ["passed", "passed"]  # block 2 uses block 1's `total`
+    line = record["stages"]["textbooks"]["line"]
+    assert "textbooks: 5 asked, 5 kept, 0 rejected; python blocks 10: 10 parse, 10 runnable, 10 ran ok" in line
+    div = json.loads((tmp_path / "a" / "textbooks" / "diversity.json").read_text())
+    assert div["overall"]["coverage"]["audiences"]["used"] >= 3 and div["overall"]["coverage"]["topics"]["used"] == 5
+    # The scripted replies differ only in their topic line: the accounting must call them near duplicates.
+    assert div["overall"]["near_duplicate_rate"] >= 0.6 and "near-dup rate 80%" in line
+    assert div["overall"]["top_openings"][0][0].startswith("# About ")
+
+    # The same replies with a failing block: kept with the failure recorded, or rejected when asked to.
+    cfg = config(scripted_server, textbooks={"teacher": "t", "count": 3, "template": str(fail_tpl),
+                                              "drop_failing_code": True})
+    run_pipeline(cfg, tmp_path / "b")
+    rej = list(Dataset(tmp_path / "b" / "textbooks" / "rejected").iter_records())
+    assert Counter(r["reason"] for r in rej)["code-failed"] >= 1
+    failed = next(r for r in rej if r["reason"] == "code-failed")
+    assert "block 2: failed: ValueError" in failed["detail"]
+    assert Dataset(tmp_path / "b" / "textbooks").num_rows + len(rej) == 3

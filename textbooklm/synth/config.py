@@ -1,0 +1,105 @@
+"""Config of the synthesis stages: where prompts' variety comes from, what each stage asks, what it keeps.
+
+Both stages name a teacher (a key of ``[teachers]``); the pipeline hashes that teacher's config into
+the stage's, so pointing a stage at another model re-runs it. Counts are the only thing that changes
+between the offline demo (SmolLM2 on a laptop CPU) and a hosted run of thousands.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from textbooklm.config_base import StrictModel
+from textbooklm.sandbox import Limits
+
+DEFAULT_AUDIENCES = ["young learners", "high school students", "college students", "professional developers"]
+DEFAULT_STYLES = ["textbook chapter", "hands-on tutorial", "worked examples", "questions and answers"]
+
+
+class SeedConfig(StrictModel):
+    """The seed sampler: every prompt gets its own topic, audience, style and random words."""
+
+    topics_file: str | None = Field(
+        None, description="Topic tree file (indented lines or 'A > B > C' paths; '#' comments); leaves are "
+        "topics. Default: the shipped tree of basic coding, data-structure and algorithm topics.",
+    )
+    audiences: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_AUDIENCES), min_length=1, description="Target audiences."
+    )
+    styles: list[str] = Field(default_factory=lambda: list(DEFAULT_STYLES), min_length=1, description="Styles.")
+    words_file: str | None = Field(
+        None, description="Random-word list (one per line) for TinyStories-style injection. Default: shipped list."
+    )
+    random_words: int = Field(2, ge=0, le=10, description="Random words each prompt must use (0 turns it off).")
+    excerpt_fraction: float = Field(
+        0.0, ge=0, le=1, description="Share of prompts seeded with an excerpt of the filtered corpus (Cosmopedia's "
+        "way); needs a `filter` stage in the same run, else no excerpts are used.",
+    )
+    excerpt_chars: int = Field(600, ge=50, description="Longest corpus excerpt put into a prompt, in characters.")
+    reweight: float = Field(
+        1.0, ge=0, description="Pull toward under-covered seeds: a value drawn k times so far gets weight "
+        "1/(1+k)**reweight (0 = uniform sampling).",
+    )
+
+
+class DiversityConfig(StrictModel):
+    """How diversity is measured (reported, and near duplicates optionally dropped)."""
+
+    ngram: int = Field(5, ge=1, description="MinHash shingle size, in words.")
+    num_perm: int = Field(128, ge=8, description="MinHash permutations.")
+    bands: int = Field(32, ge=1, description="LSH bands (num_perm must be a multiple).")
+    threshold: float = Field(0.7, gt=0, le=1, description="Estimated Jaccard at which two samples are near duplicates.")
+    drop_near_duplicates: bool = Field(True, description="Reject all but the first sample of a near-duplicate cluster.")
+    openings_words: int = Field(6, ge=1, description="Words in a sample's 'opening' (repeated openings).")
+
+
+class TextbooksConfig(StrictModel):
+    """`synth textbooks`: a teacher writes short textbook sections; their code blocks are run in the sandbox."""
+
+    teacher: str = Field("smollm2", description="Name of the teacher ([teachers.NAME]) that writes the textbooks.")
+    count: int = Field(12, ge=1, description="Textbooks to ask for.")
+    per_round: int = Field(8, ge=1, description="Prompts per round; a round is the unit of resume and re-weighting.")
+    max_tokens: int = Field(256, ge=16, description="Longest textbook, in new tokens.")
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    template: str | None = Field(
+        None, description="Prompt template file ($topic, $audience, $style, $words, $excerpt). Default: shipped."
+    )
+    seeds: SeedConfig = Field(default_factory=SeedConfig)
+    min_chars: int = Field(200, ge=0, description="Shorter textbooks are rejected as 'too-short'.")
+    run_code: bool = Field(True, description="Execute every runnable Python block in the sandbox and store its result.")
+    drop_failing_code: bool = Field(
+        False, description="Reject textbooks with a Python block that does not parse or fails when run ('code-failed')."
+    )
+    require_code: bool = Field(False, description="Reject textbooks without any Python block ('no-code').")
+    sandbox: Limits = Field(default_factory=lambda: Limits(timeout_s=3.0, memory_mb=1024))
+    diversity: DiversityConfig = Field(default_factory=DiversityConfig)
+
+
+class ExercisesConfig(StrictModel):
+    """`synth exercises`: one HumanEval-style exercise per function name, kept only if its tests pass."""
+
+    teacher: str = Field("smollm2", description="Name of the teacher ([teachers.NAME]) that writes the exercises.")
+    count: int = Field(40, ge=1, description="Exercises to ask for (one per function name).")
+    per_round: int = Field(16, ge=1, description="Prompts per round; a round is the unit of resume and re-weighting.")
+    max_tokens: int = Field(192, ge=16, description="Longest reply, in new tokens.")
+    temperature: float = Field(0.7, ge=0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    template: str | None = Field(
+        None, description="Exercise prompt template ($name, $signature, $topic, $audience, $words). Default: shipped."
+    )
+    solution_template: str | None = Field(
+        None, description="Template asking for another solution ($prompt, $name) when solutions > 1. Default: shipped."
+    )
+    names_file: str | None = Field(
+        None, description="Function names to use first, one per line ('name' or 'name(params)'); the generated "
+        "topic x verb x data-structure pool fills the rest.",
+    )
+    seeds: SeedConfig = Field(default_factory=lambda: SeedConfig(random_words=0))
+    solutions: int = Field(
+        1, ge=1, le=8, description="Solutions per exercise: with more than 1, extra solutions are sampled from "
+        "the prompt and the exercise is kept only when all of them pass its tests ('disagree' otherwise).",
+    )
+    min_tests: int = Field(2, ge=1, description="Fewest assert statements an exercise's tests must have.")
+    sandbox: Limits = Field(default_factory=lambda: Limits(timeout_s=3.0, memory_mb=1024))
+    diversity: DiversityConfig = Field(default_factory=lambda: DiversityConfig(threshold=0.85))

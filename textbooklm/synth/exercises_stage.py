@@ -1,0 +1,271 @@
+"""The `exercises` stage: one HumanEval-style exercise per function name, kept only when it is verified.
+
+phi-1's CodeExercises had no execution check ("GPT-3.5 data has a high error rate"); here every
+exercise's own solution must pass its own tests in the sandbox, and optionally ``solutions - 1``
+further solutions, sampled from the prompt alone, must pass them too (agreement: tests that several
+independent solutions pass are more likely right than ones a single solution was written to fit).
+
+Output ``OUT/`` (id, prompt, completion, text, entry_point, test, provenance): ``text`` is
+``prompt + completion``, the docstring-completion training form. ``OUT/problems.jsonl`` holds the
+kept exercises in the evals' problems format (task_id ``exercise/<name>``, canonical_solution =
+completion). ``OUT/rejected/`` holds every failure with its reason: teacher-error, the parse
+reasons of exercise.py (no-code, syntax-error, no-function, wrong-name, several-definitions,
+no-docstring, no-solution, no-tests, too-few-tests), the sandbox verdicts (tests-failed, timeout,
+memory, crashed), disagree, duplicate, near-duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from textbooklm.evals.problems import Problem, write_problems_jsonl
+from textbooklm.progress import summary_line
+from textbooklm.sandbox import Program
+from textbooklm.store import Dataset, atomic_write_bytes, atomic_write_json, finish_dataset
+from textbooklm.synth.config import ExercisesConfig
+from textbooklm.synth.diversity import coverage, diversity_report, near_duplicate_roots
+from textbooklm.synth.exercise import ExerciseError, ParsedExercise, parse_exercise, reply_code
+from textbooklm.synth.names import KINDS, VERBS, FunctionName, name_pool
+from textbooklm.synth.prompts import EXERCISE_FIELDS, SOLUTION_FIELDS, PromptTemplate, words_line
+from textbooklm.synth.rounds import (
+    TEACHER_ERROR,
+    LazySandbox,
+    LazyTeacher,
+    RoundStore,
+    reasons_text,
+    sample_id,
+    short_hash,
+)
+from textbooklm.synth.seeds import Coverage, SeedSampler, derived_seed, load_words
+from textbooklm.teacher import Request
+
+SCHEMA = pa.schema([
+    ("id", pa.string()), ("prompt", pa.string()), ("completion", pa.string()), ("text", pa.string()),
+    ("entry_point", pa.string()), ("test", pa.string()), ("provenance", pa.string()),
+])
+REJECTED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string()))
+STAGE = "exercises"
+VERDICT_REASON = {"failed": "tests-failed", "timeout": "timeout", "memory": "memory", "crashed": "crashed"}
+
+
+def exercise_prompt(template: PromptTemplate, fn: FunctionName, audience: str, words: list[str], min_tests: int) -> str:
+    return template.render(name=fn.name, signature=fn.signature, params=fn.params, topic=fn.topic,
+                           audience=audience, words=", ".join(words), words_line=words_line(words),
+                           min_tests=str(min_tests))
+
+
+def program_of(ex: ParsedExercise, pid: str) -> Program:
+    return Program(id=pid, code=ex.prompt + ex.completion, test=ex.test, entry_point=ex.entry_point)
+
+
+def alternative_program(ex: ParsedExercise, reply: str, pid: str) -> Program | str:
+    """Another solution run against the exercise's tests: the original code first (helpers, imports),
+    then the reply's code, which redefines the entry point. A reply that does not is a detail string."""
+    try:
+        code = reply_code(reply)
+    except ExerciseError as exc:
+        return f"{exc.reason}: {exc.detail}"
+    if f"def {ex.entry_point}(" not in code:
+        return f"the solution does not define {ex.entry_point}"
+    return Program(id=pid, code=ex.prompt + ex.completion + "\n\n" + code, test=ex.test, entry_point=ex.entry_point)
+
+
+def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: ExercisesConfig,
+              templates: tuple[PromptTemplate, PromptTemplate], teacher: LazyTeacher, sandbox: LazySandbox,
+              run_seed: int, start: int) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    template, sol_template = templates
+    prompts = [exercise_prompt(template, fn, s.audience, s.words, cfg.min_tests) for fn, s in zip(names, audiences,
+                                                                                                   strict=True)]
+    requests = [
+        Request(messages=[{"role": "user", "content": p}], max_tokens=cfg.max_tokens, temperature=cfg.temperature,
+                top_p=cfg.top_p, seed=derived_seed(STAGE, run_seed, start + i) % 2**31)
+        for i, p in enumerate(prompts)
+    ]
+    t = teacher.get()
+    results = t.complete(requests)
+    rows: list[dict[str, Any]] = []
+    for i, (fn, s, p, req, res) in enumerate(zip(names, audiences, prompts, requests, results, strict=True)):
+        prov = {
+            "stage": STAGE, "round": k, "index": start + i, "name": fn.to_json(),
+            "seed": {"audience": s.audience, "words": s.words},
+            "teacher": {**teacher.describe(), "request_key": t.key(req), "tokens_out": res.tokens_out,
+                        "finish_reason": res.finish_reason},
+            "template": {"path": template.source, "hash": template.hash}, "prompt_hash": short_hash(p),
+        }
+        row: dict[str, Any] = {"fn": fn, "reply": res.text, "prov": prov, "ex": None, "reason": None, "detail": ""}
+        if not res.ok:
+            row.update(reason=TEACHER_ERROR, detail=res.error or "")
+        else:
+            try:
+                row["ex"] = parse_exercise(res.text, fn.name, cfg.min_tests)
+            except ExerciseError as exc:
+                row.update(reason=exc.reason, detail=exc.detail)
+        rows.append(row)
+
+    # Verify: each exercise's own solution against its own tests.
+    parsed = [r for r in rows if r["ex"] is not None]
+    verdicts = sandbox.run([program_of(r["ex"], str(j)) for j, r in enumerate(parsed)])
+    for r, v in zip(parsed, verdicts, strict=True):
+        r["prov"]["verification"] = {"status": v.status, "error": v.error, "duration_s": round(v.duration_s, 3),
+                                     "n_tests": r["ex"].n_tests, "wall_limit_s": v.wall_limit_s}
+        if not v.passed:
+            r.update(reason=VERDICT_REASON.get(v.status, v.status), detail=v.error or v.status)
+    passed_own = [r for r in parsed if r["reason"] is None]
+
+    # Agreement: further solutions from the prompt alone must pass the same tests.
+    if cfg.solutions > 1 and passed_own:
+        extra = [(r, j) for r in passed_own for j in range(1, cfg.solutions)]
+        sol_requests = [
+            Request(messages=[{"role": "user", "content": sol_template.render(prompt=r["ex"].prompt.rstrip(),
+                                                                               name=r["fn"].name)}],
+                    max_tokens=cfg.max_tokens, temperature=max(cfg.temperature, 0.7), top_p=cfg.top_p,
+                    seed=derived_seed(STAGE, "solution", run_seed, r["prov"]["index"], j) % 2**31)
+            for r, j in extra
+        ]
+        sol_results = t.complete(sol_requests)
+        programs, owners, notes = [], [], {}
+        for n, ((r, _j), res) in enumerate(zip(extra, sol_results, strict=True)):
+            prog = alternative_program(r["ex"], res.text, str(n)) if res.ok else f"teacher: {res.error}"
+            if isinstance(prog, str):
+                notes.setdefault(id(r), []).append(prog)
+            else:
+                programs.append(prog)
+                owners.append(r)
+        for r, v in zip(owners, sandbox.run(programs), strict=True):
+            if not v.passed:
+                notes.setdefault(id(r), []).append(f"{v.status}: {v.error}")
+        for r in passed_own:
+            failed = notes.get(id(r), [])
+            r["prov"]["agreement"] = {"solutions": cfg.solutions, "agreeing": cfg.solutions - len(failed),
+                                      "failures": failed}
+            if failed:
+                r.update(reason="disagree",
+                         detail=f"{len(failed)} of {cfg.solutions - 1} other solutions failed the tests: {failed[0]}")
+
+    kept, rejected = [], []
+    for r in rows:
+        ex: ParsedExercise | None = r["ex"]
+        base = {
+            "prompt": ex.prompt if ex else "", "completion": ex.completion if ex else "",
+            "entry_point": r["fn"].name, "test": ex.test if ex else "",
+        }
+        if ex is not None:
+            r["prov"]["parse"] = {"n_tests": ex.n_tests, "helpers": ex.helpers, "dropped_statements":
+                                  ex.dropped_statements}
+        if r["reason"] is None:
+            text = ex.prompt + ex.completion  # type: ignore[union-attr]
+            kept.append({"id": sample_id(text), **base, "text": text, "provenance": json.dumps({"synth": r["prov"]})})
+        else:
+            r["prov"]["reply"] = r["reply"]
+            rid = sample_id(r["reply"] or f"{STAGE}:{r['prov']['index']}")
+            rejected.append({"id": rid, **base, "text": r["reply"], "provenance": json.dumps({"synth": r["prov"]}),
+                             "reason": r["reason"], "detail": (r["detail"] or "")[:500]})
+    result = {
+        "round": k, "asked": len(rows), "parsed": len(parsed), "passed_own_tests": len(passed_own), "kept": len(kept),
+        "rejected": dict(Counter(r["reason"] for r in rejected)),
+        "kept_seeds": [{"topic": json.loads(r["provenance"])["synth"]["name"]["topic"],
+                        **json.loads(r["provenance"])["synth"]["seed"]} for r in kept],
+        "diversity": diversity_report([r["text"] for r in kept], ngram=cfg.diversity.ngram,
+                                      num_perm=cfg.diversity.num_perm, bands=cfg.diversity.bands,
+                                      threshold=cfg.diversity.threshold, openings_words=cfg.diversity.openings_words),
+    }
+    return kept, rejected, result
+
+
+def _mark(row: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
+    prov = json.loads(row["provenance"])
+    prov["synth"]["dedup"] = {"decision": reason, "detail": detail}
+    return {**row, "provenance": json.dumps(prov), "reason": reason, "detail": detail}
+
+
+def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+    """Run the exercises stage into ``out`` (resuming an interrupted run without re-sending requests)."""
+    out = Path(out)
+    run_seed = ctx.run.seed
+    names = name_pool(cfg.count, cfg.names_file, run_seed)
+    s = cfg.seeds
+    # Exercises take their topic from the function name; the sampler varies audience (and words).
+    sampler = SeedSampler(["(from the function name)"], s.audiences, s.styles,
+                          load_words(s.words_file) if s.random_words else [], n_words=s.random_words,
+                          reweight=s.reweight, seed=derived_seed(STAGE, run_seed))
+    templates = (PromptTemplate.load("exercise", cfg.template, EXERCISE_FIELDS),
+                 PromptTemplate.load("solution", cfg.solution_template, SOLUTION_FIELDS))
+    store = RoundStore(out, SCHEMA, REJECTED_SCHEMA)
+    teacher = LazyTeacher(cfg.teacher, ctx, out, STAGE)
+    sandbox = LazySandbox(cfg.sandbox, ctx.run.workers)
+    n_rounds = -(-cfg.count // cfg.per_round)
+    cov = Coverage()
+    rounds: list[dict[str, Any]] = []
+    try:
+        for k in range(n_rounds):
+            result = store.done(k)
+            if result is None:
+                start = k * cfg.per_round
+                batch = names[start: start + cfg.per_round]
+                seeds = sampler.sample(len(batch), k, cov, start=start)
+                kept, rejected, result = run_round(k, batch, seeds, cfg, templates, teacher, sandbox, run_seed, start)
+                store.write(k, kept, rejected, result)
+            for seed in result["kept_seeds"]:
+                cov.add({"topic": seed["topic"], "audience": seed["audience"], "style": "", "words": seed["words"]})
+            rounds.append(result)
+    finally:
+        sandbox.close()
+        teacher_line = teacher.summary()
+        teacher.close()
+
+    d = cfg.diversity
+    near = (lambda texts: near_duplicate_roots(texts, d.ngram, d.num_perm, d.bands, d.threshold).tolist()) \
+        if d.drop_near_duplicates else (lambda texts: list(range(len(texts))))
+    final = store.finish(n_rounds, lambda r: r["text"], near, _mark)
+    kept_ds = Dataset(out)
+    kept_rows = list(kept_ds.iter_records()) if kept_ds.shards() else []
+    problems = [
+        Problem(task_id=f"exercise/{r['entry_point']}", prompt=r["prompt"], entry_point=r["entry_point"],
+                test=r["test"], canonical_solution=r["completion"], extra={"id": r["id"], "source": "synth.exercises"})
+        for r in kept_rows
+    ]
+    tmp = out / ".problems.jsonl.tmp"
+    write_problems_jsonl(tmp, problems)
+    atomic_write_bytes(out / "problems.jsonl", tmp.read_bytes())
+    tmp.unlink()
+
+    provs = [json.loads(r["provenance"])["synth"] for r in kept_rows]
+    overall = diversity_report([r["text"] for r in kept_rows], ngram=d.ngram, num_perm=d.num_perm, bands=d.bands,
+                               threshold=d.threshold, openings_words=d.openings_words)
+    overall["coverage"] = {
+        "names": coverage([p["name"]["name"] for p in provs], [n.name for n in names]),
+        "kinds": coverage([p["name"]["kind"] for p in provs],
+                          [*KINDS, "classic"] + (["user"] if cfg.names_file else [])),
+        "verbs": coverage([p["name"]["verb"] for p in provs if p["name"]["verb"]], VERBS),
+        "audiences": coverage([p["seed"]["audience"] for p in provs], s.audiences),
+    }
+    report = {"overall": overall, "rounds": [{"round": r["round"], **r["diversity"]} for r in rounds]}
+    atomic_write_json(out / "diversity.json", report)
+    asked = sum(r["asked"] for r in rounds)
+    parsed = sum(r["parsed"] for r in rounds)
+    own = sum(r["passed_own_tests"] for r in rounds)
+    cv = overall["coverage"]
+    line = (
+        f"exercises: {asked} asked, {final['kept']} verified and kept ({final['kept'] / max(asked, 1):.0%}), "
+        f"{final['rejected']} rejected"
+        + (f" ({reasons_text(final['rejected_by_reason'])})" if final["rejected"] else "")
+        + f"; {parsed} parsed, {own} passed their own tests"
+        + (f", {final['kept']} after {cfg.solutions}-solution agreement" if cfg.solutions > 1 else "")
+        + f"; distinct-3 {overall['distinct_3']:.2f}, near-dup rate {overall['near_duplicate_rate']:.0%}"
+        + f"; names {cv['names']['used']}/{cv['names']['available']}, kinds {cv['kinds']['used']}/"
+        f"{cv['kinds']['available']}, audiences {cv['audiences']['used']}/{cv['audiences']['available']}"
+    )
+    summary = {"line": line, "asked": asked, "parsed": parsed, "passed_own_tests": own, **final,
+               "verified_rate": round(final["kept"] / max(asked, 1), 4), "diversity": overall, "teacher": teacher_line,
+               "problems_jsonl": str(out / "problems.jsonl")}
+    finish_dataset(out / "rejected", stage=f"{STAGE}.rejected", config_hash=ctx.config_hash, summary=summary)
+    ds = finish_dataset(out, stage=STAGE, config_hash=ctx.config_hash, parents=[str(v.path) for v in inputs.values()],
+                        summary=summary)
+    summary_line(teacher_line)
+    summary_line(line)
+    return ds

@@ -1,0 +1,228 @@
+"""The `textbooks` stage: a teacher writes short textbook sections, each from its own seed; every
+Python block is parsed, the runnable ones are executed in the sandbox, and each block's result is
+stored with the textbook.
+
+Output ``OUT/`` (id, text, seed, provenance) and ``OUT/rejected/`` (the same + reason, detail), plus
+``OUT/diversity.json`` (per round and overall: distinct n-grams, near-duplicate rate, coverage of
+topics / audiences / styles / words, most repeated openings). Rejection reasons: teacher-error,
+too-short, no-code (with require_code), code-failed (with drop_failing_code), duplicate,
+near-duplicate.
+
+Blocks run like a notebook: block ``i`` runs after the runnable blocks before it, so a later block
+may use an earlier block's definitions; its status is that program's verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from textbooklm.progress import summary_line
+from textbooklm.sandbox import Program
+from textbooklm.store import Dataset, atomic_write_json, finish_dataset
+from textbooklm.synth.codeblocks import extract_blocks
+from textbooklm.synth.config import TextbooksConfig
+from textbooklm.synth.diversity import coverage, diversity_report, near_duplicate_roots
+from textbooklm.synth.prompts import TEXTBOOK_FIELDS, PromptTemplate, render_textbook
+from textbooklm.synth.rounds import (
+    TEACHER_ERROR,
+    LazySandbox,
+    LazyTeacher,
+    RoundStore,
+    load_excerpts,
+    reasons_text,
+    sample_id,
+    short_hash,
+)
+from textbooklm.synth.seeds import Coverage, Seed, SeedSampler, derived_seed, load_topics, load_words
+from textbooklm.teacher import Request
+
+SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("seed", pa.string()), ("provenance", pa.string())])
+REJECTED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string()))
+STAGE = "textbooks"
+
+
+def build_sampler(cfg: TextbooksConfig, seed: int, excerpts: list[dict[str, str]]) -> SeedSampler:
+    s = cfg.seeds
+    return SeedSampler(
+        load_topics(s.topics_file), s.audiences, s.styles, load_words(s.words_file) if s.random_words else [],
+        n_words=s.random_words, reweight=s.reweight, excerpts=excerpts, excerpt_fraction=s.excerpt_fraction, seed=seed,
+    )
+
+
+def check_code(text: str, tid: str, sandbox: LazySandbox | None) -> tuple[list[dict[str, Any]], list[Program]]:
+    """Blocks of one textbook, and the sandbox programs for its runnable ones (cumulative, notebook-like)."""
+    blocks = [b.to_json() for b in extract_blocks(text)]
+    programs = []
+    prefix: list[str] = []
+    for b in blocks:
+        if not b["runnable"]:
+            continue
+        if sandbox is None:
+            b["status"] = "not-run"
+            continue
+        programs.append(Program(id=f"{tid}#{b['index']}", code="\n\n".join([*prefix, b["code"]])))
+        prefix.append(b["code"])
+    return blocks, programs
+
+
+def code_summary(blocks: list[dict[str, Any]]) -> dict[str, int]:
+    py = [b for b in blocks if b["is_python"]]
+    return {
+        "blocks": len(blocks),
+        "python": len(py),
+        "parse": sum(b["parses"] for b in py),
+        "runnable": sum(b["runnable"] for b in py),
+        "passed": sum(b.get("status") == "passed" for b in py),
+        "failed": sum(b.get("status") not in (None, "passed", "not-run") for b in py),
+    }
+
+
+def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptTemplate, teacher: LazyTeacher,
+              sandbox: LazySandbox | None, run_seed: int) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    prompts = [render_textbook(template, s) for s in seeds]
+    requests = [
+        Request(messages=[{"role": "user", "content": p}], max_tokens=cfg.max_tokens, temperature=cfg.temperature,
+                top_p=cfg.top_p, seed=derived_seed(STAGE, run_seed, s.index) % 2**31)
+        for p, s in zip(prompts, seeds, strict=True)
+    ]
+    t = teacher.get()
+    results = t.complete(requests)
+    rows = []
+    all_programs: list[Program] = []
+    for s, p, req, res in zip(seeds, prompts, requests, results, strict=True):
+        text = res.text.strip() + "\n" if res.ok else ""
+        tid = sample_id(text) if text.strip() else sample_id(f"{STAGE}:{s.index}:{p}")
+        blocks, programs = check_code(text, tid, sandbox) if res.ok else ([], [])
+        all_programs += programs
+        prov = {
+            "stage": STAGE, "round": k, "seed": s.to_json(),
+            "teacher": {**teacher.describe(), "request_key": t.key(req), "tokens_in": res.tokens_in,
+                        "tokens_out": res.tokens_out, "finish_reason": res.finish_reason},
+            "template": {"path": template.source, "hash": template.hash}, "prompt_hash": short_hash(p),
+        }
+        rows.append({"id": tid, "text": text, "seed": s, "prov": prov, "blocks": blocks, "res": res})
+    verdicts = {r.id: r for r in (sandbox.run(all_programs) if sandbox else [])}
+    kept, rejected = [], []
+    for row in rows:
+        for b in row["blocks"]:
+            v = verdicts.get(f"{row['id']}#{b['index']}")
+            if v is not None:
+                b.update(status=v.status, error=v.error, duration_s=round(v.duration_s, 3))
+        summary = code_summary(row["blocks"])
+        row["prov"]["code"] = {**summary, "results": row["blocks"]}
+        reason, detail = None, ""
+        if not row["res"].ok:
+            reason, detail = TEACHER_ERROR, row["res"].error or ""
+        elif len(row["text"].strip()) < cfg.min_chars:
+            reason, detail = "too-short", f"{len(row['text'].strip())} characters, at least {cfg.min_chars} needed"
+        elif cfg.require_code and summary["python"] == 0:
+            reason, detail = "no-code", "no Python code block"
+        elif cfg.drop_failing_code and (summary["parse"] < summary["python"] or summary["failed"]):
+            bad = next(b for b in row["blocks"] if b["is_python"] and (not b["parses"] or b.get("status") not in
+                                                                      (None, "passed", "not-run")))
+            reason = "code-failed"
+            detail = f"block {bad['index']}: " + (bad["syntax_error"] or f"{bad.get('status')}: {bad.get('error', '')}")
+        rec = {"id": row["id"], "text": row["text"], "seed": json.dumps(row["seed"].to_json()),
+               "provenance": json.dumps({"synth": row["prov"]})}
+        if reason is None:
+            kept.append(rec)
+        else:
+            rejected.append({**rec, "reason": reason, "detail": detail[:500]})
+    code = Counter()
+    for row in rows:
+        code.update(code_summary(row["blocks"]))
+    result = {
+        "round": k, "asked": len(seeds), "kept": len(kept),
+        "rejected": dict(Counter(r["reason"] for r in rejected)),
+        "kept_seeds": [json.loads(r["seed"]) for r in kept], "code": dict(code),
+        "diversity": diversity_report([r["text"] for r in kept], ngram=cfg.diversity.ngram,
+                                      num_perm=cfg.diversity.num_perm, bands=cfg.diversity.bands,
+                                      threshold=cfg.diversity.threshold, openings_words=cfg.diversity.openings_words),
+    }
+    return kept, rejected, result
+
+
+def _mark(row: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
+    prov = json.loads(row["provenance"])
+    prov["synth"]["dedup"] = {"decision": reason, "detail": detail}
+    return {**row, "provenance": json.dumps(prov), "reason": reason, "detail": detail}
+
+
+def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+    """Run the textbooks stage into ``out`` (resuming an interrupted run without re-sending requests)."""
+    out = Path(out)
+    run_seed = ctx.run.seed
+    excerpts = load_excerpts(inputs.get("filter"), 256, cfg.seeds.excerpt_chars, run_seed) \
+        if cfg.seeds.excerpt_fraction > 0 else []
+    sampler = build_sampler(cfg, run_seed, excerpts)
+    template = PromptTemplate.load("textbook", cfg.template, TEXTBOOK_FIELDS)
+    store = RoundStore(out, SCHEMA, REJECTED_SCHEMA)
+    teacher = LazyTeacher(cfg.teacher, ctx, out, STAGE)
+    sandbox = LazySandbox(cfg.sandbox, ctx.run.workers) if cfg.run_code else None
+    n_rounds = -(-cfg.count // cfg.per_round)
+    cov = Coverage()
+    rounds: list[dict[str, Any]] = []
+    try:
+        for k in range(n_rounds):
+            result = store.done(k)
+            if result is None:
+                n = min(cfg.per_round, cfg.count - k * cfg.per_round)
+                seeds = sampler.sample(n, k, cov, start=k * cfg.per_round)
+                kept, rejected, result = run_round(k, seeds, cfg, template, teacher, sandbox, run_seed)
+                store.write(k, kept, rejected, result)
+            for s in result["kept_seeds"]:
+                cov.add(s)
+            rounds.append(result)
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+        teacher_line = teacher.summary()
+        teacher.close()
+    d = cfg.diversity
+    near = (lambda texts: near_duplicate_roots(texts, d.ngram, d.num_perm, d.bands, d.threshold).tolist()) \
+        if d.drop_near_duplicates else (lambda texts: list(range(len(texts))))
+    final = store.finish(n_rounds, lambda r: r["text"], near, _mark)
+    kept_ds = Dataset(out)
+    seeds = [json.loads(s) for s in kept_ds.column("seed")] if kept_ds.shards() else []
+    texts = kept_ds.column("text") if kept_ds.shards() else []
+    overall = diversity_report(texts, ngram=d.ngram, num_perm=d.num_perm, bands=d.bands, threshold=d.threshold,
+                               openings_words=d.openings_words)
+    overall["coverage"] = {
+        "topics": coverage([s["topic"] for s in seeds], sampler.topics),
+        "audiences": coverage([s["audience"] for s in seeds], sampler.audiences),
+        "styles": coverage([s["style"] for s in seeds], sampler.styles),
+        "words": coverage([w for s in seeds for w in s["words"]], sampler.words or None),
+        "excerpts": sum(1 for s in seeds if s.get("excerpt")),
+    }
+    code: Counter[str] = Counter()
+    for r in rounds:
+        code.update(r["code"])
+    report = {"overall": overall, "rounds": [{"round": r["round"], **r["diversity"]} for r in rounds]}
+    atomic_write_json(out / "diversity.json", report)
+    asked = sum(r["asked"] for r in rounds)
+    cv = overall["coverage"]
+    line = (
+        f"textbooks: {asked} asked, {final['kept']} kept, {final['rejected']} rejected"
+        + (f" ({reasons_text(final['rejected_by_reason'])})" if final["rejected"] else "")
+        + f"; python blocks {code['python']}: {code['parse']} parse, {code['runnable']} runnable, "
+        f"{code['passed']} ran ok, {code['failed']} failed"
+        + f"; distinct-2 {overall['distinct_2']:.2f}, near-dup rate {overall['near_duplicate_rate']:.0%}"
+        + f"; topics {cv['topics']['used']}/{cv['topics']['available']}, audiences "
+        f"{cv['audiences']['used']}/{cv['audiences']['available']}, styles {cv['styles']['used']}/"
+        f"{cv['styles']['available']}"
+        + (f"; top opening {overall['top_openings'][0][0]!r} x{overall['top_openings'][0][1]}"
+           if overall["top_openings"] else "")
+    )
+    summary = {"line": line, "asked": asked, **final, "code_blocks": dict(code), "diversity": overall,
+               "teacher": teacher_line}
+    finish_dataset(out / "rejected", stage=f"{STAGE}.rejected", config_hash=ctx.config_hash, summary=summary)
+    ds = finish_dataset(out, stage=STAGE, config_hash=ctx.config_hash, parents=[str(v.path) for v in inputs.values()],
+                        summary=summary)
+    summary_line(teacher_line)
+    summary_line(line)
+    return ds
