@@ -20,7 +20,6 @@ from pydantic import BaseModel, Field, ValidationError
 
 from textbooklm.config_base import StrictModel
 from textbooklm.corpus.config import CorpusConfig
-from textbooklm.synth.config import ExercisesConfig, TextbooksConfig
 from textbooklm.decontam.config import DecontamConfig
 from textbooklm.quality.config import ClassifyConfig, JudgeConfig, QualityFilterConfig
 from textbooklm.report.config import ReportConfig
@@ -52,8 +51,6 @@ class PipelineConfig(StrictModel):
         default_factory=dict, description="Named teacher LLMs; stages refer to them by name."
     )
     corpus: CorpusConfig | None = None
-    textbooks: TextbooksConfig | None = None
-    exercises: ExercisesConfig | None = None
     judge: JudgeConfig | None = None
     classify: ClassifyConfig | None = None
     filter: QualityFilterConfig | None = None

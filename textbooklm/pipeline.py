@@ -56,8 +56,6 @@ class Stage:
 # Data-flow order. Later issues append their stages here.
 STAGES: list[Stage] = [
     Stage("corpus", (), "textbooklm.corpus.stage:run"),
-    Stage("textbooks", (), "textbooklm.synth.textbooks_stage:run", optional=("filter",)),
-    Stage("exercises", (), "textbooklm.synth.exercises_stage:run", optional=("filter",)),
     Stage("judge", ("corpus",), "textbooklm.quality.judge_stage:run"),
     Stage("classify", ("corpus", "judge"), "textbooklm.quality.classify_stage:run"),
     Stage("filter", ("corpus", "classify"), "textbooklm.quality.filter_stage:run"),
