@@ -81,6 +81,7 @@ def test_loglikelihood_matches_manual_computation(checkpoint):
         assert score.n_tokens == len(cids) and score.total < 0
 
 
+@pytest.mark.slow
 def test_generate_cli(checkpoint):
     proc = subprocess.run([sys.executable, "-m", "textbooklm.cli", "generate", str(checkpoint), "def fib(n):",
                            "--max-tokens", "8"], capture_output=True, text=True, timeout=120)

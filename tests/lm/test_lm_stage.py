@@ -34,7 +34,8 @@ def test_stages_tokenizer_pack_pretrain_finetune_export(tmp_path, code_docs):
     exercises = write_dataset(tmp_path / "exercises", rows, stage="t")
     ft_cfg = TrainConfig.model_validate({**train, "loss_on": "completion", "optimizer": "phi-1-finetune"})
     ft_cfg = ft_cfg.model_copy(update={"data": PackConfig(sources=[PackSource(dataset="exercises")])})
-    ft = run_finetune(ft_cfg, {"pretrain": pre, "tokenizer": tok_ds, "exercises": exercises}, tmp_path / "finetune")
+    # no tokenizer input: the one saved with the pretrained checkpoint is used
+    ft = run_finetune(ft_cfg, {"pretrain": pre, "exercises": exercises}, tmp_path / "finetune")
     assert ft.is_finished and (tmp_path / "finetune" / "data" / "index.json").is_file()
     # finetuning started from the pretrained weights, not from scratch
     pre_model, _ = load_model(tmp_path / "pretrain" / "train" / "step-0000003")

@@ -78,29 +78,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+DIST_STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory, code_pack) -> Path:
+    """One process, micro batch 4 (2 accumulation steps of the global batch of 8)."""
+    tmp = tmp_path_factory.mktemp("single")
+    cfg = _write_cfg(tmp / "one.toml", max_steps=DIST_STEPS, save_every=DIST_STEPS, micro_batch_size=4)
+    subprocess.run(_train_cmd(code_pack, tmp / "run", cfg), check=True, capture_output=True, timeout=300,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return tmp / "run"
+
+
 @pytest.mark.slow
-def test_ddp_two_gloo_processes_equal_one_process(tmp_path, code_pack):
-    steps = 4
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = tmp_path / "single"
-    # one process, micro batch 4 (2 accumulation steps); DDP: 2 ranks x micro 2 x 2 accumulation steps
-    cfg1 = _write_cfg(tmp_path / "one.toml", max_steps=steps, save_every=steps, micro_batch_size=4)
-    cfg2 = _write_cfg(tmp_path / "two.toml", max_steps=steps, save_every=steps, micro_batch_size=2)
-    subprocess.run(_train_cmd(code_pack, single, cfg1), check=True, env=env, capture_output=True, timeout=300)
-    ddp = tmp_path / "ddp"
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_gloo_processes_equal_one_process(tmp_path, code_pack, single_process_run, parallel):
+    """torchrun, 2 ranks x micro batch 2 x 2 accumulation steps = the same global batch of 8."""
+    cfg = _write_cfg(tmp_path / "two.toml", max_steps=DIST_STEPS, save_every=DIST_STEPS, micro_batch_size=2,
+                     parallel=parallel)
+    run = tmp_path / "dist"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "textbooklm.cli", "train", "--data", str(code_pack),
-           "--out", str(ddp), "--config", str(cfg2)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+           "--out", str(run), "--config", str(cfg)]
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    state = json.loads((ddp / f"step-{steps:07d}" / "state.json").read_text())
+    state = json.loads((run / f"step-{DIST_STEPS:07d}" / "state.json").read_text())
     assert state["world_size"] == 2
-    a = load_file(str(single / f"step-{steps:07d}" / "model.safetensors"))
-    b = load_file(str(ddp / f"step-{steps:07d}" / "model.safetensors"))
+    a = load_file(str(single_process_run / f"step-{DIST_STEPS:07d}" / "model.safetensors"))
+    b = load_file(str(run / f"step-{DIST_STEPS:07d}" / "model.safetensors"))
+    assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(b[k], a[k], atol=2e-5, rtol=1e-4, msg=k)
-    la = [float(r["loss"]) for r in read_metrics(single)]
-    lb = [float(r["loss"]) for r in read_metrics(ddp)]
+    la = [float(r["loss"]) for r in read_metrics(single_process_run)]
+    lb = [float(r["loss"]) for r in read_metrics(run)]
     assert la == pytest.approx(lb, abs=1e-5)
 
 
@@ -137,12 +149,18 @@ def test_finetune_on_completions_only(tmp_path, bpe_tokenizer, code_pack):
     ds = write_dataset(tmp_path / "ex", rows, stage="t")
     pack([("ex", ds, 1.0)], load_tokenizer(bpe_tokenizer), tmp_path / "fp", loss_on="completion",
          val_fraction=0.1, tokenizer_path=str(bpe_tokenizer))
-    ft = TrainConfig.model_validate({**TRAIN, "max_steps": 6, "save_every": 6, "loss_on": "completion",
+    # model preset 'tiny' in the config: the checkpoint's (nano) architecture wins when finetuning
+    ft = TrainConfig.model_validate({**TRAIN, "model": {"preset": "tiny"}, "max_steps": 6, "save_every": 6,
+                                     "loss_on": "completion",
                                      "init_from": str(tmp_path / "pre"), "optimizer": "phi-1-finetune",
                                      "warmup_steps": 1, "lr": 3e-3, "batch_size": 8})
     summary = train(ft, tmp_path / "fp", tmp_path / "ft")
     losses = [float(r["loss"]) for r in read_metrics(tmp_path / "ft")]
     assert losses[-1] < losses[0]
     assert summary["final_val_loss"] is not None
+    assert json.loads((tmp_path / "ft" / "step-0000006" / "textbooklm.json").read_text())["model"]["n_embd"] == 64
+    assert list((tmp_path / "ft" / "tensorboard").glob("events.out.tfevents.*"))
+    state = json.loads((tmp_path / "ft" / "step-0000006" / "state.json").read_text())
+    assert state["data"]["step"] == 6 and state["optimizer_param_groups"][0]["weight_decay"] == 0.01
     with pytest.raises(ValueError, match="loss mask"):
         train(ft, code_pack, tmp_path / "bad")

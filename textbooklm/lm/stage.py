@@ -61,6 +61,11 @@ def _find_tokenizer(explicit: str | None, inputs: dict[str, Dataset], ctx: Any) 
             return p
         return resolve_dataset(explicit, inputs, ctx).path / "tokenizer.json"
     found = [d.path / "tokenizer.json" for d in inputs.values() if _is_tokenizer(d)]
+    if not found:  # finetuning: the tokenizer saved with the checkpoint being finetuned
+        from textbooklm.lm.checkpoint import resolve_checkpoint
+
+        found = [p for d in inputs.values() if _is_run(d)
+                 if (p := resolve_checkpoint(d.path / "train") / "tokenizer.json").is_file()]
     if not found:
         raise FileNotFoundError("no tokenizer: give the stage a 'tokenizer' input or set its tokenizer path")
     return found[0]

@@ -132,7 +132,8 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
 
     rank, world, local_rank = _dist_env()
     distributed = world > 1
-    if distributed and not dist.is_initialized():
+    owns_group = distributed and not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
@@ -149,6 +150,15 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
     if B % world:
         raise ValueError(f"train.batch_size {B} is not divisible by the {world} processes")
     shape = cfg.model.resolved()
+    src = None
+    if cfg.init_from:
+        # Finetuning: the checkpoint decides the architecture; the config may change only the
+        # context length (block_size) and dropout.
+        src, src_folder = load_model(cfg.init_from)
+        shape = {**src.cfg.to_dict(), "dropout": cfg.model.dropout}
+        shape.pop("vocab_size")
+        if cfg.model.block_size is not None:
+            shape["block_size"] = cfg.model.block_size
     T = int(shape["block_size"])
     train_data = PackedTokens(data_dir, "train", T)
     val_data = PackedTokens(data_dir, "val", T)
@@ -163,12 +173,12 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
     torch.manual_seed(cfg.seed)  # identical init on every rank
     pcfg = PhiConfig(vocab_size=vocab, **{k: v for k, v in shape.items()})  # type: ignore[arg-type]
     model = PhiForCausalLM(pcfg)
-    if cfg.init_from:
-        src, folder = load_model(cfg.init_from)
-        if src.cfg.padded_vocab_size != pcfg.padded_vocab_size:
-            raise ValueError(f"{folder}: vocabulary {src.cfg.vocab_size} does not match the pack's {vocab}")
+    if src is not None:
+        if src.cfg.vocab_size != vocab:
+            raise ValueError(f"{src_folder}: vocabulary of {src.cfg.vocab_size} tokens does not match the pack's "
+                             f"{vocab} (pack with the tokenizer the checkpoint was trained with)")
         model.load_state_dict(src.state_dict())
-        pcfg.block_size = max(pcfg.block_size, T)
+        del src
     model.to(device)
     n_params = model.num_params()
     flops_per_token = model.flops_per_token(T)
@@ -339,6 +349,8 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
                 m = torch.ones_like(m)
             sync = ci == len(chunks) - 1 or not distributed
             ctx = contextlib.nullcontext() if sync or not hasattr(model, "no_sync") else model.no_sync()
+            if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: reduce-scatter on the last micro-batch
+                model.set_requires_gradient_sync(sync)
             with ctx:
                 with autocast():
                     logits = model(x)
@@ -400,4 +412,6 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
         summary_line(line)
     if distributed:
         dist.barrier()
+    if owns_group:
+        dist.destroy_process_group()
     return summary
