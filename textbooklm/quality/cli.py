@@ -30,6 +30,14 @@ def _doc(model: type, name: str) -> str:
     return model.model_fields[name].description or ""
 
 
+def _fail(message: str) -> None:
+    """A plain one-line error (no box: the message names paths that must stay greppable) and exit 2."""
+    from textbooklm.progress import console
+
+    console.print(f"error: {message}", style="red", markup=False, soft_wrap=True, highlight=False)
+    raise typer.Exit(2)
+
+
 def _base_config(out: Path, config: Path | None) -> dict[str, Any]:
     from textbooklm.pipeline_cli import _load_or_exit
 
@@ -37,7 +45,7 @@ def _base_config(out: Path, config: Path | None) -> dict[str, Any]:
         return _load_or_exit(config).model_dump(mode="json")
     record = out / "run.json"
     if not record.is_file():
-        raise typer.BadParameter(f"{out}: no run.json; run `textbooklm corpus ... --out {out}` first or pass --config")
+        _fail(f"{out}: no run.json; run `textbooklm corpus ... --out {out}` first or pass --config")
     return json.loads(record.read_text())["config"]
 
 
@@ -48,13 +56,13 @@ def _run(raw: dict[str, Any], out: Path, stage: str, needs: list[str]) -> None:
 
     for name in needs:
         if not Dataset(out / name).is_finished:
-            raise typer.BadParameter(f"{out}/{name}: stage {name!r} has not finished in this run folder; run it first")
+            _fail(f"{out}/{name}: stage {name!r} has not finished in this run folder; run it first")
         if raw.get(name) is None:
-            raise typer.BadParameter(f"the config has no [{name}] section (needed upstream of {stage})")
+            _fail(f"the config has no [{name}] section (needed upstream of {stage})")
     try:
         cfg = parse_config(raw, source=str(out / "run.json"))
     except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        _fail(str(exc))
     run_pipeline(cfg, out, only=[stage])
 
 

@@ -22,7 +22,9 @@ class HeuristicJudgeConfig(StrictModel):
 
     sample: int = Field(0, ge=0, description="Records scored by the heuristic judge; 0 means every record.")
     threshold: float = Field(
-        0.5, ge=0, le=1, description="Heuristic score (0..1) at or above which a record is labelled educational."
+        0.7, ge=0, le=1,
+        description="Heuristic score (0..1) at or above which a record is labelled educational (0.7 labels about "
+        "a third of the standard library educational).",
     )
 
 

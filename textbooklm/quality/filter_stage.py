@@ -75,16 +75,18 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
     table = pq.read_table(task["shard"])
     scores = pq.read_table(task["scores"]).column("score").to_pylist()
     cut = float(task["cut"])
+    tied = set(task.get("tied") or ())
     kept, dropped = [], []
     for rec, score in zip(table.to_pylist(), scores, strict=True):
         prov = json.loads(rec["provenance"] or "{}")
         prov["filter"] = {"score": round(score, 6), "threshold": round(cut, 6)}
         rec["provenance"] = json.dumps(prov)
-        if score >= cut:
+        keep = score > cut or (score == cut and (rec["id"] in tied if task.get("strict") else True))
+        if keep:
             kept.append(rec)
         else:
-            dropped.append({**rec, "reason": "low-educational-value", "detail": f"score {score:.3f} < {cut:.3f}",
-                            "score": score})
+            detail = f"score {score:.3f} < {cut:.3f}" if score < cut else f"score {score:.3f}: tied at the cut"
+            dropped.append({**rec, "reason": "low-educational-value", "detail": detail, "score": score})
     schema = table.schema
     rej_schema = schema.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string())) \
         .append(pa.field("score", pa.float64()))
@@ -94,14 +96,21 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
             "dropped_bytes": sum(r["n_bytes"] or 0 for r in dropped)}
 
 
-def decide_cut(cfg: QualityFilterConfig, scores: np.ndarray, default: float) -> float:
-    """The score a record needs to be kept."""
+def decide_cut(cfg: QualityFilterConfig, ids: list[str], scores: np.ndarray, default: float) -> tuple[float, list[str]]:
+    """The score a record needs to be kept, and the ids kept AT that score (``top_fraction`` only).
+
+    With ``top_fraction`` exactly round(fraction * N) records are kept: everything above the k-th
+    score, then records tied at it in id order (ids are content hashes: an arbitrary but stable order).
+    """
     if cfg.threshold is not None:
-        return cfg.threshold
+        return cfg.threshold, []
     if cfg.top_fraction is not None and len(scores):
         k = max(1, int(round(cfg.top_fraction * len(scores))))
-        return float(np.sort(scores)[::-1][k - 1])  # ties at the cut are all kept
-    return default
+        cut = float(np.sort(scores)[::-1][k - 1])
+        above = int((scores > cut).sum())
+        tied = sorted(i for i, s in zip(ids, scores.tolist(), strict=True) if s == cut)
+        return cut, tied[: k - above]
+    return default, []
 
 
 def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
@@ -120,11 +129,14 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
               "threads": threads, "out": str(work / "scores" / p.name)} for p in shards]
     map_shards(score_shard, tasks, work / "markers" / "score", description="filter: score", **exec_kw)
 
-    scores = np.concatenate([pq.read_table(work / "scores" / p.name).column("score").to_numpy() for p in shards]) \
-        if shards else np.zeros(0)
-    cut = decide_cut(cfg, scores, clf.cut)
+    score_tables = [pq.read_table(work / "scores" / p.name) for p in shards]
+    scores = np.concatenate([t.column("score").to_numpy() for t in score_tables]) if shards else np.zeros(0)
+    ids = [i for t in score_tables for i in t.column("id").to_pylist()]
+    cut, tied = decide_cut(cfg, ids, scores, clf.cut)
+    strict = cfg.top_fraction is not None
     write_tasks = [{"key": p.name, "shard": str(p), "scores": str(work / "scores" / p.name), "cut": cut,
-                    "out": str(out / p.name), "rejected": str(out / "rejected" / p.name)} for p in shards]
+                    "strict": strict, "tied": tied, "out": str(out / p.name),
+                    "rejected": str(out / "rejected" / p.name)} for p in shards]
     # The cut is part of each task, so a marker from a different cut can never be reused (the pipeline
     # wipes the folder when the config changes; this guards the CLI re-run with another threshold too).
     marker_dir = work / "markers" / f"write-{cut:.6f}"
@@ -147,12 +159,17 @@ def _summary(results, cut, cfg, clf, report) -> dict[str, Any]:
     how = (f"threshold {cut:.3f}" if cfg.top_fraction is None
            else f"top {cfg.top_fraction:.0%} (score >= {cut:.3f})")
     line = (f"filter: kept {kept} of {kept + dropped} records ({how}, {clf.kind}); "
-            f"~{kept_b / BYTES_PER_TOKEN / 1e6:.2f}M of ~{total_b / BYTES_PER_TOKEN / 1e6:.2f}M tokens "
+            f"~{_tokens(kept_b)} of ~{_tokens(total_b)} tokens "
             f"(bytes/4) kept ({kept_b / max(1, total_b):.0%}); {dropped} dropped as low-educational-value")
     return {"line": line, "kept": kept, "dropped": dropped, "threshold": cut, "kept_bytes": kept_b,
             "total_bytes": total_b, "approx_tokens_kept": kept_b // BYTES_PER_TOKEN,
             "approx_tokens_total": total_b // BYTES_PER_TOKEN, "head": clf.kind,
             "held_out_f1": clf.info.get("metrics", {}).get("f1"), "plots": report}
+
+
+def _tokens(n_bytes: int) -> str:
+    n = n_bytes / BYTES_PER_TOKEN
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
 
 
 def _report_data(out: Path, scores: np.ndarray, cut: float, classify: Dataset) -> dict[str, str]:

@@ -66,7 +66,7 @@ def _teacher_for(cfg: JudgeConfig, ctx: Any, out: Path):
     teachers = ctx.pipeline.teachers
     if cfg.teacher not in teachers:
         have = ", ".join(sorted(teachers)) or "none"
-        raise ValueError(f"judge.teacher {cfg.teacher!r} is not a [teachers] entry (configured: {have})")
+        raise ValueError(f"judge.teacher {cfg.teacher!r} is not a teachers entry (configured: {have})")
     return build_teacher(teachers[cfg.teacher], cache_dir=out / "_work" / "teacher", stage="judge")
 
 
