@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=12, help="timed steps per side, split over the rounds")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=6)
     args = ap.parse_args()
     from transformers import PhiForCausalLM as HFPhi
 
