@@ -121,3 +121,23 @@ def test_textbooks_stage_runs_code_blocks_and_drops_failing_ones(scripted_server
     failed = next(r for r in rej if r["reason"] == "code-failed")
     assert "block 2: failed: ValueError" in failed["detail"]
     assert Dataset(tmp_path / "b" / "textbooks").num_rows + len(rej) == 3
+
+
+def test_cli_runs_one_stage_with_overrides(scripted_server, teacher_table, tmp_path):
+    from typer.testing import CliRunner
+
+    from textbooklm.cli import app
+
+    t = teacher_table(scripted_server)
+    toml = tmp_path / "cfg.toml"
+    toml.write_text(
+        "[run]\nworkers = 1\n\n[teachers.t]\n" + "".join(
+            f"{k} = {json.dumps(v)}\n" for k, v in t.items()) + '\n[exercises]\nteacher = "t"\ncount = 40\n'
+    )
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["synth", "exercises", "--out", str(out), "--config", str(toml), "--count", "3",
+                                   "--min-tests", "1"])
+    assert res.exit_code == 0, res.output
+    assert Dataset(out / "exercises").num_rows + Dataset(out / "exercises" / "rejected").num_rows == 3
+    res = CliRunner().invoke(app, ["synth", "textbooks", "--out", str(out), "--teacher", "nope"])
+    assert res.exit_code != 0 and "nope" in res.output
