@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 from textbooklm.lm.config import ModelConfig  # noqa: E402
 from textbooklm.lm.hf import export_hf  # noqa: E402
 from textbooklm.lm.model import PhiConfig, PhiForCausalLM  # noqa: E402
-from textbooklm.lm.train import detect_peak_flops  # noqa: E402
+from textbooklm.lm.train_log import detect_peak_flops  # noqa: E402
 
 
 def _ours_step(model, opt, x, y, vocab, amp):

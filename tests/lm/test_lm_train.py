@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from textbooklm.lm.config import TrainConfig
-from textbooklm.lm.train import lr_at, read_metrics
+from textbooklm.lm.train import lr_at
+from textbooklm.lm.train_log import read_metrics
 
 TRAIN = {"model": {"preset": "nano"}, "batch_size": 8, "micro_batch_size": 4, "log_every": 1,
          "eval_every": 5, "eval_batches": 1, "threads": 1}
@@ -36,8 +37,8 @@ def _train_cmd(pack: Path, out: Path, cfg: Path) -> list[str]:
             "--config", str(cfg)]
 
 
-def _losses(run: Path) -> list[tuple[int, str, str]]:
-    return [(int(r["step"]), r["loss"], r["grad_norm"]) for r in read_metrics(run)]
+def _losses(run: Path) -> list[tuple[int, str, str, str]]:
+    return [(int(r["step"]), r["loss"], r["grad_norm"], r["val_loss"]) for r in read_metrics(run)]
 
 
 @pytest.mark.slow
@@ -66,7 +67,8 @@ def test_sigkill_then_resume_gives_the_same_loss_curve(tmp_path, code_pack):
     subprocess.run(_train_cmd(code_pack, run, cfg), check=True, env=env, capture_output=True, timeout=300)
 
     assert [s for s, *_ in _losses(run)] == list(range(1, steps + 1))
-    assert _losses(run) == _losses(full)  # loss and grad norm, bit for bit
+    assert _losses(run) == _losses(full)  # loss, grad norm and validation loss, bit for bit
+    assert sum(1 for *_, v in _losses(run) if v) == steps // 5 + 1
     a = load_file(str(full / f"step-{steps:07d}" / "model.safetensors"))
     b = load_file(str(run / f"step-{steps:07d}" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -140,7 +140,8 @@ def run_pack(cfg: PackConfig, inputs: dict[str, Dataset], out: Path, ctx: Any = 
 
 
 def _train_stage(cfg: TrainConfig, inputs: dict[str, Dataset], out: Path, ctx: Any, stage: str) -> Dataset:
-    from textbooklm.lm.train import read_metrics, train
+    from textbooklm.lm.train import train
+    from textbooklm.lm.train_log import read_metrics
 
     out.mkdir(parents=True, exist_ok=True)
     parents = list(inputs.values())

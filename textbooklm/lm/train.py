@@ -17,7 +17,6 @@ What makes it exact and scalable:
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
@@ -34,24 +33,8 @@ from textbooklm.lm.checkpoint import load_model, load_training_checkpoint, save_
 from textbooklm.lm.config import TrainConfig
 from textbooklm.lm.model import PhiConfig, PhiForCausalLM, describe, param_groups
 from textbooklm.lm.pack import PackedTokens
+from textbooklm.lm.train_log import TrainLog, detect_peak_flops
 from textbooklm.progress import console, summary_line
-
-METRICS = "metrics.csv"
-COLUMNS = ["step", "tokens", "loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu"]
-
-# Dense bf16 peak FLOP/s by GPU name fragment (vendor data sheets); override with train.peak_flops.
-PEAK_FLOPS = [
-    ("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("A100", 312e12), ("L40S", 362e12),
-    ("L4", 121e12), ("A10G", 125e12), ("A10", 125e12), ("RTX 4090", 165e12), ("RTX 3090", 71e12),
-    ("V100", 125e12), ("T4", 65e12),
-]
-
-
-def detect_peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((flops for frag, flops in PEAK_FLOPS if frag in name), None)
 
 
 def lr_at(step: int, opt: dict[str, Any], max_steps: int, min_lr_ratio: float) -> float:
@@ -105,18 +88,6 @@ def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     if device.type == "cuda":
         out["cuda"] = torch.cuda.get_rng_state(device)
     return out
-
-
-def _read_metrics(path: Path, upto_step: int) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as fh:
-        return [r for r in csv.DictReader(fh) if int(r["step"]) <= upto_step]
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, str]]:
-    """Rows of a run's metrics.csv (for tests, reports and plots)."""
-    return _read_metrics(Path(run_dir) / METRICS, 1 << 62)
 
 
 def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | None = None) -> dict[str, Any]:
@@ -242,21 +213,7 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
         torch.manual_seed(cfg.seed + 1 + rank)  # dropout streams differ per rank, fixed per seed
 
     # -- logging -----------------------------------------------------------------------------
-    metrics_rows = _read_metrics(out / METRICS, start_step)
-    writer = None
-    csv_fh = None
-    if main:
-        with (out / METRICS).open("w", newline="") as fh:  # cut back to the checkpoint's step
-            w = csv.DictWriter(fh, COLUMNS)
-            w.writeheader()
-            w.writerows(metrics_rows)
-        csv_fh = (out / METRICS).open("a", newline="")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1)
-        except ImportError:  # pragma: no cover - tensorboard is a dependency
-            writer = None
+    log = TrainLog(out, start_step, cfg.max_steps, enabled=main)
     peak = cfg.peak_flops or detect_peak_flops(device)
 
     def autocast():
@@ -265,7 +222,7 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
         return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
     def batch_tensors(ids: np.ndarray):
-        x, y, m = train_data.get(ids) if ids is not None else (None, None, None)
+        x, y, m = train_data.get(ids)
         return (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
                 torch.from_numpy(m).to(device=device, dtype=torch.float32))
 
@@ -371,36 +328,18 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
             val_loss = evaluate()
-        if done % cfg.log_every == 0 or done == cfg.max_steps or done == start_step + 1:
+        evaluated = done % cfg.eval_every == 0 or done == cfg.max_steps
+        if evaluated or done % cfg.log_every == 0 or done == start_step + 1:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             now = time.perf_counter()
             tps = (tokens_seen - tok_last) / max(now - t_last, 1e-9)
             t_last, tok_last = now, tokens_seen
             mfu = tps * flops_per_token / (peak * world) if peak else None
-            row = {"step": done, "tokens": tokens_seen, "loss": f"{last_loss:.6f}",
-                   "val_loss": "" if val_loss is None or done % cfg.eval_every and done != cfg.max_steps
-                   else f"{val_loss:.6f}",
-                   "lr": f"{lr:.6g}", "grad_norm": f"{float(grad_norm):.6f}", "tokens_per_s": f"{tps:.1f}",
-                   "mfu": "" if mfu is None else f"{mfu:.4f}"}
-            if main:
-                csv.DictWriter(csv_fh, COLUMNS).writerow(row)
-                csv_fh.flush()
-                if writer is not None:
-                    for k in ("loss", "lr", "grad_norm", "tokens_per_s", "val_loss", "mfu"):
-                        if row[k] != "":
-                            writer.add_scalar(f"train/{k}" if k != "val_loss" else "val/loss", float(row[k]), done)
-                console.print(
-                    f"step {done}/{cfg.max_steps} loss {last_loss:.4f}"
-                    + (f" val {val_loss:.4f}" if row["val_loss"] else "")
-                    + f" lr {lr:.2e} gnorm {float(grad_norm):.3f} {tps:,.0f} tok/s"
-                    + (f" MFU {mfu:.1%}" if mfu is not None else ""))
+            log.write(done, tokens_seen, last_loss, val_loss if evaluated else None, lr, float(grad_norm), tps, mfu)
         if done % cfg.save_every == 0 or done == cfg.max_steps:
             save(done, val_loss)
-    if main and csv_fh is not None:
-        csv_fh.close()
-        if writer is not None:
-            writer.close()
+    log.close()
     summary = {"steps": cfg.max_steps, "tokens": tokens_seen, "parameters": n_params,
                "flops_per_token": flops_per_token, "final_loss": last_loss, "final_val_loss": val_loss,
                "checkpoint": str(out / f"step-{cfg.max_steps:07d}")}
