@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from textbooklm.progress import summary_line
+from textbooklm.progress import progress_bar, summary_line
 from textbooklm.quality.classifier import (
     QualityClassifier,
     constant_baseline,
@@ -42,18 +42,33 @@ PRED_SCHEMA = pa.schema([
 ])
 
 
-def embed_texts(spec: str, texts: list[str], max_chars: int, batch_size: int) -> np.ndarray:
-    """Embeddings of the heads of ``texts`` (the same cut at training and at filtering time)."""
+def embed_texts(
+    spec: str, texts: list[str], max_chars: int, batch_size: int, progress: str | None = None
+) -> np.ndarray:
+    """Embeddings of the heads of ``texts`` (the same cut at training and at filtering time).
+
+    With ``progress`` (a bar label), embeds in chunks of 16 batches so the bar moves.
+    """
     from textbooklm.embeddings import load_embedder
 
-    return load_embedder(spec).embed([t[:max_chars] for t in texts], batch_size=batch_size)
+    embedder = load_embedder(spec)
+    heads = [t[:max_chars] for t in texts]
+    if progress is None:
+        return embedder.embed(heads, batch_size=batch_size)
+    step = batch_size * 16
+    parts = []
+    with progress_bar(progress, total=len(heads)) as advance:
+        for start in range(0, len(heads), step):
+            parts.append(embedder.embed(heads[start : start + step], batch_size=batch_size))
+            advance(len(parts[-1]))
+    return np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
 
 
 def _embeddings(cfg: ClassifyConfig, ids: list[str], texts: list[str], work: Path) -> np.ndarray:
     cache_x, cache_ids = work / "embeddings.npy", work / "embeddings.ids.json"
     if cache_x.exists() and cache_ids.exists() and json.loads(cache_ids.read_text()) == ids:
         return np.load(cache_x, allow_pickle=False)
-    x = embed_texts(cfg.embedder, texts, cfg.max_chars, cfg.batch_size)
+    x = embed_texts(cfg.embedder, texts, cfg.max_chars, cfg.batch_size, progress=f"classify: embed ({cfg.embedder})")
     import io
 
     buf = io.BytesIO()

@@ -57,11 +57,11 @@ def _classifier(model_dir: str) -> QualityClassifier:
 
 def score_shard(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: score one corpus shard."""
-    if task.get("threads"):
+    clf = _classifier(task["model"])
+    if task.get("threads") and not clf.embedder.startswith("hashing"):
         import torch
 
         torch.set_num_threads(int(task["threads"]))  # workers share the cores instead of fighting for them
-    clf = _classifier(task["model"])
     table = pq.read_table(task["shard"], columns=["id", "text", "n_bytes"])
     scores = score_texts(clf, [t or "" for t in table.column("text").to_pylist()], int(task["batch_size"]))
     write_table(Path(task["out"]), pa.Table.from_pydict(
