@@ -239,6 +239,21 @@ def function_tree(func: ast.FunctionDef | ast.AsyncFunctionDef, source: str = ""
                         counts=Counter(labels), source=source)
 
 
+def _parsed_pieces(text: str) -> list[tuple[str, ast.Module]]:
+    """The parts of a sample worth parsing, parsed: the text itself if it is Python, else its fenced blocks."""
+    try:
+        return [(text, ast.parse(text))]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        pass
+    out = []
+    for m in _FENCE.finditer(text):
+        try:
+            out.append((m.group(1), ast.parse(m.group(1))))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+    return out
+
+
 def code_pieces(text: str) -> list[str]:
     """The parts of a sample worth parsing: the text itself if it is Python, else its fenced blocks."""
     try:
@@ -249,17 +264,28 @@ def code_pieces(text: str) -> list[str]:
     return [m.group(1) for m in _FENCE.finditer(text)]
 
 
+def _segment(lines: list[str], node: ast.AST) -> str:
+    """``ast.get_source_segment`` on lines split once per file (it re-splits the whole file per call,
+    which made big files quadratic). Column offsets are UTF-8 byte offsets, as in the ast module."""
+    start, end = node.lineno - 1, node.end_lineno - 1  # type: ignore[attr-defined]
+    if end >= len(lines):
+        return ""
+    first = lines[start].encode()
+    if start == end:
+        return first[node.col_offset : node.end_col_offset].decode(errors="replace")  # type: ignore[attr-defined]
+    last = lines[end].encode()[: node.end_col_offset]  # type: ignore[attr-defined]
+    return "".join([first[node.col_offset :].decode(errors="replace"), *lines[start + 1 : end],
+                    last.decode(errors="replace")])
+
+
 def parse_functions(text: str, max_functions: int = 32) -> list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]]:
     """Every function definition (methods and nested ones too) in ``text`` or its code blocks."""
     found: list[tuple[ast.FunctionDef | ast.AsyncFunctionDef, str]] = []
-    for piece in code_pieces(text):
-        try:
-            tree = ast.parse(piece)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue
+    for piece, tree in _parsed_pieces(text):
+        lines = piece.splitlines(keepends=True)
         for node in ast.walk(tree):
             if isinstance(node, _FUNCS):
-                found.append((node, ast.get_source_segment(piece, node) or ""))
+                found.append((node, _segment(lines, node)))
                 if len(found) >= max_functions:
                     return found
     return found
