@@ -24,7 +24,7 @@ from textbooklm.decontam.config import DecontamConfig
 from textbooklm.quality.config import ClassifyConfig, JudgeConfig, QualityFilterConfig
 from textbooklm.report.config import ReportConfig
 from textbooklm.synth.config import ExercisesConfig, TextbooksConfig
-from textbooklm.teacher.config import TeacherConfig
+from textbooklm.teacher.config import StageEstimate, TeacherConfig
 
 
 class RunConfig(StrictModel):
@@ -49,6 +49,9 @@ class PipelineConfig(StrictModel):
     run: RunConfig = Field(default_factory=RunConfig)
     teachers: dict[str, TeacherConfig] = Field(
         default_factory=dict, description="Named teacher LLMs; stages refer to them by name."
+    )
+    cost: dict[str, StageEstimate] = Field(
+        default_factory=dict, description="Planned teacher work per stage, for `textbooklm cost` (no effect on runs)."
     )
     corpus: CorpusConfig | None = None
     judge: JudgeConfig | None = None
