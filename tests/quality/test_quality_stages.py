@@ -54,6 +54,7 @@ def test_judge_classify_filter(tmp_path):
     assert all(r["reason"] == "low-educational-value" and r["score"] < 0.5 for r in dropped)
     summary = Dataset(run / "filter").manifest["summary"]
     assert summary["kept"] == 30 and "tokens (bytes/4) kept" in summary["line"]
+    assert summary["embedded_here"] == 0  # every record was judged: the classify stage's vectors are reused
     for name in ("score_histogram", "precision_recall"):
         assert (run / "filter" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert json.loads((run / "filter" / f"{name}.json").read_text())
@@ -101,6 +102,7 @@ def test_filter_resumes_after_sigkill(tmp_path):
     folder = make_corpus_folder(tmp_path / "code", n_good=30, n_bad=30)
     raw = base_config(folder, **QUALITY)
     raw["corpus"]["files_per_shard"] = 1  # 60 shards to score
+    raw["judge"]["heuristic"]["sample"] = 40  # 20 records the filter embeds itself
     clean = tmp_path / "clean"
     run_pipeline(parse_config(raw), clean)
 
@@ -130,3 +132,4 @@ def test_filter_resumes_after_sigkill(tmp_path):
     assert filter_snapshot(killed) == filter_snapshot(clean)
     kept, rej = filter_snapshot(killed)
     assert len(kept) + len(rej) == 60 and len({k for k, _ in kept}) == len(kept)
+    assert Dataset(killed / "filter").manifest["summary"]["embedded_here"] == 20

@@ -9,7 +9,8 @@ Steps:
 3. train each head in ``heads``; held-out precision, recall, F1, ROC-AUC and confusion matrix for
    each, plus a constant (majority-class) baseline;
 4. save the FIRST head to ``OUT/model/`` (``classifier.json`` + ``classifier.npz``, no pickle) with its
-   metrics; ``OUT/metrics.json`` has every head's.
+   metrics; ``OUT/metrics.json`` has every head's; ``OUT/embeddings.npy`` the judged records' vectors
+   (row-aligned with the output), which the filter reuses rather than embedding those records twice.
 
 Output dataset: one row per judged record with its split, judge label and score, and the saved
 head's predicted score (the filter's report draws precision/recall against threshold from the
@@ -18,6 +19,7 @@ held-out rows).
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from textbooklm.quality.classifier import (
 from textbooklm.quality.config import ClassifyConfig
 from textbooklm.store import Dataset, atomic_write_bytes, atomic_write_json, finish_dataset, write_table
 
+EMBEDDINGS_FILE = "embeddings.npy"  # float32 [rows of part-00000, dim]
 PRED_SCHEMA = pa.schema([
     ("id", pa.string()), ("path", pa.string()), ("source", pa.string()), ("split", pa.string()),
     ("label", pa.int8()), ("judge_score", pa.float64()), ("score", pa.float64()),
@@ -69,8 +72,6 @@ def _embeddings(cfg: ClassifyConfig, ids: list[str], texts: list[str], work: Pat
     if cache_x.exists() and cache_ids.exists() and json.loads(cache_ids.read_text()) == ids:
         return np.load(cache_x, allow_pickle=False)
     x = embed_texts(cfg.embedder, texts, cfg.max_chars, cfg.batch_size, progress=f"classify: embed ({cfg.embedder})")
-    import io
-
     buf = io.BytesIO()
     np.save(buf, x, allow_pickle=False)
     atomic_write_bytes(cache_x, buf.getvalue())
@@ -139,6 +140,11 @@ def run(cfg: ClassifyConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) ->
     saved.save(out / "model")
     atomic_write_json(out / "metrics.json", report)
 
+    # The vectors, row-aligned with part-00000: the filter reuses them instead of embedding these
+    # records again (with every record judged, as in the demo, it then embeds nothing twice).
+    buf = io.BytesIO()
+    np.save(buf, x.astype(np.float32), allow_pickle=False)
+    atomic_write_bytes(out / EMBEDDINGS_FILE, buf.getvalue())
     split = np.array(["train"] * n, dtype=object)
     split[test] = "test"
     write_table(out / "part-00000.parquet", pa.Table.from_pydict({

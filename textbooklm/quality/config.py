@@ -135,6 +135,9 @@ class QualityFilterConfig(StrictModel):
         None, gt=0, le=1, description="Instead of a threshold: keep this fraction of records, best first."
     )
     batch_size: int = Field(64, ge=1, description="Texts embedded per batch.")
+    reuse_embeddings: bool = Field(
+        True, description="Reuse the classify stage's vectors for the records it embedded (same model and cut)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> QualityFilterConfig:

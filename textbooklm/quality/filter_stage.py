@@ -3,8 +3,9 @@
 Steps, each resumable:
 
 1. score (sharded through the executor, one marker per corpus shard): embed the shard in batches and
-   score it -> ``OUT/_work/scores/part-N`` (id, score). A run killed mid-way re-scores only the
-   shards without a marker.
+   score it -> ``OUT/_work/scores/part-N`` (id, score). Records the classify stage embedded already
+   reuse its vectors (``reuse_embeddings``). A run killed mid-way re-scores only the shards without
+   a marker.
 2. decide: the cut is ``filter.threshold``, else the score at which the ``top_fraction`` best records
    are kept, else the classifier's own decision cut.
 3. write (sharded): kept records -> ``OUT/part-N`` with ``{"filter": {"score", "threshold"}}`` added to
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 from textbooklm.executor import map_shards, resolve_workers
 from textbooklm.progress import summary_line
 from textbooklm.quality.classifier import QualityClassifier, pr_vs_threshold
+from textbooklm.quality.classify_stage import EMBEDDINGS_FILE
 from textbooklm.quality.config import QualityFilterConfig
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset, write_table
 
@@ -45,7 +47,7 @@ def score_texts(clf: QualityClassifier, texts: list[str], batch_size: int) -> np
     return clf.score(embed_texts(clf.embedder, texts, clf.max_chars, batch_size))
 
 
-_LOADED: dict[str, QualityClassifier] = {}
+_LOADED: dict[str, Any] = {}
 
 
 def _classifier(model_dir: str) -> QualityClassifier:
@@ -53,6 +55,35 @@ def _classifier(model_dir: str) -> QualityClassifier:
     if model_dir not in _LOADED:
         _LOADED[model_dir] = QualityClassifier.load(Path(model_dir))
     return _LOADED[model_dir]
+
+
+def _known_vectors(classify_dir: str) -> tuple[dict[str, int], np.ndarray | None]:
+    """The classify stage's vectors by record id (memory-mapped; loaded once per worker)."""
+    key = "vectors:" + classify_dir
+    if key not in _LOADED:
+        folder = Path(classify_dir)
+        path = folder / EMBEDDINGS_FILE
+        if not path.exists():
+            _LOADED[key] = ({}, None)
+        else:
+            ids = Dataset(folder).column("id")
+            _LOADED[key] = ({rid: i for i, rid in enumerate(ids)}, np.load(path, mmap_mode="r", allow_pickle=False))
+    return _LOADED[key]
+
+
+def score_known(clf: QualityClassifier, ids: list[str], texts: list[str], batch_size: int,
+                classify_dir: str | None) -> tuple[np.ndarray, int]:
+    """Scores for a shard, reusing the classify stage's vector of any record it embedded already
+    (same embedder and cut, by construction). Returns (scores, records embedded here)."""
+    index, vectors = _known_vectors(classify_dir) if classify_dir else ({}, None)
+    todo = [i for i, rid in enumerate(ids) if rid not in index] if vectors is not None else list(range(len(ids)))
+    scores = np.zeros(len(ids))
+    if todo:
+        scores[todo] = score_texts(clf, [texts[i] for i in todo], batch_size)
+    known = [i for i in range(len(ids)) if vectors is not None and ids[i] in index]
+    if known:
+        scores[known] = clf.score(np.asarray(vectors[[index[ids[i]] for i in known]]))
+    return scores, len(todo)
 
 
 def score_shard(task: dict[str, Any]) -> dict[str, Any]:
@@ -63,11 +94,13 @@ def score_shard(task: dict[str, Any]) -> dict[str, Any]:
 
         torch.set_num_threads(int(task["threads"]))  # workers share the cores instead of fighting for them
     table = pq.read_table(task["shard"], columns=["id", "text", "n_bytes"])
-    scores = score_texts(clf, [t or "" for t in table.column("text").to_pylist()], int(task["batch_size"]))
+    ids = table.column("id").to_pylist()
+    texts = [t or "" for t in table.column("text").to_pylist()]
+    scores, embedded = score_known(clf, ids, texts, int(task["batch_size"]), task.get("classify"))
     write_table(Path(task["out"]), pa.Table.from_pydict(
-        {"id": table.column("id").to_pylist(), "score": scores.astype(float).tolist(),
-         "n_bytes": table.column("n_bytes").to_pylist()}, schema=SCORE_SCHEMA))
-    return {"scored": table.num_rows}
+        {"id": ids, "score": scores.astype(float).tolist(), "n_bytes": table.column("n_bytes").to_pylist()},
+        schema=SCORE_SCHEMA))
+    return {"scored": table.num_rows, "embedded": embedded}
 
 
 def write_shard(task: dict[str, Any]) -> dict[str, Any]:
@@ -126,8 +159,10 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
     workers = min(resolve_workers(run_cfg.workers), max(1, len(shards)))
     threads = max(1, (os.cpu_count() or 1) // workers) if run_cfg.executor == "local" else 0
     tasks = [{"key": p.name, "shard": str(p), "model": str(model_dir), "batch_size": cfg.batch_size,
-              "threads": threads, "out": str(work / "scores" / p.name)} for p in shards]
-    map_shards(score_shard, tasks, work / "markers" / "score", description="filter: score", **exec_kw)
+              "threads": threads, "classify": str(classify.path) if cfg.reuse_embeddings else None,
+              "out": str(work / "scores" / p.name)} for p in shards]
+    scored = map_shards(score_shard, tasks, work / "markers" / "score", description="filter: score", **exec_kw)
+    embedded = sum(r.get("embedded", 0) for r in scored.values())
 
     score_tables = [pq.read_table(work / "scores" / p.name) for p in shards]
     scores = np.concatenate([t.column("score").to_numpy() for t in score_tables]) if shards else np.zeros(0)
@@ -144,6 +179,8 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
 
     report = _report_data(out, scores, cut, classify)
     summary = _summary(results, cut, cfg, clf, report)
+    summary["embedded_here"] = embedded
+    summary["line"] += f"; {embedded} embedded here, the rest reused from classify"
     finish_dataset(out / "rejected", stage="filter.rejected", config_hash=ctx.config_hash, summary=summary)
     ds = finish_dataset(out, stage="filter", config_hash=ctx.config_hash, parents=[corpus.path, classify.path],
                         summary=summary)
