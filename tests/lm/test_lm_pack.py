@@ -81,3 +81,18 @@ def test_bad_columns_named(tmp_path, bpe_tokenizer):
     ds = write_dataset(tmp_path / "bad", [{"code": "x = 1"}], stage="t")
     with pytest.raises(ValueError, match="bad.*'text' column"):
         pack([("bad", ds, 1.0)], load_tokenizer(bpe_tokenizer), tmp_path / "p")
+
+
+def test_pack_cli_weights_and_errors(tmp_path, code_docs, bpe_tokenizer):
+    from typer.testing import CliRunner
+
+    from textbooklm.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["pack", f"{code_docs.path}:2", "-t", str(bpe_tokenizer.parent), "-o",
+                              str(tmp_path / "p"), "--val-fraction", "0"])
+    assert res.exit_code == 0, res.output
+    index = json.loads((tmp_path / "p" / "index.json").read_text())
+    assert index["sources"][0]["weight"] == 2.0 and index["splits"]["val"]["tokens"] == 0
+    res = runner.invoke(app, ["pack", str(tmp_path / "missing"), "-t", str(bpe_tokenizer), "-o", str(tmp_path / "q")])
+    assert res.exit_code == 2 and "no such dataset folder" in res.output

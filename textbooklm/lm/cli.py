@@ -15,7 +15,9 @@ from textbooklm.progress import console
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[red]{msg}[/red]", soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[red]{escape(msg)}[/red]", soft_wrap=True, emoji=False)
     raise typer.Exit(2)
 
 

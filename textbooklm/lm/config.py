@@ -142,7 +142,9 @@ OPTIMIZER_PRESETS: dict[str, dict[str, object]] = {
 class TrainConfig(StrictModel):
     """Pretraining or finetuning of a phi model on packed tokens. Unset optimizer fields come from the preset."""
 
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: ModelConfig = Field(
+        default_factory=ModelConfig, description="Model shape (ignored but for block_size/dropout with init_from)."
+    )
     optimizer: Literal["phi-1-pretrain", "phi-1-finetune", "phi-1.5", "tiny"] = Field(
         "tiny", description="AdamW preset: phi-1-pretrain, phi-1-finetune, phi-1.5 or tiny."
     )

