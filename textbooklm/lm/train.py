@@ -33,7 +33,7 @@ from textbooklm.lm.checkpoint import load_model, load_training_checkpoint, save_
 from textbooklm.lm.config import TrainConfig
 from textbooklm.lm.model import PhiConfig, PhiForCausalLM, describe, param_groups
 from textbooklm.lm.pack import PackedTokens
-from textbooklm.lm.train_log import TrainLog, detect_peak_flops
+from textbooklm.lm.train_log import TrainLog, detect_peak_flops, read_metrics
 from textbooklm.progress import console, summary_line
 
 
@@ -285,6 +285,10 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
     micro = min(cfg.micro_batch_size, per_rank)
     model.train()
     last_loss = val_loss = None
+    if start_step >= cfg.max_steps and main:  # finished already: report what the run ended with
+        rows = read_metrics(out)
+        last_loss = float(rows[-1]["loss"]) if rows else None
+        val_loss = state.get("val_loss")
     t_last, tok_last = time.perf_counter(), tokens_seen
     for step in range(start_step, cfg.max_steps):
         lr = lr_at(step, opt, cfg.max_steps, cfg.min_lr_ratio)
