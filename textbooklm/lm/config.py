@@ -104,7 +104,9 @@ class ModelConfig(StrictModel):
     rotary_fraction: float = Field(0.5, gt=0, le=1, description="Share of each head's dims that get rotary (phi: 0.5).")
     rope_theta: float = Field(10000.0, gt=0, description="Rotary base.")
     layer_norm_eps: float = Field(1e-5, gt=0, description="LayerNorm epsilon.")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Residual / embedding dropout (phi: 0).")
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="Attention, residual and embedding dropout (phi-1 pretraining: 0.1)."
+    )
 
     def resolved(self) -> dict[str, int | float]:
         """Every shape field filled in (preset, then explicit overrides)."""

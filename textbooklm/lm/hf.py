@@ -70,9 +70,9 @@ def hf_config(cfg: PhiConfig, eot_id: int | None) -> dict:
         "partial_rotary_factor": cfg.rotary_dim / cfg.head_dim,
         "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta,
                             "partial_rotary_factor": cfg.rotary_dim / cfg.head_dim},
-        "resid_pdrop": 0.0,
-        "embd_pdrop": 0.0,
-        "attention_dropout": 0.0,
+        "resid_pdrop": cfg.dropout,
+        "embd_pdrop": cfg.dropout,
+        "attention_dropout": cfg.dropout,
         "qk_layernorm": False,
         "tie_word_embeddings": False,
         "use_cache": True,
@@ -141,6 +141,7 @@ def import_hf(folder: str | Path) -> PhiForCausalLM:
         rotary_fraction=rope.get("partial_rotary_factor", c.get("partial_rotary_factor", 0.5)),
         rope_theta=rope.get("rope_theta", c.get("rope_theta", 10000.0)),
         layer_norm_eps=c.get("layer_norm_eps", 1e-5),
+        dropout=float(c.get("resid_pdrop", 0.0) or 0.0),
     )
     if cfg.padded_vocab_size != vocab:
         # HF vocab not a multiple of 64: keep its exact row count.

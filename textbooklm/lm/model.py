@@ -38,7 +38,7 @@ class PhiConfig:
     rotary_fraction: float = 0.5
     rope_theta: float = 10000.0
     layer_norm_eps: float = 1e-5
-    dropout: float = 0.0
+    dropout: float = 0.0  # attention, residual and embedding dropout (phi-1 pretraining used 0.1)
     pad_multiple: int = 64
 
     @property
@@ -143,7 +143,8 @@ class PhiAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
         # No explicit mask: plain causal attention, which lets SDPA pick its fastest kernel.
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        p = self.cfg.dropout if self.training else 0.0  # attention dropout (phi-1 pretraining: 0.1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, dropout_p=p)
         return self.dense(y.transpose(1, 2).reshape(B, T, C))
 
 
