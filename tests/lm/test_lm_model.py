@@ -68,12 +68,13 @@ def test_export_loads_in_transformers_with_same_logits(tmp_path):
     assert diff < 1e-5
 
 
-def test_import_from_transformers_with_same_logits(tmp_path):
+@pytest.mark.parametrize("vocab", [512, 515])  # 515: a row count that is not a multiple of 64 is kept
+def test_import_from_transformers_with_same_logits(tmp_path, vocab):
     from transformers import PhiConfig as HFConfig
     from transformers import PhiForCausalLM as HFPhi
 
     torch.manual_seed(1)
-    hcfg = HFConfig(vocab_size=512, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+    hcfg = HFConfig(vocab_size=vocab, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
                     num_attention_heads=4, max_position_embeddings=64, partial_rotary_factor=0.5)
     hf = HFPhi(hcfg).eval()
     with torch.no_grad():
@@ -81,7 +82,8 @@ def test_import_from_transformers_with_same_logits(tmp_path):
             p.add_(torch.randn_like(p) * 0.05)
     hf.save_pretrained(tmp_path / "hf")
     ours = import_hf(tmp_path / "hf").eval()
-    x = torch.randint(0, 512, (2, 50))
+    assert ours.cfg.padded_vocab_size == vocab
+    x = torch.randint(0, vocab, (2, 50))
     with torch.no_grad():
         diff = (hf(x).logits - ours(x)).abs().max().item()
     assert diff < 1e-5

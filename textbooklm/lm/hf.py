@@ -134,8 +134,15 @@ def import_hf(folder: str | Path) -> PhiForCausalLM:
     rope = c.get("rope_parameters") or {}
     head_dim = c["hidden_size"] // c["num_attention_heads"]
     vocab = c["vocab_size"]
+    # The tokenizer's size, when known, so sampling never picks a padding row (phi-1: 50295 of 51200).
+    real_vocab = c.get("textbooklm_vocab_size")
+    if real_vocab is None and (folder / "tokenizer.json").is_file():
+        from textbooklm.lm.tokenizer import load_tokenizer
+
+        real_vocab = load_tokenizer(folder).vocab_size
+    real_vocab = min(int(real_vocab or vocab), vocab)
     cfg = PhiConfig(
-        vocab_size=c.get("textbooklm_vocab_size", vocab),
+        vocab_size=real_vocab, pad_multiple=vocab,  # padded size = exactly the checkpoint's rows
         n_layer=c["num_hidden_layers"], n_embd=c["hidden_size"], n_head=c["num_attention_heads"],
         n_inner=c["intermediate_size"], block_size=c.get("max_position_embeddings", 2048),
         rotary_fraction=rope.get("partial_rotary_factor", c.get("partial_rotary_factor", 0.5)),
@@ -143,10 +150,6 @@ def import_hf(folder: str | Path) -> PhiForCausalLM:
         layer_norm_eps=c.get("layer_norm_eps", 1e-5),
         dropout=float(c.get("resid_pdrop", 0.0) or 0.0),
     )
-    if cfg.padded_vocab_size != vocab:
-        # HF vocab not a multiple of 64: keep its exact row count.
-        cfg.pad_multiple = 1
-        cfg.vocab_size = vocab
     if cfg.rotary_dim != int(head_dim * cfg.rotary_fraction):
         raise ValueError(f"{folder}/config.json: rotary dims {head_dim * cfg.rotary_fraction} must be even")
     sd: dict[str, torch.Tensor] = {}
