@@ -166,3 +166,15 @@ def test_finetune_on_completions_only(tmp_path, bpe_tokenizer, code_pack):
     assert state["data"]["step"] == 6 and state["optimizer_param_groups"][0]["weight_decay"] == 0.01
     with pytest.raises(ValueError, match="loss mask"):
         train(ft, code_pack, tmp_path / "bad")
+
+
+def test_metrics_row_cut_by_a_kill_is_dropped(tmp_path):
+    from textbooklm.lm.train_log import COLUMNS, TrainLog
+
+    header = ",".join(COLUMNS)
+    (tmp_path / "metrics.csv").write_text(f"{header}\n1,512,6.9,,0.001,1.0,100,\n2,1024,6.8,,0.001,1.0,100,\n3,15")
+    log = TrainLog(tmp_path, start_step=2, max_steps=4, enabled=True)
+    log.write(3, 1536, 6.7, None, 0.001, 0.9, 120.0, None)
+    log.close()
+    assert [r["step"] for r in read_metrics(tmp_path)] == ["1", "2", "3"]
+    assert read_metrics(tmp_path)[-1]["loss"] == "6.700000"

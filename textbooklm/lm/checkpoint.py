@@ -100,8 +100,8 @@ def save_training_checkpoint(
     name = f"step-{step:07d}"
     final = run_dir / name
     tmp = run_dir / f".{name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    for stale in run_dir.glob(".step-*.tmp"):  # left by a kill mid-save
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_model(tmp, model_state, cfg, tokenizer_json)
     save_file(optim_state, str(tmp / "optimizer.safetensors"))

@@ -38,7 +38,9 @@ def _read(path: Path, upto_step: int) -> list[dict[str, str]]:
     if not path.is_file():
         return []
     with path.open(newline="") as fh:
-        return [r for r in csv.DictReader(fh) if int(r["step"]) <= upto_step]
+        # A row cut short by a kill mid-write has missing fields (None): it is dropped, not trusted.
+        return [r for r in csv.DictReader(fh)
+                if None not in r.values() and None not in r and int(r["step"]) <= upto_step]
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, str]]:
