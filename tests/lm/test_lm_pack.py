@@ -96,3 +96,21 @@ def test_pack_cli_weights_and_errors(tmp_path, code_docs, bpe_tokenizer):
     assert index["sources"][0]["weight"] == 2.0 and index["splits"]["val"]["tokens"] == 0
     res = runner.invoke(app, ["pack", str(tmp_path / "missing"), "-t", str(bpe_tokenizer), "-o", str(tmp_path / "q")])
     assert res.exit_code == 2 and "no such dataset folder" in res.output
+
+
+def test_large_vocabulary_packs_as_uint32(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from textbooklm.lm.tokenizer import EOT, TextTokenizer
+
+    vocab = {EOT: 0, "[UNK]": 1, **{f"w{i}": i + 2 for i in range(70_000)}}
+    raw = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = TextTokenizer(raw)
+    docs = write_dataset(tmp_path / "d", [{"text": " ".join(f"w{69_900 + i + j}" for j in range(40))}
+                                          for i in range(20)], stage="t")
+    index = pack([("d", docs, 1.0)], tok, tmp_path / "p", val_fraction=0.0)
+    assert index["dtype"] == "uint32"
+    x, y, _ = PackedTokens(tmp_path / "p", "train", 16).get(np.arange(3))
+    assert x.max() > 69_900  # ids above uint16 survive the round trip
+    assert set(np.unique(x)) <= {0} | set(range(69_902, 69_962))
