@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field, ValidationError
 from textbooklm.config_base import StrictModel
 from textbooklm.corpus.config import CorpusConfig
 from textbooklm.decontam.config import DecontamConfig
+from textbooklm.evals.config import EvalConfig
+from textbooklm.lm.config import PackConfig, TokenizerConfig, TrainConfig
 from textbooklm.quality.config import ClassifyConfig, JudgeConfig, QualityFilterConfig
 from textbooklm.report.config import ReportConfig
 from textbooklm.synth.config import ExercisesConfig, TextbooksConfig
@@ -60,6 +62,11 @@ class PipelineConfig(StrictModel):
     textbooks: TextbooksConfig | None = None
     exercises: ExercisesConfig | None = None
     decontam: DecontamConfig | None = None
+    tokenizer: TokenizerConfig | None = None
+    pack: PackConfig | None = None
+    pretrain: TrainConfig | None = None
+    finetune: TrainConfig | None = None
+    eval: EvalConfig | None = None
     report: ReportConfig | None = None  # always the last stage
 
 

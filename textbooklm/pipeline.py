@@ -47,13 +47,19 @@ class Stage:
     inputs: tuple[str, ...]
     target: str
     optional: tuple[str, ...] = ()  # read when configured in the same run, else absent from inputs
+    after: tuple[str, ...] = ()  # not read, but a change there re-runs this stage (e.g. decontam)
 
     def load(self) -> Callable[..., Dataset]:
         module, func = self.target.split(":")
         return getattr(importlib.import_module(module), func)
 
 
-# Data-flow order. Later issues append their stages here.
+TRAINING_DATA = ("corpus", "filter", "textbooks", "exercises")
+# A stage that writes cleaned copies of other stages' datasets to <its folder>/<name>/: stages after it
+# read those copies under the original names.
+CLEANED_BY = "decontam"
+
+# Data-flow order.
 STAGES: list[Stage] = [
     Stage("corpus", (), "textbooklm.corpus.stage:run"),
     Stage("judge", ("corpus",), "textbooklm.quality.judge_stage:run"),
@@ -62,6 +68,13 @@ STAGES: list[Stage] = [
     Stage("textbooks", (), "textbooklm.synth.textbooks_stage:run", optional=("filter",)),
     Stage("exercises", (), "textbooklm.synth.exercises_stage:run", optional=("filter",)),
     Stage("decontam", (), "textbooklm.decontam.stage:run", optional=("corpus", "filter", "textbooks", "exercises")),
+    # From here on, corpus/filter/textbooks/exercises mean their decontaminated copies (see CLEANED_BY).
+    Stage("tokenizer", (), "textbooklm.lm.stage:run_tokenizer", optional=TRAINING_DATA, after=("decontam",)),
+    Stage("pack", ("tokenizer",), "textbooklm.lm.stage:run_pack", optional=TRAINING_DATA, after=("decontam",)),
+    Stage("pretrain", ("pack",), "textbooklm.lm.stage:run_pretrain"),
+    Stage("finetune", (), "textbooklm.lm.stage:run_finetune", optional=("pretrain", "tokenizer", *TRAINING_DATA),
+          after=("decontam",)),
+    Stage("eval", (), "textbooklm.evals.stage:run", optional=("pretrain", "finetune")),
 ]
 # The report reads every stage's folder, so it comes last and is re-built when any of them changes.
 STAGES.append(Stage("report", (), "textbooklm.report.stage:run", optional=tuple(s.name for s in STAGES)))
@@ -93,7 +106,9 @@ def stage_hashes(cfg: PipelineConfig) -> dict[str, str]:
         if missing:
             raise ValueError(f"stage {stage.name!r} needs {missing} configured before it")
         body = {"section": section.model_dump(mode="json"), "run": run_part, "teachers": _teachers_of(cfg, section)}
-        upstream = [hashes[i] for i in stage.inputs] + [hashes[i] for i in stage.optional if i in hashes]
+        upstream = [hashes[i] for i in stage.inputs] + [
+            hashes[i] for i in (*stage.optional, *stage.after) if i in hashes
+        ]
         hashes[stage.name] = config_hash(body, *upstream)
     return hashes
 
@@ -139,6 +154,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _use_cleaned(name: str, outputs: dict[str, Dataset], folder: Path) -> None:
+    """After the cleaning stage, later stages read its cleaned copies under the original names."""
+    if name != CLEANED_BY:
+        return
+    for data in TRAINING_DATA:
+        cleaned = Dataset(folder / data)
+        if data in outputs and cleaned.is_finished:
+            outputs[data] = cleaned
+
+
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, only: list[str] | None = None) -> dict[str, Any]:
     """Run every configured stage (or just ``only``) in order; return the run record."""
     run_dir = Path(run_dir)
@@ -161,6 +186,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, only: list[str] | Non
                 prev = _read_json(folder / STAGE_FILE) or {}
                 summary_line(f"{stage.name}: done already (config unchanged), skipped. {prev.get('line', '')}")
             outputs[stage.name] = Dataset(folder)
+            _use_cleaned(stage.name, outputs, folder)
             continue
         attempt = _read_json(folder / ATTEMPT_FILE)
         if state == "stale" or (attempt is not None and attempt.get("config_hash") != h):
@@ -187,6 +213,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, only: list[str] | Non
         record["stages"][stage.name] = done
         atomic_write_json(run_dir / RUN_FILE, record)
         outputs[stage.name] = result
+        _use_cleaned(stage.name, outputs, folder)
     for name in hashes:  # keep timings of skipped stages in the record
         if name not in record["stages"] and (p := _read_json(run_dir / name / STAGE_FILE)):
             record["stages"][name] = p
@@ -195,11 +222,19 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, only: list[str] | Non
 
 
 def run_status(run_dir: str | Path, cfg: PipelineConfig | None = None) -> list[dict[str, Any]]:
-    """One row per stage: state, rows kept, rows rejected, seconds. Reads only small JSON files."""
+    """One row per stage: state, rows kept, rows rejected, seconds. Reads only small JSON files.
+
+    Without ``cfg`` the stages are those of the config the run recorded in ``run.json``.
+    """
     run_dir = Path(run_dir)
     record = _read_json(run_dir / RUN_FILE) or {}
+    if cfg is None and isinstance(record.get("config"), dict):
+        try:
+            cfg = PipelineConfig.model_validate(record["config"])
+        except ValueError:
+            cfg = None
     hashes = stage_hashes(cfg) if cfg else {}
-    names = [s.name for s in STAGES if (not hashes or s.name in hashes)]
+    names = [s.name for s in STAGES if s.name in hashes or (not hashes and (run_dir / s.name).is_dir())]
     rows = []
     for name in names:
         folder = run_dir / name
