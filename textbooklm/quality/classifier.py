@@ -149,15 +149,18 @@ class QualityClassifier:
 
 
 # -- training ------------------------------------------------------------------------------------
-def train_head(kind: str, x: np.ndarray, labels: np.ndarray, scores: np.ndarray, *, label_cut: float,
-               seed: int, n_estimators: int = 100, max_depth: int | None = None, min_samples_leaf: int = 1,
-               ridge_alpha: float = 1.0) -> tuple[ForestArrays | None, np.ndarray | None, float, float]:
+def train_head(
+    kind: str, x: np.ndarray, labels: np.ndarray, scores: np.ndarray, *, label_cut: float, seed: int,
+    n_estimators: int = 100, max_depth: int | None = None, min_samples_leaf: int = 1, ridge_alpha: float = 1.0,
+    class_weight: str | None = "balanced",
+) -> tuple[ForestArrays | None, np.ndarray | None, float, float]:
     """Fit one head; returns (forest, coef, intercept, decision cut)."""
     if kind == "random_forest":
         from sklearn.ensemble import RandomForestClassifier
 
         model = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth,
-                                       min_samples_leaf=min_samples_leaf, random_state=seed, n_jobs=1)
+                                       min_samples_leaf=min_samples_leaf, random_state=seed, n_jobs=1,
+                                       class_weight=class_weight)
         model.fit(x, labels)
         return forest_arrays(model), None, 0.0, 0.5
     if kind == "ridge":

@@ -117,7 +117,7 @@ def run(cfg: ClassifyConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) ->
         forest, coef, intercept, cut = train_head(
             kind, x[train], labels[train], judge_scores[train], label_cut=label_cut, seed=ctx.run.seed,
             n_estimators=cfg.n_estimators, max_depth=cfg.max_depth, min_samples_leaf=cfg.min_samples_leaf,
-            ridge_alpha=cfg.ridge_alpha,
+            ridge_alpha=cfg.ridge_alpha, class_weight=None if cfg.class_weight == "none" else cfg.class_weight,
         )
         clf = QualityClassifier(kind=kind, embedder=cfg.embedder, max_chars=cfg.max_chars, cut=cut,
                                 forest=forest, coef=coef, intercept=intercept)
