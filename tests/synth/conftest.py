@@ -56,7 +56,7 @@ FAILING_BLOCK = "```python\nraise ValueError('broken example')\n```\n"
 
 def scripted_reply(prompt: str) -> str:
     """The reply for one prompt: an exercise (by the requested name's hash) or a textbook."""
-    m = re.search(r"function `(\w+)\((.*?)\)`", prompt)
+    m = re.search(r"for `(\w+)\((.*?)\)`", prompt)
     if m:
         name, params = m.group(1), m.group(2)
         arg = params.split(":")[0].strip() or "x"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textbooklm.synth.codeblocks import extract_blocks, python_blocks, unfenced_code
+from textbooklm.synth.codeblocks import extract_blocks, parsable_prefix, python_blocks, unfenced_code
 
 MESSY = """# Lists
 
@@ -94,3 +94,9 @@ def test_unfenced_code_drops_prose_around_it():
     reply = "Sure, here it is:\ndef f(x):\n    return x + 1\n\nassert f(1) == 2\nThis function adds one."
     assert unfenced_code(reply) == "def f(x):\n    return x + 1\n\nassert f(1) == 2\n"
     assert unfenced_code("no code at all") == ""
+
+
+def test_parsable_prefix_keeps_whole_top_level_statements():
+    cut = "def f(x):\n    return x\n\nassert f(1) == 1\nassert f([1,\n"
+    assert parsable_prefix(cut) == "def f(x):\n    return x\n\nassert f(1) == 1\n"
+    assert parsable_prefix("def f(x):\n    return (x +\n") == ""

@@ -87,8 +87,8 @@ That's the exercise.'''
         ("```python\nx = 1\nassert x == 1\n```", NO_FUNCTION, "defines no function"),
         ('```python\ndef g(x):\n    """d"""\n    return x\n\nassert g(1) == 1\n```', WRONG_NAME,
          "asked for f, the code defines g"),
-        ('```python\ndef f(x):\n    """d"""\n    return x\n\ndef f(x):\n    """e"""\n    return 2\n```', AMBIGUOUS,
-         "2 times"),
+        ("```python\ndef f(x):\n    return x\n\ndef f(x):\n    return 2\n\nassert f(1) == 2\n```", AMBIGUOUS,
+         "2 times, none with docstring and body"),
         ("```python\ndef f(x):\n    return x\n\nassert f(1) == 1\n```", NO_DOCSTRING, "no docstring"),
         ('```python\ndef f(x):\n    """Do it."""\n    pass\n\nassert f(1) == 1\n```', NO_SOLUTION, "no body"),
         ('```python\ndef f(x):\n    """Do it."""\n    return x\n\nprint(f(1))\n```', NO_TESTS, "no assert calls f"),
@@ -124,3 +124,25 @@ assert shift(1) == 1
     with pytest.raises(ExerciseError) as info:
         parse_exercise(reply, "helper_c")
     assert info.value.reason == WRONG_NAME and "helper_a, helper_b, shift" in info.value.detail
+
+
+def test_redefinition_takes_the_first_complete_one_and_a_cut_off_block_keeps_its_whole_statements():
+    reply = """```python
+def f(x):
+    \"\"\"Add one.\"\"\"
+    return x + 1
+
+assert f(1) == 2
+assert f(2) == 3
+```
+A "better" version:
+```python
+def f(x):
+    return x + 1 if x else None
+
+assert f(5) == 6
+assert f(int("7"
+"""
+    ex = parse_exercise(reply, "f", min_tests=3)
+    assert ex.completion == "    return x + 1\n"
+    assert ex.n_tests == 3 and "candidate(5) == 6" in ex.test and "int(" not in ex.test

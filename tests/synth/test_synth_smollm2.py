@@ -25,8 +25,8 @@ def test_smollm2_writes_textbooks_and_exercises(tmp_path):
     cfg = PipelineConfig.model_validate({
         "run": {"workers": 1},
         "teachers": {"smollm2": {"backend": "local", "model": "smollm2", "batch_size": 2}},
-        "textbooks": {"count": 2, "per_round": 2, "max_tokens": 48, "min_chars": 0},
-        "exercises": {"count": 2, "per_round": 2, "max_tokens": 64, "min_tests": 1},
+        "textbooks": {"count": 2, "per_round": 2, "max_tokens": 24, "min_chars": 0},
+        "exercises": {"count": 2, "per_round": 2, "max_tokens": 40, "min_tests": 1},
     })
     record = run_pipeline(cfg, tmp_path)
     books = Dataset(tmp_path / "textbooks")

@@ -156,3 +156,15 @@ def unfenced_code(reply: str) -> str:
             return code
         body = body[:-1]
     return ""
+
+
+def parsable_prefix(code: str) -> str:
+    """The longest prefix of ``code`` that ends before a top-level statement and parses: what is left of a
+    block cut off mid-statement (a reply stopped at max_tokens). '' when no such prefix exists."""
+    lines = code.splitlines()
+    cuts = [i for i, ln in enumerate(lines) if i and ln[:1] not in ("", " ", "\t", "#", ")", "]", "}")]
+    for i in reversed(cuts):
+        prefix = "\n".join(lines[:i]).rstrip() + "\n"
+        if prefix.strip() and not syntax_problem(prefix):
+            return prefix
+    return ""

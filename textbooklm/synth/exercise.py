@@ -19,7 +19,7 @@ import ast
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from textbooklm.synth.codeblocks import python_blocks, syntax_problem, unfenced_code
+from textbooklm.synth.codeblocks import parsable_prefix, python_blocks, syntax_problem, unfenced_code
 
 # Rejection reasons (also the `reason` column of the rejected dataset).
 NO_CODE = "no-code"
@@ -59,10 +59,15 @@ class ExerciseError(ValueError):
 
 
 def reply_code(reply: str) -> str:
-    """The Python source of a reply: its parsing Python blocks joined, else unfenced code."""
+    """The Python source of a reply: its Python blocks joined, else unfenced code.
+
+    A block that does not parse contributes its complete leading statements (a reply cut at
+    max_tokens still holds a whole function and some asserts); one with none is left out.
+    """
     blocks = python_blocks(reply)
     if blocks:
-        good = [b.code for b in blocks if b.parses]
+        good = [b.code if b.parses else parsable_prefix(b.code) for b in blocks]
+        good = [g for g in good if g]
         if not good:
             raise ExerciseError(SYNTAX_ERROR, blocks[0].syntax_error)
         return "\n\n".join(good)
@@ -153,6 +158,12 @@ def _test_statements(tree: ast.Module, name: str) -> tuple[list[ast.stmt], set[i
     return found, used
 
 
+def _has_docstring(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    b = func.body
+    return bool(b) and isinstance(b[0], ast.Expr) and isinstance(b[0].value, ast.Constant) and isinstance(
+        b[0].value.value, str)
+
+
 def parse_exercise(reply: str, name: str, min_tests: int = 1) -> ParsedExercise:
     """Split a reply into prompt / completion / test for function ``name``; raise ExerciseError if it cannot."""
     code = reply_code(reply)
@@ -169,11 +180,16 @@ def parse_exercise(reply: str, name: str, min_tests: int = 1) -> ParsedExercise:
         others = ", ".join(f.name for f in funcs)
         raise ExerciseError(WRONG_NAME, f"asked for {name}, the code defines {others}")
     if len(entries) > 1:
-        raise ExerciseError(AMBIGUOUS, f"{name} is defined {len(entries)} times")
+        # A teacher that "improves" its function in a later block: the first complete definition (with a
+        # docstring and a body) is the exercise; the tests decide whether it is right.
+        complete = [f for f in entries if _has_docstring(f) and len(f.body) > 1]
+        if not complete:
+            raise ExerciseError(AMBIGUOUS, f"{name} is defined {len(entries)} times, none with docstring and body")
+        tree.body = [n for n in tree.body if n not in entries or n is complete[0]]
+        entries = complete[:1]
     entry = entries[0]
     body = entry.body
-    if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)):
+    if not _has_docstring(entry):
         raise ExerciseError(NO_DOCSTRING, f"{name} has no docstring (an exercise's prompt is signature + docstring)")
     rest = body[1:]
     if not rest or all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
