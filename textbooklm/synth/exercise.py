@@ -9,8 +9,9 @@ the sandbox is the verification, and the evals read the same three strings.
 Replies are messy, so parsing is lenient where meaning is clear and strict where it is not:
 prose around the code, several fenced blocks (joined), helper functions (kept in the prompt), asserts
 at top level, under ``if __name__ == "__main__":``, in ``test_*``/``check``/``main`` functions or as
-unittest ``self.assertEqual``-style calls are all accepted; a wrong function name, no docstring, an
-empty body, two definitions of the name, or too few tests are rejections with a reason.
+unittest ``self.assertEqual``-style calls are all accepted, a block cut off at max_tokens keeps its
+whole statements, and of several definitions of the name the first complete one is taken; a wrong
+function name, no docstring, an empty body, or too few tests are rejections with a reason.
 """
 
 from __future__ import annotations
