@@ -84,7 +84,8 @@ class SentenceTransformerEmbedder:
         self.model = SentenceTransformer(str(folder), device=device)
         self.model.max_seq_length = max_seq_length
         self.name = "minilm" if path is None else f"st:{folder}"
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(dim_of())
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         vecs = self.model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,

@@ -71,3 +71,25 @@ def test_cache_and_budget_tokens_on_local(tmp_path):
     assert all(r.ok for r in res2)
     assert [r.text for r, old in zip(res2, res, strict=True) if old.ok] == [r.text for r in res if r.ok]
     assert sum(r.cached for r in res2) == sum(r.ok for r in res)
+
+
+def test_single_token_fast_path_equals_full_rows(smol):
+    """One pass over the prompt (single-token labels) gives the same probabilities as scoring every
+    (prompt + label) row, computed here directly with the model."""
+    import torch
+
+    backend = smol.backend
+    grades = [str(i) for i in range(6)]
+    prompt = "Rate the educational value of `def add(a, b): return a + b` from 0 to 5."
+    fast = smol.score_choices(prompt, grades)
+    req = Request(messages=[{"role": "user", "content": prompt}], choices=grades)
+    ids = backend.prompt_ids(req)
+    totals = []
+    for g in grades:
+        cid = backend.tokenizer(g, add_special_tokens=False)["input_ids"]
+        assert len(cid) == 1
+        with torch.inference_mode():
+            logits = backend.lm(input_ids=torch.tensor([ids + cid])).logits
+        totals.append(float(torch.log_softmax(logits[0, len(ids) - 1].float(), -1)[cid[0]]))
+    direct = torch.softmax(torch.tensor(totals), 0).tolist()
+    assert fast == pytest.approx(direct, abs=1e-4)

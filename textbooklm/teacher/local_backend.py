@@ -161,18 +161,27 @@ class LocalBackend:
                       finish_reason=finish_reason)
 
     def score_batch(self, jobs: list[Job]) -> list[Result]:
-        """One forward pass over all (prompt + choice) rows; softmax of each prompt's choice log-probs."""
+        """Log-probability of each choice after its prompt; softmax over a prompt's choices.
+
+        When every choice is one token (labels such as "0".."5", "high"/"low"), one forward pass over
+        the prompts alone gives all of them from the last position. Otherwise every (prompt + choice)
+        row is run once. Only the positions that are read go through log-softmax.
+        """
         torch = self.torch
-        rows: list[list[int]] = []
-        spans: list[tuple[int, int]] = []  # where each row's choice tokens start and end
-        prompt_lens = []
-        for job in jobs:
-            prompt = self.prompt_ids(job.request)
-            prompt_lens.append(len(prompt))
-            for choice in job.request.choices or ():
-                ids = self.tokenizer(choice, add_special_tokens=False)["input_ids"]
-                rows.append(prompt + ids)
-                spans.append((len(prompt), len(prompt) + len(ids)))
+        prompts = [self.prompt_ids(job.request) for job in jobs]
+        prompt_lens = [len(p) for p in prompts]
+        choice_ids = [[self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in job.request.choices or ()]
+                      for job in jobs]
+        single = all(len(ids) == 1 for per_job in choice_ids for ids in per_job)
+        if single:
+            rows = prompts
+            spans = [(len(p), len(p) + 1) for p in prompts]
+        else:
+            rows, spans = [], []
+            for prompt, per_job in zip(prompts, choice_ids, strict=True):
+                for ids in per_job:
+                    rows.append(prompt + ids)
+                    spans.append((len(prompt), len(prompt) + len(ids)))
         width = max(len(r) for r in rows)
         pad = self.tokenizer.pad_token_id
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -183,12 +192,16 @@ class LocalBackend:
         with torch.inference_mode():
             dev = self.cfg.device
             logits = self.lm(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
-            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
         totals = []
-        for i, (a, b) in enumerate(spans):
-            # token at position t is predicted by the logits at t-1
-            targets = ids[i, a:b]
-            totals.append(float(logp[i, a - 1 : b - 1].gather(1, targets[:, None]).sum()))
+        if single:
+            for i, (a, _) in enumerate(spans):
+                # token at position t is predicted by the logits at t-1: the prompt's last position
+                logp = torch.log_softmax(logits[i, a - 1].float(), dim=-1).cpu()
+                totals.extend(float(logp[c[0]]) for c in choice_ids[i])
+        else:
+            for i, (a, b) in enumerate(spans):
+                logp = torch.log_softmax(logits[i, a - 1 : b - 1].float(), dim=-1).cpu()
+                totals.append(float(logp.gather(1, ids[i, a:b][:, None]).sum()))
         results = []
         k = 0
         for job, n_prompt in zip(jobs, prompt_lens, strict=True):
