@@ -77,3 +77,24 @@ def test_ray_local_instance(tmp_path):
     assert sorted(p.name for p in (work / "read").iterdir()) == [t["key"] for t in plan]
     again = map_shards(read_shard, plan, tmp_path / "m", executor="ray", workers=2)
     assert again == res
+
+
+def torch_task(task):
+    import torch
+
+    x = torch.randn(256, 256)
+    return {"sum": float((x @ x).sum() * 0)}
+
+
+@pytest.mark.timeout(120)
+def test_workers_survive_torch_threads_in_parent(tmp_path):
+    """A stage that used torch's thread pool in this process must not deadlock the workers it starts
+    (OpenMP state does not survive fork; the pool uses a fork server)."""
+    import torch
+
+    torch.set_num_threads(2)
+    y = torch.randn(512, 512)
+    for _ in range(3):
+        y = torch.tanh(y @ y)
+    res = map_shards(torch_task, [{"key": f"t{i}"} for i in range(4)], tmp_path / "m", workers=2)
+    assert [r["sum"] for r in res.values()] == [0.0] * 4

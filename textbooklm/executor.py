@@ -15,6 +15,7 @@ So the stage logic never has to know whether it runs in a pool, on Ray, or for t
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -93,7 +94,11 @@ def _map_local(fn, todo, marker_dir, workers, advance) -> dict[str, dict[str, An
             out[task["key"]] = _run_and_mark(fn, task, str(marker_dir))
             advance(1)
         return out
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+    # Not "fork": a stage that already ran torch in this process (judge, classify) leaves OpenMP
+    # thread pools that deadlock in a forked child. "forkserver" forks from a clean server process.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
         pending = {pool.submit(_run_and_mark, fn, t, str(marker_dir)): t["key"] for t in todo}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
