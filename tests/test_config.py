@@ -56,3 +56,14 @@ def test_config_hash_changes_with_config_and_upstream():
     assert config_hash(a) == config_hash(a)
     assert config_hash(a) != config_hash(b)
     assert config_hash(a, "x") != config_hash(a, "y")
+
+
+@pytest.mark.parametrize("name", ["demo", "phi1-small", "phi1", "phi15"])
+def test_shipped_configs_pass_check(name):
+    from textbooklm.pipeline import stage_hashes
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / f"{name}.toml")
+    stages = list(stage_hashes(cfg))
+    assert stages[0] == "corpus" and stages[-1] == "report"
+    if name != "demo":
+        assert cfg.run.executor == "ray" and any(t.backend == "openai" for t in cfg.teachers.values())
