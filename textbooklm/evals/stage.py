@@ -111,13 +111,21 @@ def evaluate_model(label: str, folder: Path, cfg: EvalConfig, out: Path, run_dir
 def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
     out.mkdir(parents=True, exist_ok=True)
     workers = ctx.run.workers or None
+    from textbooklm.lm.checkpoint import resolve_checkpoint
+
     per_model: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
     for name in cfg.models:
         folder = _model_folder(name, ctx.run_dir)
         label = Path(name).name
+        try:
+            resolve_checkpoint(folder)
+        except FileNotFoundError as exc:  # e.g. a finetune stage that had nothing to train on
+            skipped[label] = str(exc)
+            continue
         per_model[label] = evaluate_model(label, folder, cfg, out, ctx.run_dir, workers)
     flat = {f"{m}: {k}": v for m, metrics in per_model.items() for k, v in metrics.items()}
-    atomic_write_json(out / "results.json", {"models": per_model, "metrics": flat,
+    atomic_write_json(out / "results.json", {"models": per_model, "metrics": flat, "skipped": skipped,
                                              "settings": cfg.model_dump(mode="json")})
     rows = [{"model": m, "metric": k, "value": float(v)} for m, ms in per_model.items() for k, v in ms.items()]
     parts = []
@@ -125,6 +133,7 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
         shown = [f"{k} {v:.2f}" for k, v in ms.items() if "pass@" in k or k == "validation loss"
                  or k.startswith("humaneval canonical NLL/token")]
         parts.append(f"{m}: " + ", ".join(shown))
+    parts += [f"{m}: no model to evaluate" for m in skipped]
     line = "eval: " + "; ".join(parts)
     ds = write_dataset(out, rows, stage="eval", config_hash=ctx.config_hash, summary={"line": line, **flat})
     summary_line(line)

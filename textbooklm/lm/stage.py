@@ -156,6 +156,15 @@ def _train_stage(cfg: TrainConfig, inputs: dict[str, Dataset], out: Path, ctx: A
             data_cfg = data_cfg.model_copy(update={"loss_on": "completion"})
         run_pack(data_cfg, inputs, out / "data", ctx)
         data_dir = out / "data"
+        packed = json.loads((data_dir / "index.json").read_text())["splits"]["train"]["tokens"]
+        if packed == 0:
+            # e.g. a weak offline teacher whose exercises all failed verification: say so, train nothing.
+            sources = ", ".join(s.dataset for s in data_cfg.sources) or "its inputs"
+            line = f"{stage}: skipped, no training tokens in {sources} (nothing passed the earlier stages)"
+            from textbooklm.progress import summary_line
+
+            summary_line(line)
+            return _finish(out, [{"step": 0.0}], stage, ctx, parents, line)
     else:
         packs = [d.path for d in inputs.values() if _is_pack(d)]
         if not packs:
