@@ -162,7 +162,23 @@ def quality(run: RunData) -> str:
     present = [s for s in ("judge", "classify", "filter") if s in run.stages]
     if not present:
         return H.missing("The judge, classify and filter stages were not part of this run.")
-    return _summary_tables(run, present)
+    body = ""
+    agreement = _json(run.folder("judge") / "agreement.json")
+    if isinstance(agreement, dict):
+        body += H.kv_table(agreement, "agreement between the judges (Spearman on scores, Cohen's kappa on labels)")
+    metrics = _json(run.folder("classify") / "metrics.json")
+    if isinstance(metrics, dict):
+        rows = []
+        heads = dict(metrics.get("heads", {}))
+        if "constant_baseline" in metrics:
+            heads["constant baseline"] = {"test": metrics["constant_baseline"]}
+        for name, m in heads.items():
+            t = m.get("test", {})
+            rows.append((name, t.get("precision"), t.get("recall"), t.get("f1"), t.get("roc_auc"), t.get("n"),
+                         str(t.get("confusion", ""))))
+        body += H.table(["head", "precision", "recall", "F1", "ROC-AUC", "held out", "confusion [[tn, fp], [fn, tp]]"],
+                        rows, f"classifier on {metrics.get('embedder', '?')} embeddings, held-out split")
+    return body + _summary_tables(run, present)
 
 
 def synthesis(run: RunData) -> str:
@@ -184,10 +200,14 @@ def decontamination(run: RunData) -> str:
     body = _summary_tables(run, ["decontam"])
     report = _json(run.folder("decontam") / "report.json")
     if isinstance(report, dict):
-        rows = report.get("taus") or report.get("rows") or []
+        rows = report.get("taus") or []
         if isinstance(rows, list) and rows and isinstance(rows[0], dict):
-            cols = [c for c in rows[0] if not isinstance(rows[0][c], (list, dict))]
-            body += H.table(cols, [[r.get(c) for c in cols] for r in rows], "removal by AST match rate tau")
+            body += H.table(
+                ["tau", "samples removed", "removed by AST", "similar problems", "non-similar", "similar (ids)"],
+                [(r.get("tau"), r.get("removed"), r.get("removed_by_ast"), r.get("n_similar"),
+                  r.get("n_non_similar"), " ".join(r.get("similar_problems", [])[:12])) for r in rows],
+                f"{report.get('n_samples')} samples against {report.get('n_problems')} benchmark problems: what "
+                "pruning at each AST match rate tau would remove (phi-1 section 5)")
     return body
 
 
@@ -216,15 +236,15 @@ def training(run: RunData) -> str:
 
 
 def evaluation(run: RunData) -> str:
-    ours: list[tuple[str, str, str, Any]] = []
-    for name in run.stages:
-        results = _json(run.folder(name) / "results.json")
-        if name.startswith("eval") and isinstance(results, dict):
-            for metric, value in (results.get("metrics") or {}).items():
-                ours.append(("this run", name, metric, value))
+    results = _json(run.folder("eval") / "results.json") if "eval" in run.stages else None
     body = ""
-    if ours:
-        body += H.table(["model", "stage", "metric", "value"], ours, "this run")
+    if isinstance(results, dict) and results.get("models"):
+        models = results["models"]
+        metrics = sorted({k for m in models.values() for k in m})
+        body += H.table(["metric", *models], [(k, *[models[m].get(k) for m in models]) for k in metrics],
+                        "this run (pass@k in %, NLL in nats per token)")
+        for label, why in (results.get("skipped") or {}).items():
+            body += H.note(f"{label}: not evaluated ({why})")
     else:
         body += H.missing("No evaluation stage was part of this run.")
     body += H.table(["model", "source", "metric", "value"], PAPER_RESULTS,
@@ -232,16 +252,31 @@ def evaluation(run: RunData) -> str:
     return body
 
 
-def teacher(run: RunData) -> str:
+def _ledgers(run_dir: Path) -> list[dict[str, Any]]:
+    """Every teacher ledger (stage x model totals) kept in the run's request caches."""
+    import sqlite3
+
     rows = []
-    for name in run.stages:
-        led = run.summary(name).get("teacher")
-        if isinstance(led, dict):
-            rows.append((name, led.get("model", ""), led.get("requests"), led.get("tokens_in"),
-                         led.get("tokens_out"), led.get("failed"), led.get("cost_usd"), led.get("wall_s")))
+    for db in sorted(run_dir.rglob("teacher_cache.sqlite")):
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            for stage, model, data in con.execute("SELECT stage, model, data FROM ledger ORDER BY stage"):
+                rows.append({"stage": stage, "model": model, **json.loads(data)})
+        except sqlite3.DatabaseError:
+            continue
+        finally:
+            con.close()
+    return rows
+
+
+def teacher(run: RunData) -> str:
+    rows = [(r["stage"], r["model"], r.get("requests"), r.get("cached"), r.get("failed"), r.get("tokens_in"),
+             r.get("tokens_out"), r.get("cost_usd"), round(float(r.get("wall_s") or 0), 1))
+            for r in _ledgers(run.run_dir)]
     if not rows:
         return H.missing("No stage asked a teacher model anything in this run.")
-    return H.table(["stage", "model", "requests", "tokens in", "tokens out", "failed", "cost USD", "wall s"], rows)
+    return H.table(["stage", "model", "requests", "from cache", "failed", "tokens in", "tokens out", "cost USD",
+                    "wall s"], rows, "from the teachers' ledgers (a local model costs electricity, not tokens)")
 
 
 def timing(run: RunData) -> str:
