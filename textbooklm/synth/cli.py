@@ -84,6 +84,8 @@ def exercises(
     temperature: float = typer.Option(None, help=_doc(ExercisesConfig, "temperature")),
     names_file: str = typer.Option(None, help=_doc(ExercisesConfig, "names_file")),
     solutions: int = typer.Option(None, help=_doc(ExercisesConfig, "solutions")),
+    tests_from: str = typer.Option(None, help=_doc(ExercisesConfig, "tests_from")),
+    solution_max_tokens: int = typer.Option(None, help=_doc(ExercisesConfig, "solution_max_tokens")),
     min_tests: int = typer.Option(None, help=_doc(ExercisesConfig, "min_tests")),
     seed: int = typer.Option(None, help="Run seed (name pool, seed sampler, sampling)."),
     workers: int = typer.Option(None, help="Sandbox workers; 0 = one per core."),
@@ -94,7 +96,9 @@ def exercises(
     """
     _run("exercises", config, out, {"teacher": teacher, "count": count, "per_round": per_round,
                                      "max_tokens": max_tokens, "temperature": temperature, "names_file": names_file,
-                                     "solutions": solutions, "min_tests": min_tests}, seed, workers)
+                                     "solutions": solutions, "min_tests": min_tests,
+                                     "tests_from": tests_from, "solution_max_tokens": solution_max_tokens},
+         seed, workers)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,9 @@ between the offline demo (SmolLM2 on a laptop CPU) and a hosted run of thousands
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from textbooklm.config_base import StrictModel
 from textbooklm.sandbox import Limits
@@ -96,10 +98,36 @@ class ExercisesConfig(StrictModel):
         "topic x verb x data-structure pool fills the rest.",
     )
     seeds: SeedConfig = Field(default_factory=lambda: SeedConfig(random_words=0))
-    solutions: int = Field(
-        1, ge=1, le=8, description="Solutions per exercise: with more than 1, extra solutions are sampled from "
-        "the prompt and the exercise is kept only when all of them pass its tests ('disagree' otherwise).",
+    tests_from: Literal["teacher", "consensus"] = Field(
+        "teacher", description="Where an exercise's tests come from. 'teacher': the asserts in its reply. "
+        "'consensus': only the inputs of the calls in its reply (asserts, prints, bare calls); the expected "
+        "values come from running the reply's solution and solutions - 1 more solutions sampled from the prompt "
+        "in the sandbox, keeping the inputs on which all of them return the same literal value (AlphaCode/CodeT "
+        "style; for a weak teacher whose code is right more often than its asserted values).",
+    )
+    solutions: int | None = Field(
+        None, ge=1, le=8, description="Solutions per exercise, its own included (default 1 with teacher tests, 3 "
+        "with consensus). teacher: with more than 1, extra solutions sampled from the prompt must pass its tests "
+        "('disagree' otherwise). consensus: at least 2; every solution must agree on an input for it to be a test.",
+    )
+    solution_max_tokens: int | None = Field(
+        None, ge=16, description="Longest extra solution, in new tokens (default: max_tokens). A solution is "
+        "shorter than an exercise, and the teacher's time is the stage's cost.",
     )
     min_tests: int = Field(2, ge=1, description="Fewest assert statements an exercise's tests must have.")
     sandbox: Limits = Field(default_factory=lambda: Limits(timeout_s=3.0, memory_mb=1024))
     diversity: DiversityConfig = Field(default_factory=lambda: DiversityConfig(threshold=0.85))
+
+    @model_validator(mode="after")
+    def _consensus_needs_two(self) -> ExercisesConfig:
+        if self.tests_from == "consensus" and self.solutions is not None and self.solutions < 2:
+            raise ValueError(f"tests_from = 'consensus' needs solutions >= 2 (got {self.solutions}): agreement "
+                             "needs another solution besides the exercise's own")
+        return self
+
+    @property
+    def n_solutions(self) -> int:
+        """Solutions per exercise with the mode's default applied."""
+        if self.solutions is not None:
+            return self.solutions
+        return 3 if self.tests_from == "consensus" else 1

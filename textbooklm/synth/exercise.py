@@ -20,6 +20,7 @@ import ast
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from textbooklm.synth.call_inputs import call_inputs, defined_names, variable_bindings
 from textbooklm.synth.codeblocks import parsable_prefix, python_blocks, syntax_problem, unfenced_code
 
 # Rejection reasons (also the `reason` column of the rejected dataset).
@@ -32,6 +33,7 @@ NO_DOCSTRING = "no-docstring"
 NO_SOLUTION = "no-solution"
 NO_TESTS = "no-tests"
 TOO_FEW_TESTS = "too-few-tests"
+NO_TEST_INPUTS = "no-test-inputs"
 
 
 @dataclass
@@ -45,6 +47,7 @@ class ParsedExercise:
     n_tests: int
     helpers: list[str] = field(default_factory=list)
     dropped_statements: int = 0
+    inputs: list[str] = field(default_factory=list)  # consensus mode: argument texts of the reply's calls
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,15 +133,16 @@ def _is_main_guard(node: ast.stmt) -> bool:
             and "__name__" in ast.unparse(node.test) and "__main__" in ast.unparse(node.test))
 
 
-def _test_statements(tree: ast.Module, name: str) -> tuple[list[ast.stmt], set[int]]:
-    """Statements holding asserts on ``name``, and the ids of top-level nodes they came from."""
+def _test_statements(tree: ast.Module, name: str, calls: bool = False) -> tuple[list[ast.stmt], set[int]]:
+    """Statements holding asserts on ``name`` (with ``calls``: any call of it), and the ids of the
+    top-level nodes they came from (test functions and classes, a main guard, top-level statements)."""
     found: list[ast.stmt] = []
     used: set[int] = set()
 
     def take(stmts: list[ast.stmt], owner: ast.stmt) -> None:
         for s in stmts:
             s = _UnittestAsserts().visit(s)
-            if _count_asserts([s], name):
+            if _calls(s, name) if calls else _count_asserts([s], name):
                 found.append(s)
                 used.add(id(owner))
 
@@ -165,8 +169,14 @@ def _has_docstring(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         b[0].value.value, str)
 
 
-def parse_exercise(reply: str, name: str, min_tests: int = 1) -> ParsedExercise:
-    """Split a reply into prompt / completion / test for function ``name``; raise ExerciseError if it cannot."""
+def parse_exercise(reply: str, name: str, min_tests: int = 1, tests_from: str = "teacher") -> ParsedExercise:
+    """Split a reply into prompt / completion / test for function ``name``; raise ExerciseError if it cannot.
+
+    With ``tests_from="consensus"`` the reply's asserts are not the tests: ``inputs`` gets the distinct
+    self-contained arguments of its calls to ``name`` (in asserts, prints, bare calls; call_inputs.py),
+    ``test`` is left empty for the consensus step to fill, and fewer than ``min_tests`` inputs is a
+    rejection (no-test-inputs when there are none).
+    """
     code = reply_code(reply)
     problem = syntax_problem(code)
     if problem:
@@ -199,12 +209,29 @@ def parse_exercise(reply: str, name: str, min_tests: int = 1) -> ParsedExercise:
     if body[0].end_lineno == rest[0].lineno:
         raise ExerciseError(NO_SOLUTION, f"{name}'s body starts on the docstring's last line")
 
-    tests, test_owners = _test_statements(tree, name)
-    n_tests = _count_asserts(tests, name)
-    if n_tests == 0:
-        raise ExerciseError(NO_TESTS, f"no assert calls {name}")
-    if n_tests < min_tests:
-        raise ExerciseError(TOO_FEW_TESTS, f"{n_tests} assert(s) call {name}, at least {min_tests} needed")
+    consensus = tests_from == "consensus"
+    tests, test_owners = _test_statements(tree, name, calls=consensus)
+    inputs: list[str] = []
+    if consensus:
+        head_nodes = [n for n in tree.body if n is not entry and id(n) not in test_owners]
+        allowed = defined_names(head_nodes)
+        scopes = [s for n in tree.body if n is not entry and not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                                  ast.ClassDef))
+                  for s in (n.body if _is_main_guard(n) else [n])]  # type: ignore[attr-defined]
+        scopes += [s for n in tree.body if id(n) in test_owners and isinstance(n, ast.FunctionDef) for s in n.body]
+        inputs = call_inputs(tests, name, allowed, variable_bindings(scopes, allowed))
+        if not inputs:
+            raise ExerciseError(NO_TEST_INPUTS, f"no self-contained call of {name} to take test inputs from")
+        if len(inputs) < min_tests:
+            raise ExerciseError(TOO_FEW_TESTS, f"{len(inputs)} distinct input(s) for {name}, at least {min_tests} "
+                                "needed")
+        n_tests = 0
+    else:
+        n_tests = _count_asserts(tests, name)
+        if n_tests == 0:
+            raise ExerciseError(NO_TESTS, f"no assert calls {name}")
+        if n_tests < min_tests:
+            raise ExerciseError(TOO_FEW_TESTS, f"{n_tests} assert(s) call {name}, at least {min_tests} needed")
 
     # Prompt: imports and helper definitions (in source order), then the entry's head + docstring.
     head: list[str] = []
@@ -228,6 +255,8 @@ def parse_exercise(reply: str, name: str, min_tests: int = 1) -> ParsedExercise:
     completion = "\n".join(lines[doc_end: entry.end_lineno]).rstrip() + "\n"
     prompt = ("\n\n".join(head) + "\n\n\n" if head else "") + signature_and_doc
 
+    if consensus:
+        return ParsedExercise(name, prompt, completion, "", 0, helpers, dropped, inputs)
     renamed = [ast.fix_missing_locations(_Rename(name, "candidate").visit(s)) for s in tests]
     test_body = "\n".join(ast.unparse(s) for s in renamed)
     test = "def check(candidate):\n" + "".join(f"    {ln}\n" for ln in test_body.splitlines())

@@ -28,8 +28,19 @@ from textbooklm.progress import summary_line
 from textbooklm.sandbox import Program
 from textbooklm.store import Dataset, atomic_write_bytes, atomic_write_json, finish_dataset
 from textbooklm.synth.config import ExercisesConfig
+from textbooklm.synth.consensus import (
+    DISAGREE,
+    Outcome,
+    call_program,
+    consensus_tests,
+    decide,
+    extra_code,
+    outcome_of,
+    own_drop_reason,
+    solution_code,
+)
 from textbooklm.synth.diversity import coverage, diversity_report, near_duplicate_roots
-from textbooklm.synth.exercise import ExerciseError, ParsedExercise, parse_exercise, reply_code
+from textbooklm.synth.exercise import TOO_FEW_TESTS, ExerciseError, ParsedExercise, parse_exercise, reply_code
 from textbooklm.synth.names import KINDS, VERBS, FunctionName, name_pool
 from textbooklm.synth.prompts import EXERCISE_FIELDS, SOLUTION_FIELDS, PromptTemplate, words_line
 from textbooklm.synth.rounds import (
@@ -42,7 +53,7 @@ from textbooklm.synth.rounds import (
     short_hash,
 )
 from textbooklm.synth.seeds import Coverage, SeedSampler, derived_seed, load_words
-from textbooklm.teacher import Request
+from textbooklm.teacher import Request, Teacher
 
 SCHEMA = pa.schema([
     ("id", pa.string()), ("prompt", pa.string()), ("completion", pa.string()), ("text", pa.string()),
@@ -75,6 +86,103 @@ def alternative_program(ex: ParsedExercise, reply: str, pid: str) -> Program | s
     return Program(id=pid, code=ex.prompt + ex.completion + "\n\n" + code, test=ex.test, entry_point=ex.entry_point)
 
 
+def solution_request(r: dict[str, Any], j: int, cfg: ExercisesConfig, sol_template: PromptTemplate,
+                     run_seed: int) -> Request:
+    """Request j (1-based) for another solution of row r's exercise, from its prompt alone."""
+    return Request(messages=[{"role": "user", "content": sol_template.render(prompt=r["ex"].prompt.rstrip(),
+                                                                              name=r["fn"].name)}],
+                   max_tokens=cfg.solution_max_tokens or cfg.max_tokens, temperature=max(cfg.temperature, 0.7),
+                   top_p=cfg.top_p, seed=derived_seed(STAGE, "solution", run_seed, r["prov"]["index"], j) % 2**31)
+
+
+def consensus_round(parsed: list[dict[str, Any]], cfg: ExercisesConfig, sol_template: PromptTemplate,
+                    t: Teacher, sandbox: LazySandbox, run_seed: int) -> dict[str, Any]:
+    """Give each parsed exercise tests from agreeing solutions (consensus.py), or a rejection reason.
+
+    Three sandbox passes, cheapest first so the teacher is asked only where it can matter: the
+    exercise's own solution on every input (inputs where it raises or returns a non-literal are
+    dropped; too few left: too-few-tests, and no extra solutions are requested), then the extra
+    solutions on the inputs left; the caller then verifies the solution against the built tests.
+    Returns the round's counts for the summary.
+    """
+    n_sol = cfg.n_solutions
+    programs, where = [], []
+    for r in parsed:
+        for i, args in enumerate(r["ex"].inputs):
+            programs.append(call_program(str(len(programs)), r["ex"].prompt + r["ex"].completion, r["fn"].name, args))
+            where.append((r, i))
+    own: dict[int, list[Outcome]] = {id(r): [] for r in parsed}
+    for (r, _i), v in zip(where, sandbox.run(programs), strict=True):
+        own[id(r)].append(outcome_of(v))
+
+    candidates = []
+    for r in parsed:
+        usable = [i for i, o in enumerate(own[id(r)]) if own_drop_reason(o) is None]
+        r["usable"] = usable
+        if len(usable) < cfg.min_tests:
+            first = decide(own[id(r)], [])
+            r.update(reason=TOO_FEW_TESTS, detail=f"{len(usable)} of {len(r['ex'].inputs)} inputs give a literal value "
+                     f"on the exercise's own solution, at least {cfg.min_tests} needed ({reasons_text(first.dropped)})")
+            r["prov"]["consensus"] = {"tests_from": "consensus", "n_solutions": n_sol, "inputs": r["ex"].inputs,
+                                      "inputs_found": len(r["ex"].inputs), "inputs_agreed": 0,
+                                      "dropped": dict(first.dropped), "solutions": []}
+        else:
+            candidates.append(r)
+
+    extra = [(r, j) for r in candidates for j in range(1, n_sol)]
+    requests = [solution_request(r, j, cfg, sol_template, run_seed) for r, j in extra]
+    results = t.complete(requests) if requests else []
+    sols: dict[int, list[dict[str, Any]]] = {id(r): [] for r in candidates}
+    programs, where = [], []
+    for (r, j), req, res in zip(extra, requests, results, strict=True):
+        note = {"solution": j, "request_key": t.key(req), "hash": short_hash(res.text or ""), "status": "ok"}
+        code = None
+        if not res.ok:
+            note["status"] = f"{TEACHER_ERROR}: {res.error}"
+        else:
+            try:
+                code = solution_code(res.text, r["fn"].name)
+            except ExerciseError as exc:
+                note["status"] = f"{exc.reason}: {exc.detail}"
+        sols[id(r)].append(note)
+        if code is not None:
+            for i in r["usable"]:
+                programs.append(call_program(str(len(programs)), extra_code(r["ex"], code), r["fn"].name,
+                                             r["ex"].inputs[i]))
+                where.append((r, j, i))
+    others: dict[int, list[list[Outcome | None]]] = {
+        id(r): [[None] * len(r["ex"].inputs) for _ in range(n_sol - 1)] for r in candidates}
+    for (r, j, i), v in zip(where, sandbox.run(programs), strict=True):
+        others[id(r)][j - 1][i] = outcome_of(v)
+
+    totals: Counter[str] = Counter()
+    got = 0
+    candidate_ids = {id(r) for r in candidates}
+    for r in parsed:
+        ex = r["ex"]
+        if id(r) in candidate_ids:
+            d = decide(own[id(r)], others[id(r)])
+            agreed = [ex.inputs[i] for i in d.agreed]
+            r["prov"]["consensus"] = {"tests_from": "consensus", "n_solutions": n_sol, "inputs": ex.inputs,
+                                      "inputs_found": len(ex.inputs), "inputs_agreed": len(agreed),
+                                      "dropped": dict(d.dropped), "solutions": sols[id(r)]}
+            if len(agreed) >= cfg.min_tests:
+                ex.test = consensus_tests(agreed, [own[id(r)][i] for i in d.agreed])
+                ex.n_tests = len(agreed)
+                got += 1
+            else:
+                unusable = [s["status"] for s in sols[id(r)] if s["status"] != "ok"]
+                reason = DISAGREE if d.dropped[DISAGREE] else TOO_FEW_TESTS
+                r.update(reason=reason, detail=f"{len(agreed)} of {len(ex.inputs)} inputs agreed by all {n_sol} "
+                         f"solutions, at least {cfg.min_tests} needed ({reasons_text(d.dropped)})"
+                         + (f"; unusable solution: {unusable[0]}" if unusable else ""))
+        totals.update(r["prov"]["consensus"]["dropped"])
+        totals["found"] += len(ex.inputs)
+        totals["agreed"] += r["prov"]["consensus"]["inputs_agreed"]
+        r.pop("usable", None)
+    return {"exercises": got, "requests": len(requests), **totals}
+
+
 def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: ExercisesConfig,
               templates: tuple[PromptTemplate, PromptTemplate], teacher: LazyTeacher, sandbox: LazySandbox,
               run_seed: int, start: int) -> tuple[list[dict], list[dict], dict[str, Any]]:
@@ -102,32 +210,31 @@ def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: Exer
             row.update(reason=TEACHER_ERROR, detail=res.error or "")
         else:
             try:
-                row["ex"] = parse_exercise(res.text, fn.name, cfg.min_tests)
+                row["ex"] = parse_exercise(res.text, fn.name, cfg.min_tests, cfg.tests_from)
             except ExerciseError as exc:
                 row.update(reason=exc.reason, detail=exc.detail)
         rows.append(row)
 
-    # Verify: each exercise's own solution against its own tests.
     parsed = [r for r in rows if r["ex"] is not None]
-    verdicts = sandbox.run([program_of(r["ex"], str(j)) for j, r in enumerate(parsed)])
-    for r, v in zip(parsed, verdicts, strict=True):
+    consensus: dict[str, Any] = {}
+    if cfg.tests_from == "consensus":
+        consensus = consensus_round(parsed, cfg, sol_template, t, sandbox, run_seed)
+
+    # Verify: each exercise's own solution against its own (or its consensus) tests.
+    tested = [r for r in parsed if r["reason"] is None]
+    verdicts = sandbox.run([program_of(r["ex"], str(j)) for j, r in enumerate(tested)])
+    for r, v in zip(tested, verdicts, strict=True):
         r["prov"]["verification"] = {"status": v.status, "error": v.error, "duration_s": round(v.duration_s, 3),
                                      "n_tests": r["ex"].n_tests, "wall_limit_s": v.wall_limit_s}
         if not v.passed:
             r.update(reason=VERDICT_REASON.get(v.status, v.status), detail=v.error or v.status)
-    passed_own = [r for r in parsed if r["reason"] is None]
+    passed_own = [r for r in tested if r["reason"] is None]
+    n_sol = cfg.n_solutions
 
     # Agreement: further solutions from the prompt alone must pass the same tests.
-    if cfg.solutions > 1 and passed_own:
-        extra = [(r, j) for r in passed_own for j in range(1, cfg.solutions)]
-        sol_requests = [
-            Request(messages=[{"role": "user", "content": sol_template.render(prompt=r["ex"].prompt.rstrip(),
-                                                                               name=r["fn"].name)}],
-                    max_tokens=cfg.max_tokens, temperature=max(cfg.temperature, 0.7), top_p=cfg.top_p,
-                    seed=derived_seed(STAGE, "solution", run_seed, r["prov"]["index"], j) % 2**31)
-            for r, j in extra
-        ]
-        sol_results = t.complete(sol_requests)
+    if cfg.tests_from == "teacher" and n_sol > 1 and passed_own:
+        extra = [(r, j) for r in passed_own for j in range(1, n_sol)]
+        sol_results = t.complete([solution_request(r, j, cfg, sol_template, run_seed) for r, j in extra])
         programs, owners, notes = [], [], {}
         for n, ((r, _j), res) in enumerate(zip(extra, sol_results, strict=True)):
             prog = alternative_program(r["ex"], res.text, str(n)) if res.ok else f"teacher: {res.error}"
@@ -141,11 +248,10 @@ def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: Exer
                 notes.setdefault(id(r), []).append(f"{v.status}: {v.error}")
         for r in passed_own:
             failed = notes.get(id(r), [])
-            r["prov"]["agreement"] = {"solutions": cfg.solutions, "agreeing": cfg.solutions - len(failed),
-                                      "failures": failed}
+            r["prov"]["agreement"] = {"solutions": n_sol, "agreeing": n_sol - len(failed), "failures": failed}
             if failed:
                 r.update(reason="disagree",
-                         detail=f"{len(failed)} of {cfg.solutions - 1} other solutions failed the tests: {failed[0]}")
+                         detail=f"{len(failed)} of {n_sol - 1} other solutions failed the tests: {failed[0]}")
 
     kept, rejected = [], []
     for r in rows:
@@ -167,6 +273,7 @@ def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: Exer
                              "reason": r["reason"], "detail": (r["detail"] or "")[:500]})
     result = {
         "round": k, "asked": len(rows), "parsed": len(parsed), "passed_own_tests": len(passed_own), "kept": len(kept),
+        "consensus": consensus,
         "rejected": dict(Counter(r["reason"] for r in rejected)),
         "kept_seeds": [{"topic": json.loads(r["provenance"])["synth"]["name"]["topic"],
                         **json.loads(r["provenance"])["synth"]["seed"]} for r in kept],
@@ -175,6 +282,16 @@ def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: Exer
                                       threshold=cfg.diversity.threshold, openings_words=cfg.diversity.openings_words),
     }
     return kept, rejected, result
+
+
+def consensus_text(rounds: list[dict[str, Any]], cfg: ExercisesConfig) -> str:
+    """'12 got consensus tests from 3 solutions (inputs: 60 found, 31 agreed; dropped disagree 20, ...)'."""
+    tot: Counter[str] = Counter()
+    for r in rounds:
+        tot.update(r.get("consensus") or {})
+    dropped = {k: v for k, v in tot.items() if k not in ("exercises", "requests", "found", "agreed") and v}
+    return (f"{tot['exercises']} got consensus tests from {cfg.n_solutions} solutions (inputs: {tot['found']} found, "
+            f"{tot['agreed']} agreed" + (f"; dropped {reasons_text(dropped)}" if dropped else "") + ")")
 
 
 def _mark(row: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
@@ -254,8 +371,9 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
         f"exercises: {asked} asked, {final['kept']} verified and kept ({final['kept'] / max(asked, 1):.0%}), "
         f"{final['rejected']} rejected"
         + (f" ({reasons_text(final['rejected_by_reason'])})" if final["rejected"] else "")
-        + f"; {parsed} parsed, {own} passed their own tests"
-        + (f", {final['kept']} after {cfg.solutions}-solution agreement" if cfg.solutions > 1 else "")
+        + (f"; {parsed} parsed, {consensus_text(rounds, cfg)}" if cfg.tests_from == "consensus" else
+           f"; {parsed} parsed, {own} passed their own tests"
+           + (f", {final['kept']} after {cfg.n_solutions}-solution agreement" if cfg.n_solutions > 1 else ""))
         + f"; distinct-3 {overall['distinct_3']:.2f}, near-dup rate {overall['near_duplicate_rate']:.0%}"
         + f"; names {cv['names']['used']}/{cv['names']['available']}, kinds {cv['kinds']['used']}/"
         f"{cv['kinds']['available']}, audiences {cv['audiences']['used']}/{cv['audiences']['available']}"
