@@ -50,3 +50,20 @@ def test_stages_tokenizer_pack_pretrain_finetune_export(tmp_path, code_docs):
     ids = hf_tok("def f(x):\n    return x")["input_ids"]
     with torch.no_grad():
         assert (hf(torch.tensor([ids])).logits - ft_model(torch.tensor([ids]))).abs().max() < 1e-5
+
+
+def test_finetune_with_no_exercises_is_skipped_and_says_so(tmp_path, bpe_tokenizer):
+    """A weak teacher can leave no verified exercise: finetuning then trains nothing and says why."""
+    from types import SimpleNamespace
+
+    from textbooklm.lm.config import TrainConfig
+    from textbooklm.lm.stage import run_finetune
+    from textbooklm.store import finish_dataset
+
+    empty = finish_dataset(tmp_path / "exercises", stage="exercises", config_hash="h")  # no shards at all
+    cfg = TrainConfig.model_validate({"max_steps": 2, "loss_on": "completion", "data": {
+        "sources": [{"dataset": "exercises"}], "loss_on": "completion", "tokenizer": str(bpe_tokenizer)}})
+    ds = run_finetune(cfg, {"exercises": empty}, tmp_path / "finetune", SimpleNamespace(run_dir=tmp_path,
+                                                                                        config_hash="h"))
+    assert "skipped, no training tokens" in ds.manifest["summary"]["line"]
+    assert not (tmp_path / "finetune" / "train").exists()

@@ -67,6 +67,8 @@ def _documents(ds: Dataset, text_column: str, loss_on: str) -> tuple[str, Iterat
     """('text' | 'exercise', batches of records) after checking the dataset's columns."""
     schema = ds.schema()
     if schema is None:
+        if ds.is_finished and ds.num_rows == 0:  # an empty stage output (e.g. no verified exercises)
+            return "text", iter(())
         raise ValueError(f"{ds.path}: dataset has no shards")
     names = set(schema.names)
     if {"prompt", "completion"} <= names:
