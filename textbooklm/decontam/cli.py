@@ -19,27 +19,19 @@ def _doc(name: str) -> str:
 
 def read_samples(path: Path) -> list[tuple[str, str]]:
     """(id, code) per JSONL line; each line needs "id" and "code" or "text". Errors name file:line."""
+    from textbooklm.jsonl import read_jsonl
+
     samples = []
     seen: set[str] = set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+    for where, rec in read_jsonl(path):
         if not isinstance(rec, dict):
-            raise ValueError(f"{path}:{n}: expected a JSON object")
+            raise ValueError(f"{where}: expected a JSON object")
         code = rec.get("code", rec.get("text"))
         if "id" not in rec or not isinstance(code, str):
-            raise ValueError(f"{path}:{n}: a sample needs \"id\" and a string \"code\" or \"text\"")
+            raise ValueError(f"{where}: a sample needs \"id\" and a string \"code\" or \"text\"")
         sid = str(rec["id"])
         if sid in seen:
-            raise ValueError(f"{path}:{n}: duplicate id {sid!r}")
+            raise ValueError(f"{where}: duplicate id {sid!r}")
         seen.add(sid)
         samples.append((sid, code))
     return samples

@@ -6,7 +6,6 @@ Writes ``<samples>.results.jsonl`` (one verdict per sample) and ``<samples>.resu
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,23 +13,16 @@ from typing import Any
 from textbooklm.evals.passk import mean_pass_at_k
 from textbooklm.evals.problems import Problem
 from textbooklm.evals.tasks import solution_program
+from textbooklm.jsonl import read_jsonl
 from textbooklm.sandbox import Limits, Program, SandboxPool
 
 
 def read_samples(path: Path) -> list[dict[str, Any]]:
     samples = []
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or "task_id" not in record or not isinstance(
-                    record.get("completion"), str):
-                raise ValueError(f"{path}:{n}: a sample needs 'task_id' and a string 'completion'")
-            samples.append(record)
+    for where, record in read_jsonl(path):
+        if not isinstance(record, dict) or "task_id" not in record or not isinstance(record.get("completion"), str):
+            raise ValueError(f"{where}: a sample needs 'task_id' and a string 'completion'")
+        samples.append(record)
     return samples
 
 

@@ -60,19 +60,14 @@ def read_problems_jsonl(path: Path) -> list[Problem]:
     """Read a problems JSONL; a bad line raises ValueError naming file, line and reason."""
     problems: list[Problem] = []
     seen: set[str] = set()
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            problem = Problem.from_record(record, f"{path}:{n}")
-            if problem.task_id in seen:
-                raise ValueError(f"{path}:{n}: duplicate task_id {problem.task_id!r}")
-            seen.add(problem.task_id)
-            problems.append(problem)
+    from textbooklm.jsonl import read_jsonl
+
+    for where, record in read_jsonl(path):
+        problem = Problem.from_record(record, where)
+        if problem.task_id in seen:
+            raise ValueError(f"{where}: duplicate task_id {problem.task_id!r}")
+        seen.add(problem.task_id)
+        problems.append(problem)
     return problems
 
 

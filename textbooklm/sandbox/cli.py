@@ -14,19 +14,10 @@ sandbox_app = typer.Typer(help="Run untrusted Python programs with time, memory 
 
 def read_programs(path: Path) -> list:
     """Read ``{"id","code","test"?,"entry_point"?,"reference_s"?}`` lines; errors name file:line."""
+    from textbooklm.jsonl import read_jsonl
     from textbooklm.sandbox.program import Program
 
-    programs = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            programs.append(Program.from_record(record, where=f"{path}:{n}"))
-    return programs
+    return [Program.from_record(record, where=where) for where, record in read_jsonl(path)]
 
 
 @sandbox_app.command("run")
