@@ -9,22 +9,12 @@ continuation's tokens, with the token boundary where the prompt ends.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from textbooklm.lm.generate import ContinuationScore
 
-@dataclass
-class Score:
-    token_logprobs: list[float]
-    is_greedy: bool
-
-    @property
-    def total(self) -> float:
-        return sum(self.token_logprobs)
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.token_logprobs)
+# The same per-token record the textbooklm model's scorer returns.
+Score = ContinuationScore
 
 
 class HFScorer:

@@ -294,12 +294,6 @@ def consensus_text(rounds: list[dict[str, Any]], cfg: ExercisesConfig) -> str:
             f"{tot['agreed']} agreed" + (f"; dropped {reasons_text(dropped)}" if dropped else "") + ")")
 
 
-def _mark(row: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
-    prov = json.loads(row["provenance"])
-    prov["synth"]["dedup"] = {"decision": reason, "detail": detail}
-    return {**row, "provenance": json.dumps(prov), "reason": reason, "detail": detail}
-
-
 def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
     """Run the exercises stage into ``out`` (resuming an interrupted run without re-sending requests)."""
     out = Path(out)
@@ -338,7 +332,7 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
     d = cfg.diversity
     near = (lambda texts: near_duplicate_roots(texts, d.ngram, d.num_perm, d.bands, d.threshold).tolist()) \
         if d.drop_near_duplicates else (lambda texts: list(range(len(texts))))
-    final = store.finish(n_rounds, lambda r: r["text"], near, _mark)
+    final = store.finish(n_rounds, lambda r: r["text"], near)
     kept_ds = Dataset(out)
     kept_rows = list(kept_ds.iter_records()) if kept_ds.shards() else []
     problems = [

@@ -50,6 +50,13 @@ def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
+def mark_duplicate(row: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
+    """A kept row turned into a rejected one, the dedup decision added to its provenance."""
+    prov = json.loads(row["provenance"])
+    prov["synth"]["dedup"] = {"decision": reason, "detail": detail}
+    return {**row, "provenance": json.dumps(prov), "reason": reason, "detail": detail}
+
+
 class LazyTeacher:
     """Builds the stage's teacher on first use: a re-run whose rounds are all done never loads a model."""
 
@@ -131,13 +138,13 @@ class RoundStore:
         return kept, rejected
 
     def finish(self, n_rounds: int, text_of: Callable[[dict[str, Any]], str],
-               near_dup: Callable[[list[str]], list[int]],
-               mark: Callable[[dict[str, Any], str, str], dict[str, Any]]) -> dict[str, Any]:
+               near_dup: Callable[[list[str]], list[int]]) -> dict[str, Any]:
         """Cross-round exact + near dedup, then write OUT/part-k and OUT/rejected/part-k.
 
-        ``near_dup(texts)`` gives each text's cluster root; ``mark(row, reason, detail)`` turns a kept
-        row into a rejected one (adding the decision to its provenance).
+        ``near_dup(texts)`` gives each text's cluster root; a dropped row goes through
+        :func:`mark_duplicate`.
         """
+        mark = mark_duplicate
         per_round = [self.read(k) for k in range(n_rounds)]
         flat = [(k, row) for k, (kept, _) in enumerate(per_round) for row in kept]
         texts = [text_of(r) for _, r in flat]

@@ -147,12 +147,6 @@ def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptT
     return kept, rejected, result
 
 
-def _mark(row: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
-    prov = json.loads(row["provenance"])
-    prov["synth"]["dedup"] = {"decision": reason, "detail": detail}
-    return {**row, "provenance": json.dumps(prov), "reason": reason, "detail": detail}
-
-
 def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
     """Run the textbooks stage into ``out`` (resuming an interrupted run without re-sending requests)."""
     out = Path(out)
@@ -186,7 +180,7 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
     d = cfg.diversity
     near = (lambda texts: near_duplicate_roots(texts, d.ngram, d.num_perm, d.bands, d.threshold).tolist()) \
         if d.drop_near_duplicates else (lambda texts: list(range(len(texts))))
-    final = store.finish(n_rounds, lambda r: r["text"], near, _mark)
+    final = store.finish(n_rounds, lambda r: r["text"], near)
     kept_ds = Dataset(out)
     seeds = [json.loads(s) for s in kept_ds.column("seed")] if kept_ds.shards() else []
     texts = kept_ds.column("text") if kept_ds.shards() else []
