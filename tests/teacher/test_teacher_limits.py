@@ -116,13 +116,14 @@ def test_budget_usd_with_a_price(server, make_cfg, tmp_path):
     assert led.cost_usd + worst_next > 2.0
 
 
-def test_api_key_never_in_logs_cache_or_output(server, make_cfg, tmp_path, api_key, caplog, capfd):
+@pytest.mark.parametrize("http", ["aiohttp", "httpx"])
+def test_api_key_never_in_logs_cache_or_output(server, make_cfg, tmp_path, api_key, caplog, capfd, http):
     caplog.set_level(logging.DEBUG)  # every logger, including the HTTP client's
     server.inject("500", count=2)
     server.inject("429", count=1, retry_after=0.05)
     server.inject("malformed", count=1)
     server.inject("drop", count=1)
-    teacher = build_teacher(make_cfg(max_retries=5), tmp_path / "cache", stage="judge")
+    teacher = build_teacher(make_cfg(max_retries=5, http=http), tmp_path / "cache", stage="judge")
     results = teacher.complete([ask(f"secret test {i}") for i in range(6)], show_progress=True)
     assert all(r.ok for r in results)
     # The key did reach the server (so the assertions below are not vacuous)...

@@ -13,8 +13,13 @@ def ask(text: str, **kw) -> Request:
     return Request(messages=[{"role": "user", "content": text}], **kw)
 
 
-def test_completes_caches_and_never_resends(server, make_cfg, tmp_path):
-    teacher = build_teacher(make_cfg(), tmp_path, stage="judge")
+# Both of the SDK's HTTP transports: aiohttp (the default when installed) and httpx.
+TRANSPORTS = pytest.mark.parametrize("http", ["aiohttp", "httpx"])
+
+
+@TRANSPORTS
+def test_completes_caches_and_never_resends(server, make_cfg, tmp_path, http):
+    teacher = build_teacher(make_cfg(http=http), tmp_path, stage="judge")
     reqs = [ask(f"prompt {i} about lists") for i in range(20)] + [ask("prompt 3 about lists")]
     results = teacher.complete(reqs, show_progress=False)
     assert all(r.ok for r in results)
@@ -34,7 +39,8 @@ def test_completes_caches_and_never_resends(server, make_cfg, tmp_path):
     teacher.close()
 
 
-def test_every_fault_ends_completed_or_failed_with_reason(server, make_cfg, tmp_path):
+@TRANSPORTS
+def test_every_fault_ends_completed_or_failed_with_reason(server, make_cfg, tmp_path, http):
     server.state.hang_s = 1.5
     server.inject("429", count=1, match="p-429", retry_after=0.3)
     server.inject("500", count=2, match="p-err2")
@@ -43,7 +49,7 @@ def test_every_fault_ends_completed_or_failed_with_reason(server, make_cfg, tmp_
     server.inject("malformed", count=1, match="p-bad1")
     server.inject("malformed", count=99, match="p-badall")
     server.inject("500", count=99, match="p-errall")
-    cfg = make_cfg(timeout_s=0.5, max_retries=3)
+    cfg = make_cfg(timeout_s=0.5, max_retries=3, http=http)
     teacher = build_teacher(cfg, tmp_path, stage="synth")
     names = ["p-ok", "p-429", "p-err2", "p-hang", "p-drop", "p-bad1", "p-badall", "p-errall"]
     results = teacher.complete([ask(n) for n in names], show_progress=False)

@@ -58,6 +58,11 @@ def test_killed_batch_resumes_where_it_stopped(server, make_cfg, tmp_path):
         proc.wait(timeout=30)
     before = cached_prompts(db)
     assert 8 <= len(before) < N, f"the kill should land mid-batch, {len(before)} of {N} were done"
+    # Results and the ledger that counts them are committed in the same transaction.
+    con = sqlite3.connect(db)
+    ledger = json.loads(con.execute("SELECT data FROM ledger WHERE stage = 'synth'").fetchone()[0])
+    con.close()
+    assert ledger["completed"] == len(before)
 
     teacher = build_teacher(cfg, tmp_path, stage="synth")
     results = teacher.complete(prompts(), show_progress=False)

@@ -64,6 +64,11 @@ class TeacherConfig(StrictModel):
         "a config, a log or the cache).",
     )
     concurrency: int = Field(16, ge=1, description="Requests in flight at once (openai backend).")
+    http: Literal["auto", "aiohttp", "httpx"] = Field(
+        "auto",
+        description="HTTP transport under the openai SDK: 'aiohttp' (the SDK's aiohttp extra, about half "
+        "the client CPU per request), 'httpx' (the SDK's default), 'auto' = aiohttp when installed.",
+    )
     rpm: float | None = Field(None, gt=0, description="Requests per minute allowed; unset = no limit.")
     tpm: float | None = Field(
         None, gt=0, description="Tokens per minute allowed (prompt estimate + max_tokens, as OpenAI counts)."

@@ -13,7 +13,7 @@ fit, the stage stops: the rest are marked failed with reason ``budget`` and ever
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from textbooklm.teacher.config import Price
 from textbooklm.teacher.types import Result
@@ -60,7 +60,8 @@ class LedgerEntry:
             self.failures[reason] = self.failures.get(reason, 0) + 1
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """A snapshot (the per-reason dicts copied); cheaper than dataclasses.asdict's deep copy."""
+        return {f.name: _copy(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> LedgerEntry:
@@ -77,6 +78,10 @@ class LedgerEntry:
         if self.budget_stopped:
             line += "; stopped at the budget"
         return line
+
+
+def _copy(value: object) -> object:
+    return dict(value) if isinstance(value, dict) else value
 
 
 class BudgetGate:

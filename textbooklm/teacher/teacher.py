@@ -3,8 +3,11 @@
 ``complete`` is the only way a stage asks an LLM anything. Its guarantees:
 
 - every request ends as a :class:`Result`, completed or failed with a reason, in input order;
-- a finished request is committed to the cache the moment it finishes and is never sent again
-  (identical requests inside one batch are sent once);
+- a finished request is committed to the cache before its worker sends anything else, and is
+  never sent again (identical requests inside one batch are sent once). Results that finish in the
+  same event-loop turn share one transaction (a group commit), so a kill -9 can cost at most the
+  requests that were in flight or finished-but-uncommitted, together never more than ``concurrency``
+  (each worker holds one or the other, not both);
 - the stage's spend never passes ``budget_usd`` / ``budget_tokens``; past that point the remaining
   requests fail with reason ``budget`` and the summary says the stage stopped at its budget.
 """
@@ -67,24 +70,60 @@ class Teacher:
         queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.backend.queue_size)
         finished: set[str] = set()
 
+        loop = asyncio.get_running_loop()
+        pending: list[tuple[Request, Result]] = []  # finished since the last commit
+        committed: asyncio.Future[None] | None = None  # resolved by the next group commit
+
+        def commit_pending(final: bool = False) -> None:
+            """One transaction for every result stored since the last commit, plus the ledger.
+
+            Scheduled with call_soon by the first result of a turn; ``final`` (the end of the batch,
+            normal or not) also saves the ledger alone and raises a failed commit instead of handing
+            it to the waiting workers.
+            """
+            nonlocal committed
+            batch, fut = pending[:], committed
+            pending.clear()
+            committed = None
+            if fut is None and not final:
+                return  # already done by the final commit
+            try:
+                self.cache.commit(self.backend.name, self.cfg.model, batch, (self.stage, self.ledger.to_dict()))
+            except BaseException as exc:
+                if final or fut is None:
+                    raise
+                fut.set_exception(exc)
+                return
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
         with progress_bar(f"teacher {self.cfg.model} [{self.stage}]", len(slots), len(hits)) as advance:
 
-            def store(job: Job, result: Result) -> None:
+            def store(job: Job, result: Result) -> asyncio.Future[None] | None:
+                """Record a result; the returned future resolves once it is committed (None: no cache)."""
+                nonlocal committed
                 if job.key in finished:  # a backend bug must not double-count or overwrite
                     raise TeacherError(f"backend finished request {job.key[:12]} twice")
                 finished.add(job.key)
-                if self.cache is not None:
-                    self.cache.put(self.backend.name, self.cfg.model, job.request, result)
                 self.ledger.record(result, self.price)
-                if self.cache is not None:
-                    self.cache.save_ledger(self.stage, self.cfg.model, self.ledger.to_dict())
                 for i in slots[job.key]:
                     results[i] = dataclasses.replace(result)
                 if show_progress:
                     advance(1)
+                if self.cache is None:
+                    return None
+                pending.append((job.request, result))
+                if committed is None:
+                    committed = loop.create_future()
+                    loop.call_soon(commit_pending)
+                return committed
 
             async def finish(job: Job, result: Result) -> None:
-                store(job, result)
+                # The worker waits for the commit before it takes another job: what a kill -9 can
+                # cost stays within one request per worker.
+                done = store(job, result)
+                if done is not None:
+                    await done
                 await gate.settle(job.reservation)
 
             async def feed() -> None:
@@ -95,7 +134,9 @@ class Teacher:
                             bound = self.backend.input_token_bound(job.request)
                             reservation = await gate.admit(bound, job.request.max_tokens)
                         if reservation is None:
-                            store(job, Result(key=job.key, error=f"{REASON_BUDGET}: {self._budget_text()}"))
+                            done = store(job, Result(key=job.key, error=f"{REASON_BUDGET}: {self._budget_text()}"))
+                            if done is not None:
+                                await done
                             continue
                         job.reservation = reservation
                         await queue.put(job)
@@ -107,7 +148,7 @@ class Teacher:
             finally:
                 self.ledger.wall_s += time.monotonic() - start
                 if self.cache is not None:
-                    self.cache.save_ledger(self.stage, self.cfg.model, self.ledger.to_dict())
+                    commit_pending(final=True)  # the ledger's wall time, and anything a cancellation left
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:
             raise TeacherError(f"{len(missing)} requests got no result (backend {self.backend.name})")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 Message = dict[str, str]
@@ -111,10 +111,13 @@ class Result:
         return None if self.error is None else self.error.split(":", 1)[0]
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data.pop("cached")
-        return json.dumps(data, ensure_ascii=False)
+        # Field by field rather than dataclasses.asdict: asdict deep-copies, and this runs per result.
+        return json.dumps({name: getattr(self, name) for name in _STORED_FIELDS}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> Result:
         return cls(**json.loads(text))
+
+
+# What a cached result stores: everything but ``cached``, which says where this copy came from.
+_STORED_FIELDS = tuple(f.name for f in fields(Result) if f.name != "cached")
