@@ -31,6 +31,7 @@ AREAS = [
     "textbooklm.evals.cli",
     "textbooklm.decontam.cli",
     "textbooklm.report.cli",
+    "textbooklm.ablate.cli",
 ]
 
 for _module in AREAS:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from textbooklm.ablate.config import AblationConfig
 from textbooklm.config_base import StrictModel
 from textbooklm.corpus.config import CorpusConfig
 from textbooklm.decontam.config import DecontamConfig
@@ -68,6 +69,9 @@ class PipelineConfig(StrictModel):
     finetune: TrainConfig | None = None
     eval: EvalConfig | None = None
     report: ReportConfig | None = None  # always the last stage
+    ablate: AblationConfig | None = Field(
+        None, description="Not a stage: `textbooklm ablate CONFIG --run RUN` trains and compares data recipes."
+    )
 
 
 class ConfigError(ValueError):

@@ -45,23 +45,30 @@ def _val_loss(folder: Path) -> float | None:
     return None
 
 
-def _code_task(label: str, task: str, problems: list[Problem], sampler: Any, cfg: EvalConfig, out: Path,
-               workers: int | None, n: int, temperature: float) -> dict[str, float]:
-    settings = SamplingSettings(n=n, temperature=temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                                batch_size=cfg.batch_size, seed=cfg.seed)
+def code_task(label: str, task: str, problems: list[Problem], sampler: Any, settings: SamplingSettings,
+              limits: Any, out: Path, workers: int | None) -> dict[str, float]:
+    """Sample completions (resuming ``OUT/LABEL.TASK.samples.jsonl``), run them in the sandbox, pass@k in %."""
     samples_path = out / f"{label}.{task}.samples.jsonl"
     with progress_bar(f"eval {label}: {task} generate", total=len(problems)) as advance:
         generate_samples(sampler, problems, settings, samples_path, {"task": task}, progress=advance)
     samples = read_samples(samples_path)
     with progress_bar(f"eval {label}: {task} execute", total=len(samples)) as advance:
-        records, summary = score(problems, samples, cfg.limits, workers, ks=(1, 10, 100), progress=advance)
+        records, summary = score(problems, samples, limits, workers, ks=(1, 10, 100), progress=advance)
     with (out / f"{label}.{task}.results.jsonl").open("w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in records)
     atomic_write_json(out / f"{label}.{task}.results.json", summary)
     return {f"{task} {k}": v * 100 for k, v in summary["pass_at_k"].items()}
 
 
-def _canonical_nll(scorer: Any, problems: list[Problem]) -> dict[str, float]:
+def _code_task(label: str, task: str, problems: list[Problem], sampler: Any, cfg: EvalConfig, out: Path,
+               workers: int | None, n: int, temperature: float) -> dict[str, float]:
+    settings = SamplingSettings(n=n, temperature=temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                                batch_size=cfg.batch_size, seed=cfg.seed)
+    return code_task(label, task, problems, sampler, settings, cfg.limits, out, workers)
+
+
+def canonical_nll(scorer: Any, problems: list[Problem]) -> dict[str, float]:
+    """Negative log-likelihood of the problems' known-good solutions given their prompts."""
     pairs = [(p.prompt, p.canonical_solution) for p in problems if p.canonical_solution]
     scores = scorer.loglikelihood(pairs, batch_size=8)
     total = -sum(s.total for s in scores)
@@ -83,7 +90,7 @@ def evaluate_model(label: str, folder: Path, cfg: EvalConfig, out: Path, run_dir
         metrics.update(_code_task(label, "humaneval", problems, sampler, cfg, out, workers, cfg.n_samples,
                                   cfg.temperature))
         if cfg.canonical_nll:
-            metrics.update(_canonical_nll(scorer, problems))
+            metrics.update(canonical_nll(scorer, problems))
     for task, path in (("mbpp", cfg.mbpp_path), ("problems", cfg.problems_path)):
         if path:
             metrics.update(_code_task(label, task, load_problems(task, path), sampler, cfg, out, workers,

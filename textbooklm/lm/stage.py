@@ -94,7 +94,7 @@ def run_tokenizer(cfg: TokenizerConfig, inputs: dict[str, Dataset], out: Path, c
 
         def texts():
             for ds in data:
-                for text in _texts(ds):
+                for text in document_texts(ds):
                     if count["docs"] >= cfg.max_documents:
                         return
                     count["docs"] += 1
@@ -110,7 +110,8 @@ def run_tokenizer(cfg: TokenizerConfig, inputs: dict[str, Dataset], out: Path, c
     return _finish(out, rows, "tokenizer", ctx, data, line, announce=True)
 
 
-def _texts(ds: Dataset):
+def document_texts(ds: Dataset):
+    """Each record's training text: ``text``, or ``prompt + completion`` for exercises."""
     names = set(ds.schema().names) if ds.schema() is not None else set()
     if {"prompt", "completion"} <= names:
         for r in ds.iter_records(columns=["prompt", "completion"]):

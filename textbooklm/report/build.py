@@ -47,6 +47,7 @@ SECTIONS = [
     ("decontamination", "Decontamination"),
     ("training", "Training"),
     ("evaluation", "Evaluation"),
+    ("ablation", "Data ablation"),
     ("teacher", "Teacher tokens and cost"),
     ("timing", "Time per stage"),
 ]
@@ -252,6 +253,33 @@ def evaluation(run: RunData) -> str:
     return body
 
 
+def ablation(run: RunData) -> str:
+    summary = _json(run.run_dir / "ablation" / "summary.json")
+    if not isinstance(summary, dict):
+        return H.missing("No data ablation for this run (`textbooklm ablate CONFIG --run RUN` adds one).")
+    notes = summary.get("notes", {})
+    body = H.note("One model shape trained on each data recipe with identical settings, "
+                  f"{notes.get('tokens_per_arm', 0):,} tokens per arm, seeds {summary.get('seeds')}; values at the "
+                  "end of training as mean ± standard "
+                  f"deviation over seeds. Validation loss is on one shared held-out set "
+                  f"({notes.get('validation_sequences')} x {notes.get('seq_len')} tokens) no arm trained on; lower "
+                  "loss and NLL are better, higher pass rates are better.")
+    metrics = summary.get("metrics", [])
+    rows = [(r["arm"], r["label"], r["status"], r["seeds"], r["tokens"], *[r.get(m, "") for m in metrics],
+             r.get("paper humaneval pass@1")) for r in summary.get("table", [])]
+    body += H.table(["arm", "recipe", "status", "seeds", "tokens", *metrics, "paper pass@1 % (350M)"], rows,
+                    "final values per arm (pass@k in %)")
+    comps = summary.get("comparisons", [])
+    if comps:
+        body += H.table(["step", "metric", "difference", "Welch p", "effect", "papers"],
+                        [(c["step"], c["metric"], c["diff"], c["p"], c["effect"], c["paper"]) for c in comps],
+                        "each step against the arm before it: 'better'/'worse' only when p < 0.05")
+        body += H.pre("\n".join(summary.get("verdicts", [])))
+    for arm, why in (summary.get("skipped") or {}).items():
+        body += H.note(f"arm {arm}: skipped, {why}")
+    return body + _pngs(run.run_dir / "ablation" / "plots")
+
+
 def _ledgers(run_dir: Path) -> list[dict[str, Any]]:
     """Every teacher ledger (stage x model totals) kept in the run's request caches."""
     import sqlite3
@@ -293,7 +321,7 @@ def timing(run: RunData) -> str:
 BUILDERS = {
     "overview": overview, "funnel": funnel, "quality": quality, "synthesis": synthesis,
     "decontamination": decontamination, "training": training, "evaluation": evaluation,
-    "teacher": teacher, "timing": timing,
+    "ablation": ablation, "teacher": teacher, "timing": timing,
 }
 
 

@@ -63,3 +63,18 @@ def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title
     if len(series) > 1:
         ax.legend()
     return _finish(fig)
+
+
+def errorbar_chart(series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]], title: str,
+                   xlabel: str, ylabel: str) -> bytes:
+    """One line per series: means at each x with +-1 standard deviation bars (e.g. over seeds)."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for name, (xs, means, stds) in series.items():
+        ax.errorbar(xs, means, yerr=[0.0 if s != s else s for s in stds], label=name, marker="o", markersize=4,
+                    capsize=3)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if series:
+        ax.legend(fontsize=8)
+    return _finish(fig)

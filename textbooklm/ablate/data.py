@@ -1,0 +1,137 @@
+"""The ablation's data: each arm's token pack, the shared validation set, the held-out exercises.
+
+Why one hash rule everywhere: every pack splits documents into train/validation by a hash of the
+text (:func:`textbooklm.lm.pack.is_validation`), so with one ``val_fraction`` a held-out document is
+held out of *every* arm's training data. The shared validation set is built from exactly those
+documents, which makes the arms' validation losses comparable; the held-out exercises use the same
+rule with their own fraction, so the finetuning arm never trains on the exercises it is scored on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from textbooklm.evals.problems import Problem
+from textbooklm.lm.pack import INDEX, is_validation, pack, token_dtype
+from textbooklm.lm.stage import document_texts
+from textbooklm.lm.tokenizer import TextTokenizer
+from textbooklm.store import Dataset, atomic_write_json
+
+# The stage whose cleaned copies later stages read (see textbooklm.pipeline.CLEANED_BY).
+CLEANED_BY = "decontam"
+
+
+def resolve_dataset(name: str, run_dir: Path, what: str) -> Dataset:
+    """A run's dataset by stage name (its decontaminated copy when there is one) or a Dataset folder."""
+    cleaned = Dataset(run_dir / CLEANED_BY / name)
+    if cleaned.is_finished:
+        return cleaned
+    if (run_dir / name).is_dir():
+        return Dataset(run_dir / name)
+    if Path(name).is_dir():
+        return Dataset(name)
+    raise FileNotFoundError(f"{what}: dataset {name!r} is neither a stage of {run_dir} nor a folder")
+
+
+def resolve_tokenizer(spec: str, run_dir: Path) -> Path:
+    """``tokenizer.json`` from a file path, a stage name of the run, or a folder."""
+    for candidate in (Path(spec), run_dir / spec / "tokenizer.json", Path(spec) / "tokenizer.json"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"tokenizer {spec!r}: no tokenizer.json as a file, in {run_dir / spec} or in {spec}; "
+                            "run the pipeline's tokenizer stage or set ablate.tokenizer")
+
+
+def fingerprint(ds: Dataset) -> dict[str, object]:
+    """What identifies a dataset's content cheaply: its folder, row count and producing config."""
+    manifest = ds.manifest if ds.is_finished else {}
+    return {"path": str(ds.path.resolve()), "rows": ds.num_rows if ds.is_finished else None,
+            "config_hash": manifest.get("config_hash")}
+
+
+def pack_arm(sources: list[tuple[str, Dataset, float]], tok: TextTokenizer, tok_path: Path, out: Path, *,
+             total_tokens: int | None, val_fraction: float, seed: int, loss_on: str = "all") -> dict:
+    """Pack one arm's mixture (skipped when ``out`` already holds a finished pack)."""
+    if (out / INDEX).is_file():
+        return json.loads((out / INDEX).read_text())
+    return pack(sources, tok, out, loss_on=loss_on, val_fraction=val_fraction, total_tokens=total_tokens,
+                seed=seed, tokenizer_path=str(tok_path))
+
+
+@dataclass
+class ValidationSet:
+    """The shared held-out tokens: ``n`` sequences of ``seq_len + 1`` tokens."""
+
+    tokens: np.ndarray  # (n, seq_len + 1)
+    sources: dict[str, int]  # tokens contributed per dataset
+
+    @property
+    def n_sequences(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def build_validation(datasets: list[tuple[str, Dataset]], tok: TextTokenizer, val_fraction: float,
+                     n_sequences: int, seq_len: int, out: Path) -> ValidationSet:
+    """Held-out documents of ``datasets`` (equal token shares, round robin) cut into sequences.
+
+    Saved as ``out/tokens.bin`` + ``out/meta.json``; a finished folder is read back as it is.
+    """
+    meta_path = out / "meta.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        flat = np.fromfile(out / "tokens.bin", dtype=np.dtype(meta["dtype"]))
+        return ValidationSet(flat.reshape(meta["n"], seq_len + 1).astype(np.int64), meta["sources"])
+    need = n_sequences * (seq_len + 1)
+    share = -(-need // max(1, len(datasets)))
+    streams: list[list[int]] = []
+    contributed: dict[str, int] = {}
+    for name, ds in datasets:
+        got: list[int] = []
+        if ds.is_finished and ds.num_rows:
+            for text in document_texts(ds):
+                if text and is_validation(text, val_fraction):
+                    got.extend(tok.encode(text) + [tok.eot_id])
+                    if len(got) >= share:
+                        break
+        contributed[name] = min(len(got), share)
+        streams.append(got[:share])
+    flat_list = [t for s in streams for t in s]
+    n = len(flat_list) // (seq_len + 1)
+    if n == 0:
+        names = ", ".join(n for n, _ in datasets)
+        raise ValueError(f"shared validation set: no held-out documents in {names} at val_fraction {val_fraction} "
+                         f"(need at least {seq_len + 1} tokens); raise ablate.val_fraction or add datasets")
+    n = min(n, n_sequences)
+    # Interleave the datasets' sequences so a prefix of the set still mixes every source.
+    per = [np.asarray(s[: (len(s) // (seq_len + 1)) * (seq_len + 1)], np.int64).reshape(-1, seq_len + 1)
+           for s in streams]
+    rows = [p[i] for i in range(max(len(p) for p in per)) for p in per if i < len(p)]
+    tokens = np.stack(rows[:n])
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = token_dtype(tok.vocab_size)
+    tokens.astype(dtype).tofile(out / "tokens.bin")
+    atomic_write_json(meta_path, {"n": n, "seq_len": seq_len, "dtype": dtype.name, "sources": contributed})
+    return ValidationSet(tokens, contributed)
+
+
+def heldout_exercises(ds: Dataset | None, holdout_fraction: float) -> list[Problem]:
+    """The verified exercises a finetuning arm never sees (hash rule on prompt + completion)."""
+    if ds is None or not ds.is_finished or not ds.num_rows:
+        return []
+    names = set(ds.schema().names)
+    need = {"prompt", "completion", "entry_point", "test"}
+    if not need <= names:
+        raise ValueError(f"{ds.path}: exercises need columns {sorted(need)} (has {sorted(names)})")
+    cols = ["prompt", "completion", "entry_point", "test"] + (["id"] if "id" in names else [])
+    problems = []
+    for i, r in enumerate(ds.iter_records(columns=cols)):
+        text = (r["prompt"] or "") + (r["completion"] or "")
+        if is_validation(text, holdout_fraction) and r["test"]:
+            problems.append(Problem(task_id=f"exercise/{r.get('id') or i}", prompt=r["prompt"],
+                                    entry_point=r["entry_point"], test=r["test"],
+                                    canonical_solution=r["completion"]))
+    return problems
