@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
+import warnings
 from collections import Counter
 
 import pytest
@@ -119,3 +123,36 @@ def test_missing_key_for_openai_is_a_clear_error(monkeypatch):
     cfg = TeacherConfig(backend="openai", model="gpt-4o", api_key_env="NO_SUCH_KEY_VAR")
     with pytest.raises(TeacherError, match="NO_SUCH_KEY_VAR is not set"):
         build_teacher(cfg, None)
+
+
+@TRANSPORTS
+def test_connections_carry_over_between_batches(server, make_cfg, tmp_path, http):
+    teacher = build_teacher(make_cfg(concurrency=4, http=http), tmp_path)
+    teacher.complete([ask(f"first {i}") for i in range(12)], show_progress=False)
+    first = {h.port for h in server.hits}
+    teacher.complete([ask(f"second {i}") for i in range(12)], show_progress=False)
+    second = {h.port for h in server.hits[12:]}
+    assert len(server.hits) == 24 and 1 <= len(first) <= 4
+    assert second <= first, "the second batch opened new connections instead of reusing the first's"
+    teacher.close()
+    teacher.close()  # twice is harmless
+
+
+@TRANSPORTS
+def test_nothing_left_open(server, make_cfg, tmp_path, http, caplog):
+    """A teacher dropped without close(), and acomplete() on the caller's loops, leave no open sockets."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dropped = build_teacher(make_cfg(http=http), None)
+        dropped.complete([ask("dropped")], show_progress=False)
+        del dropped
+        teacher = build_teacher(make_cfg(http=http), tmp_path)
+        for i in range(2):  # two loops of the caller's, one after the other
+            assert asyncio.run(teacher.acomplete([ask(f"own loop {i}")], show_progress=False))[0].ok
+        teacher.close()
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaks
+    assert "Unclosed" not in caplog.text
+    assert len(server.hits) == 3

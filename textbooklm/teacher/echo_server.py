@@ -39,6 +39,7 @@ class Hit:
     body: dict[str, Any]
     auth: str
     outcome: str = ""
+    port: int = 0  # the client's port: which keep-alive connection carried it
 
     @property
     def prompt(self) -> str:
@@ -99,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send(400, b'{"error": {"message": "bad json"}}')
             return
-        hit = Hit(time.time(), body, self.headers.get("Authorization", ""))
+        hit = Hit(time.time(), body, self.headers.get("Authorization", ""), port=self.client_address[1])
         with state.lock:
             state.hits.append(hit)
             fault = self._take_fault(state, hit)

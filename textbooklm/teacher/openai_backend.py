@@ -126,6 +126,8 @@ class OpenAIBackend:
             key = "no-key"  # self-hosted servers (vLLM, llama.cpp) usually need none
         self._key = key
         self.limiter = RateLimiter(cfg.rpm, cfg.tpm, cfg.rate_burst_s)
+        self._client: openai.AsyncOpenAI | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend(model={self.model!r}, base_url={self.cfg.base_url!r})"
@@ -144,14 +146,24 @@ class OpenAIBackend:
         return jobs
 
     # -- serving -----------------------------------------------------------------------------
+    async def _client_here(self) -> openai.AsyncOpenAI:
+        """The SDK client of the running loop; it lives until :meth:`aclose` (see Teacher.complete)."""
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._client_loop is not loop:
+            await self.aclose()
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self._key,
+                base_url=self.cfg.base_url,
+                max_retries=0,
+                timeout=self.cfg.timeout_s,
+                http_client=make_http_client(self.cfg),
+            )
+            self._client_loop = loop
+        return self._client
+
     async def serve(self, queue: asyncio.Queue[Job | None], finish: Finish) -> None:
-        client = openai.AsyncOpenAI(
-            api_key=self._key,
-            base_url=self.cfg.base_url,
-            max_retries=0,
-            timeout=self.cfg.timeout_s,
-            http_client=make_http_client(self.cfg),
-        )
+        client = await self._client_here()
 
         async def worker() -> None:
             while True:
@@ -161,10 +173,7 @@ class OpenAIBackend:
                     return
                 await finish(job, await self._complete(client, job))
 
-        try:
-            await asyncio.gather(*(worker() for _ in range(self.cfg.concurrency)))
-        finally:
-            await client.close()
+        await asyncio.gather(*(worker() for _ in range(self.cfg.concurrency)))
 
     def _kwargs(self, request: Request) -> dict[str, Any]:
         kw: dict[str, Any] = {
@@ -304,4 +313,11 @@ class OpenAIBackend:
         return result
 
     async def aclose(self) -> None:
-        return None
+        client, loop = self._client, self._client_loop
+        self._client = self._client_loop = None
+        if client is None:
+            return
+        if loop is asyncio.get_running_loop():
+            await client.close()
+        # else: it belongs to another loop (complete()'s, then acomplete() from the caller's own
+        # loop); it cannot be awaited from here, so its sockets are left to the garbage collector

@@ -10,6 +10,11 @@
   (each worker holds one or the other, not both);
 - the stage's spend never passes ``budget_usd`` / ``budget_tokens``; past that point the remaining
   requests fail with reason ``budget`` and the summary says the stage stopped at its budget.
+
+``complete`` runs every batch on one event loop that the teacher keeps until :meth:`Teacher.close`,
+so the backend's HTTP client and its keep-alive connections (and TLS sessions) carry over from
+one batch to the next instead of being rebuilt per batch. ``acomplete`` called from a caller's own
+loop closes the backend's client when the batch ends.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import weakref
 from collections.abc import Sequence
 
 from textbooklm.progress import progress_bar
@@ -38,6 +44,8 @@ class Teacher:
         self.price = cfg.resolved_price()
         saved = cache.load_ledger(stage, cfg.model) if cache is not None else None
         self.ledger = LedgerEntry.from_dict(saved) if saved else LedgerEntry(stage=stage, model=cfg.model)
+        self._runner: asyncio.Runner | None = None  # complete()'s loop, kept between batches
+        self._shutdown: weakref.finalize | None = None
 
     @property
     def model(self) -> str:
@@ -48,8 +56,16 @@ class Teacher:
 
     # -- completing ----------------------------------------------------------------------------
     def complete(self, requests: Sequence[Request], show_progress: bool = True) -> list[Result]:
-        """Run a batch to the end (sync wrapper around :meth:`acomplete`)."""
-        return asyncio.run(self.acomplete(requests, show_progress=show_progress))
+        """Run a batch to the end (sync wrapper around :meth:`acomplete`, on the teacher's own loop)."""
+        if self._runner is None:
+            self._runner = asyncio.Runner()
+            # Closes the backend and the loop at close(), or when the teacher is dropped or the
+            # interpreter exits without close().
+            self._shutdown = weakref.finalize(self, _shut_down, self._runner, self.backend)
+        return self._runner.run(self.acomplete(requests, show_progress=show_progress))
+
+    def _on_own_loop(self) -> bool:
+        return self._runner is not None and self._runner.get_loop() is asyncio.get_running_loop()
 
     async def acomplete(self, requests: Sequence[Request], show_progress: bool = True) -> list[Result]:
         start = time.monotonic()
@@ -146,6 +162,8 @@ class Teacher:
             try:
                 await asyncio.gather(feed(), self.backend.serve(queue, finish))
             finally:
+                if not self._on_own_loop():
+                    await self.backend.aclose()  # the caller's loop: leave nothing open on it
                 self.ledger.wall_s += time.monotonic() - start
                 if self.cache is not None:
                     commit_pending(final=True)  # the ledger's wall time, and anything a cancellation left
@@ -189,5 +207,21 @@ class Teacher:
         return self.ledger.summary()
 
     def close(self) -> None:
+        if self._shutdown is not None:
+            self._shutdown()  # runs once; later calls do nothing
+            self._runner = None
         if self.cache is not None:
             self.cache.close()
+
+
+def _shut_down(runner: asyncio.Runner, backend: Backend) -> None:
+    """Close the backend's connections on the loop they belong to, then the loop."""
+    try:
+        runner.run(backend.aclose())
+    except RuntimeError:  # dropped inside another running loop: the loop can only be closed
+        pass
+    finally:
+        try:
+            runner.close()
+        except RuntimeError:
+            pass
