@@ -156,3 +156,27 @@ def test_nothing_left_open(server, make_cfg, tmp_path, http, caplog):
     assert not leaks
     assert "Unclosed" not in caplog.text
     assert len(server.hits) == 3
+
+
+def test_gc_thresholds_restored_after_a_batch(server, make_cfg):
+    import textbooklm.teacher.teacher as teacher_mod
+
+    seen: list[tuple[int, ...]] = []
+    before = gc.get_threshold()
+    teacher = build_teacher(make_cfg(), None)
+    real = teacher.acomplete
+
+    async def spy(*a, **kw):
+        seen.append(gc.get_threshold())
+        return await real(*a, **kw)
+
+    teacher.acomplete = spy
+    teacher.complete([ask("gc")], show_progress=False)
+    assert seen[0][0] == teacher_mod.GC_THRESHOLD0 and gc.get_threshold() == before
+    gc.set_threshold(0)  # an application that switched the collector off keeps it off
+    try:
+        teacher.complete([ask("gc off")], show_progress=False)
+        assert seen[1][0] == 0
+    finally:
+        gc.set_threshold(*before)
+    teacher.close()
