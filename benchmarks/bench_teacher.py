@@ -7,7 +7,11 @@
 (b) SmolLM2-135M-Instruct on the CPU: the local backend's batched generation against the anchor,
     one-prompt-at-a-time `model.generate` from transformers, on the same prompts (target >= 3x).
 
+(a) also prints the CPU each side spent per request (client: this process; server: its process),
+since on a small machine the two share the cores and CPU, not the network, sets the rate.
+
 The ratio line prints last.  Usage: python benchmarks/bench_teacher.py [--requests 2000] [--prompts 16]
+[--only http|local]
 """
 
 from __future__ import annotations
@@ -34,6 +38,16 @@ def start_server() -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of another process (Linux /proc), None where unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def bench_http(n_requests: int, n_sequential: int) -> tuple[float, float]:
     import openai
 
@@ -49,10 +63,14 @@ def bench_http(n_requests: int, n_sequential: int) -> tuple[float, float]:
                 for i in range(n_requests)]
         with tempfile.TemporaryDirectory() as cache:
             teacher = build_teacher(cfg, cache, stage="bench")
-            teacher.complete(reqs[:SLOTS], show_progress=False)  # warm up connections, then time the rest
+            # Warm up (the teacher keeps its connections between batches), then time the rest: the
+            # first SLOTS requests of the timed batch are cache hits, the others are sent.
+            teacher.complete(reqs[:SLOTS], show_progress=False)
+            server_cpu0, cpu0 = process_cpu_s(proc.pid), time.process_time()
             start = time.perf_counter()
             results = teacher.complete(reqs, show_progress=False)
             elapsed = time.perf_counter() - start
+            cpu, server_cpu1 = time.process_time() - cpu0, process_cpu_s(proc.pid)
             sent = n_requests - SLOTS
             ok = sum(r.ok for r in results)
             teacher.close()
@@ -60,6 +78,10 @@ def bench_http(n_requests: int, n_sequential: int) -> tuple[float, float]:
         print(f"teacher (openai backend, {SLOTS} concurrent): {sent} requests in {elapsed:.2f} s = "
               f"{rate:,.0f} req/s = {rate / capacity:.2f} of server capacity ({capacity:,.0f} req/s); "
               f"{ok}/{n_requests} ok")
+        server_ms = "n/a" if server_cpu0 is None or server_cpu1 is None else \
+            f"{(server_cpu1 - server_cpu0) / sent * 1000:.2f}"
+        print(f"  CPU per request: client {cpu / sent * 1000:.2f} ms, server {server_ms} ms "
+              f"({os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.2f})")
 
         client = openai.OpenAI(api_key="bench-not-a-secret", base_url=url, max_retries=0)
         start = time.perf_counter()
@@ -139,12 +161,17 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=100, help="requests for the sequential anchor")
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--only", choices=["http", "local"], help="run just (a) http or (b) local")
     args = parser.parse_args()
-    frac, vs_seq = bench_http(args.requests, args.sequential)
-    speedup = bench_local(args.prompts, args.max_new_tokens)
-    print(f"teacher: {frac:.2f} of server capacity = {vs_seq:.1f}x a sequential loop "
-          f"({args.requests} requests, {SLOTS} concurrent, {LATENCY_S * 1000:.0f} ms); "
-          f"smollm2 batched generation {speedup:.1f}x one-at-a-time ({args.prompts} prompts, CPU)")
+    parts = []
+    if args.only != "local":
+        frac, vs_seq = bench_http(args.requests, args.sequential)
+        parts.append(f"{frac:.2f} of server capacity = {vs_seq:.1f}x a sequential loop "
+                     f"({args.requests} requests, {SLOTS} concurrent, {LATENCY_S * 1000:.0f} ms)")
+    if args.only != "http":
+        speedup = bench_local(args.prompts, args.max_new_tokens)
+        parts.append(f"smollm2 batched generation {speedup:.1f}x one-at-a-time ({args.prompts} prompts, CPU)")
+    print("teacher: " + "; ".join(parts))
 
 
 if __name__ == "__main__":
