@@ -99,6 +99,13 @@ class RateLimiter:
 
     async def acquire(self, tokens: int) -> None:
         """Wait until one request of ``tokens`` (prompt estimate + max_tokens) may start. FIFO."""
+        if (
+            self.req_rate is None
+            and self.tok_rate is None
+            and (self._lock is None or not self._lock.locked())
+            and time.monotonic() >= self._pause_until
+        ):
+            return  # no limits, no pause, nobody queued: nothing to wait for (the common case)
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
