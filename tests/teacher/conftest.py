@@ -8,14 +8,17 @@ import pytest
 
 from textbooklm.teacher import TeacherConfig
 from textbooklm.teacher.echo_server import EchoServer
+from textbooklm.teacher.echo_server_async import AsyncEchoServer
 
 SECRET = "sk-test-DO-NOT-LEAK-7f3a9c1e5b"
 KEY_ENV = "TEXTBOOKLM_TEST_TEACHER_KEY"
 
 
-@pytest.fixture
-def server() -> Iterator[EchoServer]:
-    with EchoServer(latency_s=0.0) as srv:
+@pytest.fixture(params=["threads", "asyncio"])
+def server(request: pytest.FixtureRequest) -> Iterator[EchoServer | AsyncEchoServer]:
+    """Both engines of the test server: every client test also checks they speak the same protocol."""
+    engine = EchoServer if request.param == "threads" else AsyncEchoServer
+    with engine(latency_s=0.0) as srv:
         yield srv
 
 

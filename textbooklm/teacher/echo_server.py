@@ -7,9 +7,14 @@ grades "0".."5" and "yes"/"no". It can inject the failures a hosted API produces
 malformed JSON body. Every request is logged (arrival time, body, auth header) so tests can check
 what a client really sent, and how often.
 
+Two engines answer the same protocol with the same faults: :class:`EchoServer` (a thread per
+connection, http.server; tests swap in their own ``_Handler`` subclass) and
+:class:`~textbooklm.teacher.echo_server_async.AsyncEchoServer` (one asyncio loop, about a third of
+the CPU per request, which matters when server and client share two cores).
+
 Run standalone (the benchmark does, to keep the server off the client's interpreter)::
 
-    python -m textbooklm.teacher.echo_server --latency 0.05 --max-concurrent 64
+    python -m textbooklm.teacher.echo_server --latency 0.05 --max-concurrent 64 [--engine threads]
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from textbooklm.teacher.echo_server_async import AsyncEchoServer
 
 FAULTS = ("429", "500", "hang", "drop", "malformed", "no_logprobs")
 
@@ -190,8 +198,38 @@ class _Server(ThreadingHTTPServer):
         self.state = state
 
 
-class EchoServer:
-    """Start/stop the server in a background thread; configure latency and faults; read the hits."""
+class _EchoBase:
+    """What both engines share: the state, fault injection and the hit log."""
+
+    state: ServerState
+
+    def __enter__(self):  # noqa: ANN204 - returns the subclass
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self):  # noqa: ANN201
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def inject(self, kind: str, count: int = 1, match: str | None = None, retry_after: float = 1.0) -> None:
+        """Make the next ``count`` requests (whose last message contains ``match``) fail as ``kind``."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")
+        with self.state.lock:
+            self.state.faults.append(_Fault(kind, count, match, retry_after))
+
+    @property
+    def hits(self) -> list[Hit]:
+        with self.state.lock:
+            return list(self.state.hits)
+
+
+class EchoServer(_EchoBase):
+    """A thread per connection (http.server); tests may swap in a ``_Handler`` subclass."""
 
     def __init__(self, latency_s: float = 0.0, max_concurrent: int | None = None, reply_tokens: int = 8) -> None:
         self.state = ServerState(latency_s=latency_s, reply_tokens=reply_tokens)
@@ -214,23 +252,8 @@ class EchoServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> EchoServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def inject(self, kind: str, count: int = 1, match: str | None = None, retry_after: float = 1.0) -> None:
-        """Make the next ``count`` requests (whose last message contains ``match``) fail as ``kind``."""
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")
-        with self.state.lock:
-            self.state.faults.append(_Fault(kind, count, match, retry_after))
-
-    @property
-    def hits(self) -> list[Hit]:
-        with self.state.lock:
-            return list(self.state.hits)
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.05)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -238,11 +261,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per request")
     parser.add_argument("--max-concurrent", type=int, default=64, help="requests served at once")
     parser.add_argument("--reply-tokens", type=int, default=8)
+    parser.add_argument(
+        "--engine", choices=["asyncio", "threads"], default="asyncio",
+        help="asyncio: one event loop (least CPU per request); threads: a thread per connection",
+    )
     args = parser.parse_args(argv)
-    server = EchoServer(args.latency, args.max_concurrent, args.reply_tokens)
+    server: EchoServer | AsyncEchoServer
+    if args.engine == "asyncio":
+        from textbooklm.teacher.echo_server_async import AsyncEchoServer
+
+        server = AsyncEchoServer(args.latency, args.max_concurrent, args.reply_tokens)
+    else:
+        server = EchoServer(args.latency, args.max_concurrent, args.reply_tokens)
     print(server.base_url, flush=True)  # the parent reads the URL from the first line
     try:
-        server._httpd.serve_forever(poll_interval=0.05)
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     sys.exit(0)
