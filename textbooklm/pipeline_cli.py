@@ -77,7 +77,10 @@ def config_check(configs: list[Path] = typer.Argument(..., help="Pipeline TOML f
         except ValueError as exc:
             console.print(f"[red]{path}: {exc}[/red]")
             raise typer.Exit(2) from None
-        console.print(f"{path}: ok ({', '.join(stages) or 'no stages'})")
+        parts = [", ".join(stages) or "no stages"]
+        if cfg.ablate is not None:
+            parts.append(f"ablation of {len(cfg.ablate.arms)} arms x {len(cfg.ablate.seeds)} seeds")
+        console.print(f"{path}: ok ({'; '.join(parts)})")
 
 
 def register(app: typer.Typer) -> None:

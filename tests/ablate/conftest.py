@@ -6,6 +6,7 @@ from __future__ import annotations
 import sysconfig
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from textbooklm.lm.tokenizer import train_bpe
@@ -33,10 +34,11 @@ def make_run(root: Path, exercises: int = 24) -> Path:
     books = [f"# Lesson {i}: loops\n\nA for loop repeats a block for each item.\n\n```python\n"
              f"total = 0\nfor n in range({i + 3}):\n    total += n\nprint(total)\n```\n" for i in range(30)]
     write_dataset(root / "textbooks", [{"id": str(i), "text": t} for i, t in enumerate(books)], stage="textbooks")
-    rows = [exercise(k) for k in range(exercises)]
-    write_dataset(root / "exercises", [{**r, "text": r["prompt"] + r["completion"]} for r in rows], stage="exercises")
+    rows = [{**exercise(k), "text": exercise(k)["prompt"] + exercise(k)["completion"]} for k in range(exercises)]
+    schema = pa.schema([(c, pa.string()) for c in ("id", "prompt", "completion", "entry_point", "test", "text")])
+    write_dataset(root / "exercises", rows, stage="exercises", schema=schema)
     (root / "tokenizer").mkdir()
-    train_bpe(kept + books + [r["prompt"] + r["completion"] for r in rows], 400).save(root / "tokenizer" / "tokenizer.json")
+    train_bpe(kept + books + [r["text"] for r in rows], 400).save(root / "tokenizer" / "tokenizer.json")
     return root
 
 

@@ -38,6 +38,11 @@ class ArmConfig(StrictModel):
         None, ge=0, le=100, description="HumanEval pass@1 (%) the papers report for this recipe, for the table.",
     )
 
+    @property
+    def title(self) -> str:
+        """The label, or the mixture it stands for."""
+        return self.label or " + ".join(s.dataset for s in self.sources)
+
 
 def default_arms() -> list[ArmConfig]:
     """phi-1's comparison at 350M parameters: unfiltered -> filtered -> + textbooks -> + exercises finetuning.

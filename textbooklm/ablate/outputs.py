@@ -44,8 +44,8 @@ def write_outputs(cfg: AblationConfig, plans: dict[str, Any], points: list[dict[
     arms = list(cfg.arms)
     metrics = [m for m in METRIC_ORDER if any(m in p["metrics"] for p in points)]
     _write_csv(root / "points.csv",
-               [{"arm": p["arm"], "seed": p["seed"], "step": p["step"], "tokens": p["tokens"], "metric": m, "value": v}
-                for p in points for m, v in p["metrics"].items()],
+               [{"arm": p["arm"], "seed": p["seed"], "step": p["step"], "tokens": p["tokens"], "metric": m,
+                 "value": p["metrics"][m]} for p in points for m in METRIC_ORDER if m in p["metrics"]],
                ["arm", "seed", "step", "tokens", "metric", "value"])
 
     final: dict[tuple[str, str], Cell] = defaultdict(lambda: Cell([]))
@@ -56,7 +56,7 @@ def write_outputs(cfg: AblationConfig, plans: dict[str, Any], points: list[dict[
     table_rows = []
     for arm in arms:
         plan = plans[arm.name]
-        row: dict[str, Any] = {"arm": arm.name, "label": arm.label, "paper humaneval pass@1": arm.paper_pass_at_1,
+        row: dict[str, Any] = {"arm": arm.name, "label": arm.title, "paper humaneval pass@1": arm.paper_pass_at_1,
                                "status": plan.skipped and f"skipped: {plan.skipped}" or "trained",
                                "seeds": len({p["seed"] for p in points if p["arm"] == arm.name}),
                                "tokens": max((p["tokens"] for p in points if p["arm"] == arm.name), default=0)}
@@ -100,7 +100,7 @@ def write_outputs(cfg: AblationConfig, plans: dict[str, Any], points: list[dict[
             xs = sorted(by_step)
             if xs:
                 cells = [Cell([v for _, v in by_step[s]]) for s in xs]
-                series[f"{arm.name}: {arm.label}"] = ([by_step[s][0][0] for s in xs], [c.mean for c in cells],
+                series[f"{arm.name}: {arm.title}"] = ([by_step[s][0][0] for s in xs], [c.mean for c in cells],
                                                       [c.std for c in cells])
         png = plots.errorbar_chart(series, f"{m} (mean ± sd over {len(cfg.seeds)} seeds)", "tokens seen", m)
         (plot_dir / f"{i}-{re.sub(r'[^A-Za-z0-9]+', '_', m).strip('_')}.png").write_bytes(png)

@@ -203,7 +203,7 @@ def _run_seed(cfg: AblationConfig, plan: ArmPlan, plans: dict[str, ArmPlan], see
         start = base.folder / f"seed-{seed}" / "train" / f"step-{base.points[-1]:07d}"
         settings = settings.model_copy(update={"init_from": str(start)})
     if not _finished(train_dir, plan.points[-1]):
-        console.rule(f"ablate {plan.arm.name} ({plan.arm.label}), seed {seed}: training")
+        console.rule(f"ablate {plan.arm.name} ({plan.arm.title}), seed {seed}: training")
         launch(settings, plan.folder / "pack", train_dir, tok_path, launcher=cfg.launcher,
                nproc_per_node=cfg.nproc_per_node, extra_args=cfg.torchrun_args)
     out: list[dict[str, Any]] = []
