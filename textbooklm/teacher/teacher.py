@@ -109,7 +109,7 @@ class Teacher:
                 return  # already done by the final commit
             try:
                 self.cache.commit(self.backend.name, self.cfg.model, batch, (self.stage, self.ledger.to_dict()))
-            except BaseException as exc:
+            except Exception as exc:
                 if final or fut is None:
                     raise
                 fut.set_exception(exc)
@@ -166,11 +166,13 @@ class Teacher:
             try:
                 await asyncio.gather(feed(), self.backend.serve(queue, finish))
             finally:
-                if not self._on_own_loop():
-                    await self.backend.aclose()  # the caller's loop: leave nothing open on it
                 self.ledger.wall_s += time.monotonic() - start
-                if self.cache is not None:
-                    commit_pending(final=True)  # the ledger's wall time, and anything a cancellation left
+                try:
+                    if self.cache is not None:
+                        commit_pending(final=True)  # the ledger's wall time, and anything a cancellation left
+                finally:
+                    if not self._on_own_loop():
+                        await self.backend.aclose()  # the caller's loop: leave nothing open on it
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:
             raise TeacherError(f"{len(missing)} requests got no result (backend {self.backend.name})")
