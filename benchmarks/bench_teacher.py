@@ -48,12 +48,26 @@ def process_cpu_s(pid: int) -> float | None:
         return None
 
 
+def runqueue_wait_s(pid: int) -> float | None:
+    """Seconds a process (main thread) was runnable but waiting for a core (Linux schedstat)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def per_request_ms(before: float | None, after: float | None, n: int) -> str:
+    return "n/a" if before is None or after is None else f"{(after - before) / n * 1000:.2f}"
+
+
 def bench_http(n_requests: int, n_sequential: int) -> tuple[float, float]:
     import openai
 
     from textbooklm.teacher import Request, TeacherConfig, build_teacher
 
     os.environ["BENCH_TEACHER_KEY"] = "bench-not-a-secret"
+    load = os.getloadavg()[0]  # before the benchmark adds its own
     proc, url = start_server()
     try:
         capacity = SLOTS / LATENCY_S
@@ -67,10 +81,12 @@ def bench_http(n_requests: int, n_sequential: int) -> tuple[float, float]:
             # first SLOTS requests of the timed batch are cache hits, the others are sent.
             teacher.complete(reqs[:SLOTS], show_progress=False)
             server_cpu0, cpu0 = process_cpu_s(proc.pid), time.process_time()
+            waits0 = runqueue_wait_s(os.getpid()), runqueue_wait_s(proc.pid)
             start = time.perf_counter()
             results = teacher.complete(reqs, show_progress=False)
             elapsed = time.perf_counter() - start
             cpu, server_cpu1 = time.process_time() - cpu0, process_cpu_s(proc.pid)
+            waits1 = runqueue_wait_s(os.getpid()), runqueue_wait_s(proc.pid)
             sent = n_requests - SLOTS
             ok = sum(r.ok for r in results)
             teacher.close()
@@ -78,10 +94,10 @@ def bench_http(n_requests: int, n_sequential: int) -> tuple[float, float]:
         print(f"teacher (openai backend, {SLOTS} concurrent): {sent} requests in {elapsed:.2f} s = "
               f"{rate:,.0f} req/s = {rate / capacity:.2f} of server capacity ({capacity:,.0f} req/s); "
               f"{ok}/{n_requests} ok")
-        server_ms = "n/a" if server_cpu0 is None or server_cpu1 is None else \
-            f"{(server_cpu1 - server_cpu0) / sent * 1000:.2f}"
-        print(f"  CPU per request: client {cpu / sent * 1000:.2f} ms, server {server_ms} ms "
-              f"({os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.2f})")
+        print(f"  CPU per request: client {cpu / sent * 1000:.2f} ms, server "
+              f"{per_request_ms(server_cpu0, server_cpu1, sent)} ms; waiting for a core per request: client "
+              f"{per_request_ms(waits0[0], waits1[0], sent)} ms, server {per_request_ms(waits0[1], waits1[1], sent)} "
+              f"ms ({os.cpu_count()} cores; load average at start {load:.2f})")
 
         client = openai.OpenAI(api_key="bench-not-a-secret", base_url=url, max_retries=0)
         start = time.perf_counter()
