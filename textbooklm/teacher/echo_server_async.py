@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 from textbooklm.teacher.echo_server import Hit, ServerState, _EchoBase, _Fault, _Handler
 
 MAX_HEAD = 64 * 1024
+log = logging.getLogger(__name__)
 Completion = Callable[[ServerState, dict[str, Any], bool], dict[str, Any]]
 
 
@@ -79,10 +81,14 @@ class _Connection(asyncio.Protocol):
         self.busy = True
         close = headers.get("connection", "").lower() == "close"
         task = asyncio.get_running_loop().create_task(self.server._serve(self, parts[0], parts[1], headers, body))
-        task.add_done_callback(lambda _t: self._done(close))
+        task.add_done_callback(lambda t: self._done(t, close))
 
-    def _done(self, close: bool) -> None:
+    def _done(self, task: asyncio.Task[None], close: bool) -> None:
         self.busy = False
+        if not task.cancelled() and task.exception() is not None:  # a bug here must not hang the client
+            log.error("echo server: request failed: %r", task.exception())
+            self.reply(500, b'{"error": {"message": "echo server error"}}', close=True)
+            return
         if close and self.transport is not None:
             self.transport.close()
         self._next_request()
