@@ -106,3 +106,12 @@ def test_datasets_resolve_to_decontaminated_copies_first(small_run, tmp_path):
         resolve_tokenizer("tokenizer", run)
     assert resolve_tokenizer("tokenizer", small_run) == small_run / "tokenizer" / "tokenizer.json"
     assert isinstance(Path(resolve_tokenizer(str(small_run / "tokenizer"), run)), Path)
+
+
+def test_a_short_source_leaves_its_share_to_the_others():
+    from textbooklm.ablate.data import _equal_shares
+
+    assert _equal_shares([500, 500], 100) == [50, 50]
+    assert _equal_shares([10, 1000], 100) == [10, 90]
+    assert _equal_shares([0, 50], 100) == [0, 50]
+    assert _equal_shares([7, 7, 1000], 99) == [7, 7, 85]

@@ -86,36 +86,49 @@ def build_validation(datasets: list[tuple[str, Dataset]], tok: TextTokenizer, va
         flat = np.fromfile(out / "tokens.bin", dtype=np.dtype(meta["dtype"]))
         return ValidationSet(flat.reshape(meta["n"], seq_len + 1).astype(np.int64), meta["sources"])
     need = n_sequences * (seq_len + 1)
-    share = -(-need // max(1, len(datasets)))
-    streams: list[list[int]] = []
-    contributed: dict[str, int] = {}
-    for name, ds in datasets:
+    found: list[list[int]] = []
+    for _, ds in datasets:
         got: list[int] = []
         if ds.is_finished and ds.num_rows:
             for text in document_texts(ds):
                 if text and is_validation(text, val_fraction):
                     got.extend(tok.encode(text) + [tok.eot_id])
-                    if len(got) >= share:
+                    if len(got) >= need:
                         break
-        contributed[name] = min(len(got), share)
-        streams.append(got[:share])
-    flat_list = [t for s in streams for t in s]
-    n = len(flat_list) // (seq_len + 1)
-    if n == 0:
+        found.append(got)
+    quota = _equal_shares([len(g) for g in found], need)
+    # Whole sequences per source, interleaved so that any prefix of the set mixes every source.
+    per = [np.asarray(g[: q // (seq_len + 1) * (seq_len + 1)], np.int64).reshape(-1, seq_len + 1)
+           for g, q in zip(found, quota, strict=True)]
+    order = [(k, p[i]) for i in range(max(len(p) for p in per)) for k, p in enumerate(per) if i < len(p)]
+    order = order[:n_sequences]
+    if not order:
         names = ", ".join(n for n, _ in datasets)
         raise ValueError(f"shared validation set: no held-out documents in {names} at val_fraction {val_fraction} "
                          f"(need at least {seq_len + 1} tokens); raise ablate.val_fraction or add datasets")
-    n = min(n, n_sequences)
-    # Interleave the datasets' sequences so a prefix of the set still mixes every source.
-    per = [np.asarray(s[: (len(s) // (seq_len + 1)) * (seq_len + 1)], np.int64).reshape(-1, seq_len + 1)
-           for s in streams]
-    rows = [p[i] for i in range(max(len(p) for p in per)) for p in per if i < len(p)]
-    tokens = np.stack(rows[:n])
+    tokens = np.stack([row for _, row in order])
+    n = len(tokens)
+    contributed = {name: sum(seq_len + 1 for k, _ in order if k == i) for i, (name, _) in enumerate(datasets)}
     out.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(tok.vocab_size)
     tokens.astype(dtype).tofile(out / "tokens.bin")
     atomic_write_json(meta_path, {"n": n, "seq_len": seq_len, "dtype": dtype.name, "sources": contributed})
     return ValidationSet(tokens, contributed)
+
+
+def _equal_shares(available: list[int], need: int) -> list[int]:
+    """Split ``need`` tokens equally over the sources; what a short source lacks goes to the others."""
+    quota = [0] * len(available)
+    left, open_ = need, [i for i, a in enumerate(available) if a > 0]
+    while left > 0 and open_:
+        share = max(1, left // len(open_))
+        for i in list(open_):
+            take = min(share, available[i] - quota[i], left)
+            quota[i] += take
+            left -= take
+            if quota[i] >= available[i]:
+                open_.remove(i)
+    return quota
 
 
 def heldout_exercises(ds: Dataset | None, holdout_fraction: float) -> list[Problem]:
