@@ -7,7 +7,7 @@
   never sent again (identical requests inside one batch are sent once). Results that finish in the
   same event-loop turn share one transaction (a group commit), so a kill -9 can cost at most the
   requests that were in flight or finished-but-uncommitted, together never more than ``concurrency``
-  (each worker holds one or the other, not both);
+  (each worker holds one or the other, not both; budget refusals are not cached and cost nothing);
 - the stage's spend never passes ``budget_usd`` / ``budget_tokens``; past that point the remaining
   requests fail with reason ``budget`` and the summary says the stage stopped at its budget.
 
@@ -90,38 +90,19 @@ class Teacher:
         queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.backend.queue_size)
         finished: set[str] = set()
 
-        loop = asyncio.get_running_loop()
-        pending: list[tuple[Request, Result]] = []  # finished since the last commit
-        committed: asyncio.Future[None] | None = None  # resolved by the next group commit
+        pending: list[tuple[Request, Result]] = []  # finished, not committed yet
 
-        def commit_pending(final: bool = False) -> None:
-            """One transaction for every result stored since the last commit, plus the ledger.
-
-            Scheduled with call_soon by the first result of a turn; ``final`` (the end of the batch,
-            normal or not) also saves the ledger alone and raises a failed commit instead of handing
-            it to the waiting workers.
-            """
-            nonlocal committed
-            batch, fut = pending[:], committed
-            pending.clear()
-            committed = None
-            if fut is None and not final:
-                return  # already done by the final commit
-            try:
-                self.cache.commit(self.backend.name, self.cfg.model, batch, (self.stage, self.ledger.to_dict()))
-            except Exception as exc:
-                if final or fut is None:
-                    raise
-                fut.set_exception(exc)
+        def commit_pending(ledger_only: bool = False) -> None:
+            """One transaction for every result finished since the last commit, plus the ledger."""
+            if self.cache is None or (not pending and not ledger_only):
                 return
-            if fut is not None and not fut.done():
-                fut.set_result(None)
+            batch = pending[:]
+            self.cache.commit(self.backend.name, self.cfg.model, batch, (self.stage, self.ledger.to_dict()))
+            del pending[: len(batch)]  # only once committed: a failed commit is tried again
 
         with progress_bar(f"teacher {self.cfg.model} [{self.stage}]", len(slots), len(hits)) as advance:
 
-            def store(job: Job, result: Result) -> asyncio.Future[None] | None:
-                """Record a result; the returned future resolves once it is committed (None: no cache)."""
-                nonlocal committed
+            def store(job: Job, result: Result) -> None:
                 if job.key in finished:  # a backend bug must not double-count or overwrite
                     raise TeacherError(f"backend finished request {job.key[:12]} twice")
                 finished.add(job.key)
@@ -130,20 +111,21 @@ class Teacher:
                     results[i] = dataclasses.replace(result)
                 if show_progress:
                     advance(1)
-                if self.cache is None:
-                    return None
-                pending.append((job.request, result))
-                if committed is None:
-                    committed = loop.create_future()
-                    loop.call_soon(commit_pending)
-                return committed
+                if self.cache is not None:
+                    pending.append((job.request, result))
 
             async def finish(job: Job, result: Result) -> None:
-                # The worker waits for the commit before it takes another job: what a kill -9 can
-                # cost stays within one request per worker.
-                done = store(job, result)
-                if done is not None:
-                    await done
+                """Group commit: store, yield once, then commit whatever is pending, then go on.
+
+                The yield lets every other reply that arrived in this event-loop turn be stored too;
+                the first worker back commits them all in one transaction, the others find nothing
+                left. A worker never sends its next request before its own result is committed, so
+                a kill -9 costs at most one request per worker (in flight, or finished this turn).
+                """
+                store(job, result)
+                if self.cache is not None:
+                    await asyncio.sleep(0)
+                    commit_pending()
                 await gate.settle(job.reservation)
 
             async def feed() -> None:
@@ -154,9 +136,7 @@ class Teacher:
                             bound = self.backend.input_token_bound(job.request)
                             reservation = await gate.admit(bound, job.request.max_tokens)
                         if reservation is None:
-                            done = store(job, Result(key=job.key, error=f"{REASON_BUDGET}: {self._budget_text()}"))
-                            if done is not None:
-                                await done
+                            store(job, Result(key=job.key, error=f"{REASON_BUDGET}: {self._budget_text()}"))
                             continue
                         job.reservation = reservation
                         await queue.put(job)
@@ -168,8 +148,7 @@ class Teacher:
             finally:
                 self.ledger.wall_s += time.monotonic() - start
                 try:
-                    if self.cache is not None:
-                        commit_pending(final=True)  # the ledger's wall time, and anything a cancellation left
+                    commit_pending(ledger_only=True)  # the ledger's wall time, and anything a cancellation left
                 finally:
                     if not self._on_own_loop():
                         await self.backend.aclose()  # the caller's loop: leave nothing open on it
