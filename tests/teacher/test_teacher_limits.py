@@ -66,6 +66,15 @@ def test_retry_after_pauses_every_worker(server, make_cfg, tmp_path):
     assert hits[1].t - hits[0].t >= 0.49
 
 
+def test_server_error_with_retry_after_waits(server, make_cfg, tmp_path):
+    server.inject("500", count=1, retry_after=0.3)
+    teacher = build_teacher(make_cfg(), tmp_path)
+    res = teacher.complete([ask("5xx")], show_progress=False)
+    assert res[0].ok and res[0].retries == {"server_error": 1}
+    hits = server.hits
+    assert hits[1].t - hits[0].t >= 0.29, "a 5xx's retry-after was not honoured"
+
+
 def test_header_parsing():
     assert parse_duration("6m0s") == 360 and parse_duration("20ms") == pytest.approx(0.02)
     assert parse_duration("1.5") == 1.5 and parse_duration("soon") is None

@@ -60,7 +60,7 @@ class _Fault:
     kind: str
     remaining: int
     match: str | None
-    retry_after: float
+    retry_after: float | None  # seconds in a retry-after header (429: 1 when unset; 500: none)
 
 
 @dataclass
@@ -73,6 +73,13 @@ class ServerState:
     faults: list[_Fault] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     slots: threading.BoundedSemaphore | None = None
+
+
+def retry_header(fault: _Fault | None, default: str | None) -> dict[str, str]:
+    """The retry-after header a 429/500 fault answers with (none when neither says)."""
+    if fault is not None and fault.retry_after is not None:
+        return {"retry-after": f"{fault.retry_after:g}"}
+    return {} if default is None else {"retry-after": default}
 
 
 def _words(text: str) -> int:
@@ -144,11 +151,10 @@ class _Handler(BaseHTTPRequestHandler):
         if state.latency_s:
             time.sleep(state.latency_s)
         if kind == "429":
-            ra = f"{fault.retry_after:g}" if fault else "1"
-            self._send(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}', {"retry-after": ra})
+            self._send(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}', retry_header(fault, "1"))
             return
         if kind == "500":
-            self._send(500, b'{"error": {"message": "internal error"}}')
+            self._send(500, b'{"error": {"message": "internal error"}}', retry_header(fault, None))
             return
         if kind == "malformed":
             self._send(200, b'{"id": "x", "choices": [{"message": {"content": "trunc')
@@ -215,7 +221,9 @@ class _EchoBase:
     def stop(self) -> None:
         raise NotImplementedError
 
-    def inject(self, kind: str, count: int = 1, match: str | None = None, retry_after: float = 1.0) -> None:
+    def inject(
+        self, kind: str, count: int = 1, match: str | None = None, retry_after: float | None = None
+    ) -> None:
         """Make the next ``count`` requests (whose last message contains ``match``) fail as ``kind``."""
         if kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULTS}")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from textbooklm.teacher.echo_server import Hit, ServerState, _EchoBase, _Fault, _Handler
+from textbooklm.teacher.echo_server import Hit, ServerState, _EchoBase, _Fault, _Handler, retry_header
 
 MAX_HEAD = 64 * 1024
 log = logging.getLogger(__name__)
@@ -205,10 +205,9 @@ class AsyncEchoServer(_EchoBase):
         if state.latency_s:
             await asyncio.sleep(state.latency_s)
         if kind == "429":
-            ra = f"{fault.retry_after:g}" if fault else "1"
-            conn.reply(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}', {"retry-after": ra})
+            conn.reply(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}', retry_header(fault, "1"))
         elif kind == "500":
-            conn.reply(500, b'{"error": {"message": "internal error"}}')
+            conn.reply(500, b'{"error": {"message": "internal error"}}', retry_header(fault, None))
         elif kind == "malformed":
             conn.reply(200, b'{"id": "x", "choices": [{"message": {"content": "trunc')
         else:

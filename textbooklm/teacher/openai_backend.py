@@ -17,6 +17,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -86,6 +88,59 @@ def _dropped_not_timed_out(exc: BaseException) -> bool:
 
 class MalformedReply(ValueError):
     """The server answered 200 but not with a usable chat completion."""
+
+
+@dataclass
+class Outcome:
+    """How one HTTP attempt went, as plain data (it may cross a process boundary as JSON).
+
+    ``reason is None``: a 200 whose body parsed as JSON (``body``); otherwise a failure category
+    (``REASON_*``), ``final`` when retrying cannot help. ``wait_s``: the server's retry-after;
+    ``pause``: seconds until an exhausted x-ratelimit window resets.
+    """
+
+    body: Any = None
+    reason: str | None = None
+    detail: str = ""
+    final: bool = False
+    wait_s: float | None = None
+    pause: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"body": self.body, "reason": self.reason, "detail": self.detail, "final": self.final,
+                "wait_s": self.wait_s, "pause": self.pause}
+
+
+Send = Callable[[dict[str, Any]], Awaitable[Outcome]]
+
+
+async def attempt_once(client: openai.AsyncOpenAI, body: dict[str, Any], timeout_s: float) -> Outcome:
+    """One chat-completions request through the SDK, classified; never raises for HTTP trouble."""
+    try:
+        # client.post (the SDK's documented raw call) skips the SDK's typed-params transform and
+        # model construction, which cost more CPU than the HTTP exchange itself.
+        raw = await client.post("/chat/completions", body=body, cast_to=_http.Response)
+        pause = exhausted_for_s(raw.headers)
+        try:
+            return Outcome(body=json.loads(raw.content), pause=pause)
+        except ValueError as exc:
+            return Outcome(reason=REASON_MALFORMED, detail=f"reply is not JSON ({exc})", pause=pause)
+    except openai.RateLimitError as exc:
+        return Outcome(reason=REASON_RATE_LIMITED, detail="HTTP 429", wait_s=retry_after_s(exc.response.headers))
+    except openai.APITimeoutError as exc:
+        if _dropped_not_timed_out(exc):
+            return Outcome(reason=REASON_CONNECTION, detail="connection failed (dropped by the server)")
+        return Outcome(reason=REASON_TIMEOUT, detail=f"no reply within {timeout_s:g} s")
+    except openai.APIConnectionError as exc:
+        return Outcome(reason=REASON_CONNECTION, detail=f"connection failed ({type(exc.__cause__).__name__})")
+    except openai.APIStatusError as exc:
+        status = exc.status_code
+        if status >= 500 or status in (408, 409):
+            return Outcome(reason=REASON_SERVER, detail=f"HTTP {status}", wait_s=retry_after_s(exc.response.headers))
+        return Outcome(reason=REASON_CLIENT, detail=f"HTTP {status}", final=True)
+    except Exception as exc:  # a bug or an SDK surprise must still end the request with a reason
+        log.exception("teacher request: unexpected error")
+        return Outcome(reason=REASON_CLIENT, detail=type(exc).__name__, final=True)
 
 
 def choice_probs_from_top(top: list[tuple[str, float]], choices: tuple[str, ...]) -> list[float] | None:
@@ -165,13 +220,16 @@ class OpenAIBackend:
     async def serve(self, queue: asyncio.Queue[Job | None], finish: Finish) -> None:
         client = await self._client_here()
 
+        async def send(body: dict[str, Any]) -> Outcome:
+            return await attempt_once(client, body, self.cfg.timeout_s)
+
         async def worker() -> None:
             while True:
                 job = await queue.get()
                 if job is None:
                     await queue.put(None)  # let the other workers see the end too
                     return
-                await finish(job, await self._complete(client, job))
+                await finish(job, await self._complete(send, job))
 
         await asyncio.gather(*(worker() for _ in range(self.cfg.concurrency)))
 
@@ -202,7 +260,12 @@ class OpenAIBackend:
         ceiling = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2 ** (attempt - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
-    async def _complete(self, client: openai.AsyncOpenAI, job: Job) -> Result:
+    async def _complete(self, send: Send, job: Job) -> Result:
+        """Attempts until one succeeds, fails for good, or the retries run out; policy lives here.
+
+        ``send`` performs ONE attempt (in this process, or in a client worker process) and says
+        how it went; rate limits, retries, backoff and the verdict are decided here, once.
+        """
         request = job.request
         retries: dict[str, int] = {}
         start = time.monotonic()
@@ -210,56 +273,35 @@ class OpenAIBackend:
         while True:
             attempt += 1
             await self.limiter.acquire(self._rate_tokens(request))
-            wait_hint: float | None = None
-            try:
-                # client.post (the SDK's documented raw call) skips the SDK's typed-params transform
-                # and model construction, which cost more CPU than the HTTP exchange itself.
-                raw = await client.post("/chat/completions", body=self._kwargs(request), cast_to=_http.Response)
-                pause = exhausted_for_s(raw.headers)
-                if pause:
-                    self.limiter.pause(pause)
+            out = await send(self._kwargs(request))
+            if out.pause:
+                self.limiter.pause(out.pause)
+            reason, detail = out.reason, out.detail
+            if reason is None:
                 try:
-                    body = json.loads(raw.content)
-                except ValueError as exc:
-                    raise MalformedReply(f"reply is not JSON ({exc.msg})") from None
-                result = self._to_result(job.key, request, body)
-                result.latency_s = time.monotonic() - start
-                result.attempts = attempt
-                result.retries = retries
-                return result
-            except openai.RateLimitError as exc:
-                reason, detail = REASON_RATE_LIMITED, "HTTP 429"
-                wait_hint = retry_after_s(exc.response.headers)
-                if wait_hint is not None:
-                    self.limiter.pause(wait_hint)
-            except openai.APITimeoutError as exc:
-                if _dropped_not_timed_out(exc):
-                    reason, detail = REASON_CONNECTION, "connection failed (dropped by the server)"
+                    result = self._to_result(job.key, request, out.body)
+                except MalformedReply as exc:
+                    reason, detail = REASON_MALFORMED, str(exc)
                 else:
-                    reason, detail = REASON_TIMEOUT, f"no reply within {self.cfg.timeout_s:g} s"
-            except openai.APIConnectionError as exc:
-                reason, detail = REASON_CONNECTION, f"connection failed ({type(exc.__cause__).__name__})"
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                if status >= 500 or status in (408, 409):
-                    reason, detail = REASON_SERVER, f"HTTP {status}"
-                    wait_hint = retry_after_s(exc.response.headers)
-                else:
-                    return self._failed(job, f"{REASON_CLIENT}: HTTP {status}", attempt, retries, start)
-            except MalformedReply as exc:
-                reason, detail = REASON_MALFORMED, str(exc)
-            except Exception as exc:  # a bug or an SDK surprise must still end the request with a reason
-                log.exception("teacher request %s: unexpected error", job.key[:12])
-                return self._failed(job, f"{REASON_CLIENT}: {type(exc).__name__}", attempt, retries, start)
+                    result.latency_s = time.monotonic() - start
+                    result.attempts = attempt
+                    result.retries = retries
+                    return result
+            if out.final:  # a client error (4xx, or a bug): retrying cannot help
+                return self._failed(job, f"{reason}: {detail}", attempt, retries, start)
+            if reason == REASON_RATE_LIMITED and out.wait_s is not None:
+                self.limiter.pause(out.wait_s)  # the limit is shared: every worker waits
             retries[reason] = retries.get(reason, 0) + 1
             log.info("teacher request %s: %s (attempt %d)", job.key[:12], detail, attempt)
             if attempt > self.cfg.max_retries:
                 return self._failed(
                     job, f"{reason}: {detail}, after {attempt} attempts", attempt, retries, start
                 )
-            if wait_hint is None:
+            if out.wait_s is None:
                 await asyncio.sleep(self._backoff(attempt))
-            # with a retry-after the limiter already holds every worker for that long
+            elif reason != REASON_RATE_LIMITED:
+                await asyncio.sleep(out.wait_s)  # a 5xx with retry-after: this request waits
+            # after a 429 with retry-after the limiter holds every worker for that long
 
     @staticmethod
     def _failed(job: Job, error: str, attempt: int, retries: dict[str, int], start: float) -> Result:
