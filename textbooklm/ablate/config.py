@@ -67,7 +67,7 @@ class AblationEvalConfig(StrictModel):
 
     val_sequences: int = Field(
         64, ge=1, description="Sequences of the shared held-out set scored for the validation loss.")
-    humaneval: bool = Field(True, description="HumanEval pass@1 / pass@10 (bundled problems).")
+    humaneval: bool = Field(True, description="Sample HumanEval pass@1 / pass@10 (canonical NLL: always).")
     humaneval_limit: int | None = Field(None, ge=1, description="Only the first N HumanEval problems.")
     pass_at_every_point: bool = Field(
         False, description="Sample pass@k at every curve point (costly); otherwise only at the end of training.")

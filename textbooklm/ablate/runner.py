@@ -118,7 +118,8 @@ def run_ablation(cfg: AblationConfig, run_dir: Path, workers: int | None = None)
                            root / "validation" / _hash(val_def))
     summary_line(f"ablate: shared validation set of {val.n_sequences} x {T} tokens from "
                  + ", ".join(f"{k} {v:,}" for k, v in val.sources.items()))
-    humaneval = load_problems("humaneval")[: cfg.eval.humaneval_limit] if cfg.eval.humaneval else []
+    # Always the yardstick for the canonical-solution NLL; `eval.humaneval` switches the sampled pass@k.
+    humaneval = load_problems("humaneval")[: cfg.eval.humaneval_limit]
     try:
         ex_ds = resolve_dataset(cfg.eval.exercises, run_dir, "ablate.eval.exercises")
     except FileNotFoundError:
