@@ -8,9 +8,9 @@ results. Jobs arrive on an asyncio queue (``None`` ends it) and each result is h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from textbooklm.teacher.types import Request, Result
 
@@ -50,3 +50,19 @@ class Backend(Protocol):
 
 class TeacherError(RuntimeError):
     """A teacher that cannot be used (missing key, no such model, server without logprobs...)."""
+
+
+async def run_all(*coroutines: Coroutine[Any, Any, Any]) -> None:
+    """Run coroutines to the end; if one fails, cancel the others and wait for them, then raise.
+
+    Why not plain gather: it leaves the siblings of a failed task running, and the teacher's event
+    loop outlives a batch, so they would linger (holding connections) until the teacher is closed.
+    """
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -23,8 +23,9 @@ from typing import Any
 
 import openai
 
-from textbooklm.teacher.backend import Finish, Job, TeacherError
+from textbooklm.teacher.backend import Finish, Job, TeacherError, run_all
 from textbooklm.teacher.config import TeacherConfig
+from textbooklm.teacher.http_workers import WorkerPool
 from textbooklm.teacher.ratelimit import RateLimiter, exhausted_for_s, retry_after_s
 from textbooklm.teacher.types import (
     REASON_CLIENT,
@@ -183,6 +184,8 @@ class OpenAIBackend:
         self.limiter = RateLimiter(cfg.rpm, cfg.tpm, cfg.rate_burst_s)
         self._client: openai.AsyncOpenAI | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._pool: WorkerPool | None = None
+        self._pool_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend(model={self.model!r}, base_url={self.cfg.base_url!r})"
@@ -217,11 +220,30 @@ class OpenAIBackend:
             self._client_loop = loop
         return self._client
 
-    async def serve(self, queue: asyncio.Queue[Job | None], finish: Finish) -> None:
-        client = await self._client_here()
+    async def _pool_here(self) -> WorkerPool:
+        """The client worker processes of the running loop (``processes > 1``), started once."""
+        loop = asyncio.get_running_loop()
+        if self._pool is not None and self._pool_loop is not loop:
+            await self.aclose()
+        if self._pool is None:
+            pool = WorkerPool(self.cfg)
+            try:
+                await pool.start()
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool, self._pool_loop = pool, loop
+        return self._pool
 
-        async def send(body: dict[str, Any]) -> Outcome:
-            return await attempt_once(client, body, self.cfg.timeout_s)
+    async def serve(self, queue: asyncio.Queue[Job | None], finish: Finish) -> None:
+        send: Send
+        if self.cfg.processes > 1:
+            send = (await self._pool_here()).attempt
+        else:
+            client = await self._client_here()
+
+            async def send(body: dict[str, Any]) -> Outcome:
+                return await attempt_once(client, body, self.cfg.timeout_s)
 
         async def worker() -> None:
             while True:
@@ -231,7 +253,7 @@ class OpenAIBackend:
                     return
                 await finish(job, await self._complete(send, job))
 
-        await asyncio.gather(*(worker() for _ in range(self.cfg.concurrency)))
+        await run_all(*(worker() for _ in range(self.cfg.concurrency)))
 
     def _kwargs(self, request: Request) -> dict[str, Any]:
         kw: dict[str, Any] = {
@@ -355,6 +377,13 @@ class OpenAIBackend:
         return result
 
     async def aclose(self) -> None:
+        pool, pool_loop = self._pool, self._pool_loop
+        self._pool = self._pool_loop = None
+        if pool is not None:
+            if pool_loop is asyncio.get_running_loop():
+                await pool.close()
+            else:
+                pool.abandon()
         client, loop = self._client, self._client_loop
         self._client = self._client_loop = None
         if client is None:

@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 
 from textbooklm.progress import progress_bar
-from textbooklm.teacher.backend import Backend, Job, TeacherError
+from textbooklm.teacher.backend import Backend, Job, TeacherError, run_all
 from textbooklm.teacher.cache import RequestCache
 from textbooklm.teacher.config import TeacherConfig
 from textbooklm.teacher.ledger import BudgetGate, LedgerEntry
@@ -144,7 +144,7 @@ class Teacher:
                     await queue.put(None)
 
             try:
-                await asyncio.gather(feed(), self.backend.serve(queue, finish))
+                await run_all(feed(), self.backend.serve(queue, finish))
             finally:
                 self.ledger.wall_s += time.monotonic() - start
                 try:
