@@ -1,15 +1,23 @@
 """Benchmark: embed + classify the standard library, batched (the filter stage's path) vs one record at a time.
 
-Both sides use the same saved classifier and the same embedder in the same process on the same texts:
+Both sides use the same saved classifier and the same embedder weights in the same process on the same texts:
 
-* stage: :func:`textbooklm.quality.filter_stage.score_texts` shard by shard (batches of 64);
-* anchor: a per-record loop, ``embed([text])`` then ``score`` for each record, the way a naive filter
-  (or an LLM-judge-style loop) would run it.
+* stage: :func:`textbooklm.quality.filter_stage.score_texts` shard by shard, as a filter worker runs it
+  (length-sorted batches, in the precision saved with the classifier: ``auto`` is bf16 on a CPU with
+  AVX512-BF16, else float32);
+* anchor: the plain float32 per-record loop, ``embed([text])`` then ``score`` for each record, the way a
+  naive filter (or an LLM-judge-style loop) would run it;
+* also timed, to show where the gain comes from: the stage's batches in float32.
+
+The sides are timed shard by shard in turn (anchor, float32 batches, stage), so a change in the load of a
+shared machine hits all of them alike; the load average is printed. The stage's keep/drop decisions are
+compared with the anchor's on every record, and the held-out F1 is recomputed from each side's scores.
+Nothing is reused from the classify stage: every record is embedded and scored by every side.
 
 Without ``--run`` it first builds a run in a temp folder: corpus (stdlib) -> heuristic judge -> classify
-(MiniLM + random forest). Prints each side's rate, the held-out F1, then the ratio LAST.
+(MiniLM + random forest, default config). Prints each side's rate, F1 and agreement, then the ratio LAST.
 
-    python benchmarks/bench_filter.py [--run RUN_DIR] [--limit N]
+    python benchmarks/bench_filter.py [--run RUN_DIR] [--limit N] [--precision fp32|bf16|auto]
 """
 
 from __future__ import annotations
@@ -35,15 +43,33 @@ def build_run(run_dir: Path) -> None:
     run_pipeline(parse_config(raw), run_dir)
 
 
+def held_out_f1(run_dir: Path, ids: list[str], scores, cut: float) -> float:
+    """F1 on the classify stage's held-out records, from scores of the whole corpus."""
+    from sklearn.metrics import f1_score
+
+    from textbooklm.store import Dataset
+
+    rows = [r for r in Dataset(run_dir / "classify").to_table(columns=["id", "split", "label"]).to_pylist()
+            if r["split"] == "test"]
+    where = {rid: i for i, rid in enumerate(ids)}
+    rows = [r for r in rows if r["id"] in where]
+    pred = [int(scores[where[r["id"]]] >= cut) for r in rows]
+    return float(f1_score([r["label"] for r in rows], pred, zero_division=0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a run folder with finished corpus and classify stages")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N records (0 = all)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="the filter stage's default")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                        help="the stage side's embedding precision (default: the one saved with the classifier)")
     args = parser.parse_args()
 
+    import numpy as np
     import pyarrow.parquet as pq
 
+    from textbooklm.embeddings import load_embedder, resolve_precision
     from textbooklm.quality.classifier import QualityClassifier
     from textbooklm.quality.classify_stage import embed_texts
     from textbooklm.quality.filter_stage import score_texts
@@ -57,36 +83,68 @@ def main() -> None:
         print("building corpus -> judge -> classify in", run_dir, file=sys.stderr)
         build_run(run_dir)
     clf = QualityClassifier.load(run_dir / "classify" / "model")
+    if args.precision:
+        clf.precision = args.precision
+    fp32 = QualityClassifier.load(run_dir / "classify" / "model")
+    fp32.precision = "fp32"
     corpus = Dataset(run_dir / "corpus")
-    shards = [[t or "" for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()]
-              for p in corpus.shards()]
-    texts = [t for s in shards for t in s]
+    shards = []
+    for p in corpus.shards():
+        table = pq.read_table(p, columns=["id", "text"])
+        shards.append((table.column("id").to_pylist(), [t or "" for t in table.column("text").to_pylist()]))
     if args.limit:
-        texts, shards = texts[: args.limit], [texts[: args.limit]]
+        ids = [i for s in shards for i in s[0]][: args.limit]
+        texts = [t for s in shards for t in s[1]][: args.limit]
+        shards = [(ids[i : i + 200], texts[i : i + 200]) for i in range(0, len(ids), 200)]
+    ids = [i for s in shards for i in s[0]]
+    texts = [t for s in shards for t in s[1]]
     n = len(texts)
 
-    embed_texts(clf.embedder, texts[:8], clf.max_chars, 8)  # load the model outside the timings
+    # Load both models outside the timings (a filter worker loads its model once, see the README).
+    for c in (clf, fp32):
+        embed_texts(c.embedder, texts[:8], c.max_chars, 8, precision=c.precision)
+    embedder = load_embedder(clf.embedder, "fp32")
+    tokens = getattr(embedder, "tokenize", None)
+    n_tokens = sum(len(x) for x in tokens([t[: clf.max_chars] for t in texts])["input_ids"]) if tokens else 0
 
-    t0 = time.perf_counter()
-    batched = [score_texts(clf, s, args.batch_size) for s in shards]
-    stage_s = time.perf_counter() - t0
+    load_before = os.getloadavg()
+    times = {"loop": 0.0, "fp32": 0.0, "stage": 0.0}
+    looped, batched32, staged = [], [], []
+    for _, shard in shards:  # in turn, shard by shard: a load change hits every side alike
+        t0 = time.perf_counter()
+        looped += [float(fp32.score(embed_texts(fp32.embedder, [t], fp32.max_chars, 1))[0]) for t in shard]
+        t1 = time.perf_counter()
+        batched32.append(score_texts(fp32, shard, args.batch_size))
+        t2 = time.perf_counter()
+        staged.append(score_texts(clf, shard, args.batch_size))
+        t3 = time.perf_counter()
+        times["loop"] += t1 - t0
+        times["fp32"] += t2 - t1
+        times["stage"] += t3 - t2
+    load_after = os.getloadavg()
 
-    t0 = time.perf_counter()
-    looped = [float(clf.score(embed_texts(clf.embedder, [t], clf.max_chars, 1))[0]) for t in texts]
-    loop_s = time.perf_counter() - t0
-
-    import numpy as np
-
-    batched_all = np.concatenate(batched)
-    agree = float(np.mean((batched_all >= clf.cut) == (np.asarray(looped) >= clf.cut)))
+    anchor = np.asarray(looped)
+    stage = np.concatenate(staged)
+    agree = float(np.mean((stage >= clf.cut) == (anchor >= clf.cut)))
+    agree32 = float(np.mean((np.concatenate(batched32) >= clf.cut) == (anchor >= clf.cut)))
     metrics = json.loads((run_dir / "classify" / "metrics.json").read_text())
+    precision = resolve_precision(clf.precision)
+    tok = f", {n_tokens / n:.0f} tokens/record embedded" if n_tokens else ""
+    print(f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min); {os.cpu_count()} cores, "
+          f"{n} records{tok}, max_chars {clf.max_chars}")
+    print(f"per-record loop (fp32): {n / times['loop']:.1f} records/s ({times['loop']:.1f} s)")
+    print(f"batched fp32 (batches of {args.batch_size}): {n / times['fp32']:.1f} records/s ({times['fp32']:.1f} s, "
+          f"{times['loop'] / times['fp32']:.2f}x; same decision on {agree32:.1%})")
+    print(f"filter stage ({precision}, batches of {args.batch_size}): {n / times['stage']:.1f} records/s "
+          f"({times['stage']:.1f} s, {n_tokens / times['stage']:.0f} tokens/s)")
     f1 = metrics["heads"][clf.kind]["test"]["f1"]
-    print(f"per-record loop: {n / loop_s:.1f} records/s ({n} records, {loop_s:.1f} s)")
-    print(f"filter stage (batches of {args.batch_size}): {n / stage_s:.1f} records/s ({stage_s:.1f} s)")
-    print(f"held-out F1 ({clf.kind} on {clf.embedder}, {metrics['n_test']} records): {f1:.3f}; "
-          f"same keep/drop decision on {agree:.1%} of records")
-    print(f"filter: {loop_s / stage_s:.1f}x per-record loop ({n} stdlib records, embed {clf.embedder} + "
-          f"{clf.kind}, {os.cpu_count()} cores)")
+    print(f"held-out F1 ({clf.kind} on {clf.embedder}, {metrics['n_test']} records): {f1:.3f} in classify; "
+          f"from these scores: stage {held_out_f1(run_dir, ids, stage, clf.cut):.3f}, "
+          f"per-record loop {held_out_f1(run_dir, ids, anchor, clf.cut):.3f}; stage and loop take the same keep/drop "
+          f"decision on {agree:.2%} of records ({int(round((1 - agree) * n))} differ; max |score diff| "
+          f"{np.abs(stage - anchor).max():.3f})")
+    print(f"filter: {times['loop'] / times['stage']:.1f}x per-record loop ({n} stdlib records, embed {clf.embedder} "
+          f"{precision} + {clf.kind} vs fp32 one at a time, {os.cpu_count()} cores, load {load_before[0]:.1f})")
     if tmp is not None:
         tmp.cleanup()
 

@@ -37,7 +37,7 @@ def test_head_beats_constant_baseline_and_round_trips(tmp_path, kind):
     tr, te = np.arange(240), np.arange(240, 300)
     forest, coef, intercept, cut = train_head(kind, x[tr], y[tr], s[tr], label_cut=0.5, seed=0, n_estimators=30)
     clf = QualityClassifier(kind=kind, embedder="hashing", max_chars=100, cut=cut, forest=forest, coef=coef,
-                            intercept=intercept, info={"metrics": {"f1": 1.0}})
+                            intercept=intercept, precision="bf16", info={"metrics": {"f1": 1.0}})
     m = metrics(y[te], clf.score(x[te]), cut)
     base = constant_baseline(y[tr], y[te])
     assert base["predicts"] == 0 and base["f1"] == 0.0
@@ -46,6 +46,7 @@ def test_head_beats_constant_baseline_and_round_trips(tmp_path, kind):
     clf.save(tmp_path / "model")
     loaded = QualityClassifier.load(tmp_path / "model")
     assert loaded.kind == kind and loaded.cut == cut and loaded.info["metrics"] == {"f1": 1.0}
+    assert loaded.precision == "bf16"  # the filter embeds in the precision the classifier was trained on
     assert np.array_equal(loaded.score(x), clf.score(x))
     with np.load(tmp_path / "model" / "classifier.npz", allow_pickle=False) as z:  # plain arrays only
         assert all(z[k].dtype != object for k in z.files)
@@ -67,3 +68,16 @@ def test_load_errors(tmp_path):
     (tmp_path / "classifier.json").write_text('{"format": "other"}')
     with pytest.raises(ValueError, match="format"):
         QualityClassifier.load(tmp_path)
+
+
+def test_classifier_saved_before_precision_existed_loads_as_fp32(tmp_path):
+    import json
+
+    x, y, s = separable()
+    forest, coef, intercept, cut = train_head("ridge", x, y, s, label_cut=0.5, seed=0)
+    QualityClassifier(kind="ridge", embedder="hashing", max_chars=100, cut=cut, coef=coef,
+                      intercept=intercept).save(tmp_path)
+    meta = json.loads((tmp_path / "classifier.json").read_text())
+    del meta["precision"]
+    (tmp_path / "classifier.json").write_text(json.dumps(meta))
+    assert QualityClassifier.load(tmp_path).precision == "fp32"

@@ -92,6 +92,7 @@ class QualityClassifier:
     embedder: str
     max_chars: int
     cut: float
+    precision: str = "fp32"  # the embedder's: auto | fp32 | bf16 (files from before it existed: fp32)
     forest: ForestArrays | None = None
     coef: np.ndarray | None = None
     intercept: float = 0.0
@@ -122,7 +123,7 @@ class QualityClassifier:
         np.savez_compressed(buf, **arrays)
         atomic_write_bytes(folder / "classifier.npz", buf.getvalue())
         meta = {"format": FORMAT, "kind": self.kind, "embedder": self.embedder, "max_chars": self.max_chars,
-                "cut": self.cut, "intercept": self.intercept,
+                "precision": self.precision, "cut": self.cut, "intercept": self.intercept,
                 "depth": self.forest.depth if self.forest is not None else None, **self.info}
         atomic_write_json(folder / "classifier.json", meta)
 
@@ -142,10 +143,10 @@ class QualityClassifier:
             forest = ForestArrays(arrays["left"], arrays["right"], arrays["feature"], arrays["threshold"],
                                   arrays["value"], arrays["roots"], int(meta["depth"]))
         info = {k: v for k, v in meta.items()
-                if k not in ("format", "kind", "embedder", "max_chars", "cut", "intercept", "depth")}
+                if k not in ("format", "kind", "embedder", "max_chars", "precision", "cut", "intercept", "depth")}
         return cls(kind=meta["kind"], embedder=meta["embedder"], max_chars=int(meta["max_chars"]),
-                   cut=float(meta["cut"]), forest=forest, coef=arrays.get("coef"),
-                   intercept=float(meta["intercept"]), info=info)
+                   precision=str(meta.get("precision", "fp32")), cut=float(meta["cut"]), forest=forest,
+                   coef=arrays.get("coef"), intercept=float(meta["intercept"]), info=info)
 
 
 # -- training ------------------------------------------------------------------------------------

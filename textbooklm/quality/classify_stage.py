@@ -46,15 +46,16 @@ PRED_SCHEMA = pa.schema([
 
 
 def embed_texts(
-    spec: str, texts: list[str], max_chars: int, batch_size: int, progress: str | None = None
+    spec: str, texts: list[str], max_chars: int, batch_size: int, progress: str | None = None,
+    precision: str = "fp32",
 ) -> np.ndarray:
-    """Embeddings of the heads of ``texts`` (the same cut at training and at filtering time).
+    """Embeddings of the heads of ``texts`` (the same cut and precision at training and at filtering time).
 
     With ``progress`` (a bar label), embeds in chunks of 16 batches so the bar moves.
     """
     from textbooklm.embeddings import load_embedder
 
-    embedder = load_embedder(spec)
+    embedder = load_embedder(spec, precision)
     heads = [t[:max_chars] for t in texts]
     if progress is None:
         return embedder.embed(heads, batch_size=batch_size)
@@ -67,11 +68,19 @@ def embed_texts(
     return np.concatenate(parts) if parts else np.zeros((0, embedder.dim), np.float32)
 
 
+def embedder_label(spec: str, precision: str) -> str:
+    """``minilm bf16`` for a sentence-transformers embedder (precision resolved here), else the spec."""
+    from textbooklm.embeddings import resolve_precision, uses_precision
+
+    return f"{spec} {resolve_precision(precision)}" if uses_precision(spec) else spec
+
+
 def _embeddings(cfg: ClassifyConfig, ids: list[str], texts: list[str], work: Path) -> np.ndarray:
     cache_x, cache_ids = work / "embeddings.npy", work / "embeddings.ids.json"
     if cache_x.exists() and cache_ids.exists() and json.loads(cache_ids.read_text()) == ids:
         return np.load(cache_x, allow_pickle=False)
-    x = embed_texts(cfg.embedder, texts, cfg.max_chars, cfg.batch_size, progress=f"classify: embed ({cfg.embedder})")
+    x = embed_texts(cfg.embedder, texts, cfg.max_chars, cfg.batch_size, progress=f"classify: embed ({cfg.embedder})",
+                    precision=cfg.precision)
     buf = io.BytesIO()
     np.save(buf, x, allow_pickle=False)
     atomic_write_bytes(cache_x, buf.getvalue())
@@ -120,6 +129,7 @@ def run(cfg: ClassifyConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) ->
             ridge_alpha=cfg.ridge_alpha, class_weight=None if cfg.class_weight == "none" else cfg.class_weight,
         )
         clf = QualityClassifier(kind=kind, embedder=cfg.embedder, max_chars=cfg.max_chars, cut=cut,
+                                precision=cfg.precision,
                                 forest=forest, coef=coef, intercept=intercept)
         test_scores = clf.score(x[test])
         heads[kind] = {"test": metrics(labels[test], test_scores, cut),
@@ -155,7 +165,8 @@ def run(cfg: ClassifyConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) ->
     m = heads[saved.kind]["test"]
     others = ", ".join(f"{k} F1 {v['test']['f1']:.2f}" for k, v in heads.items() if k != saved.kind)
     auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.2f}"
-    line = (f"classify: {saved.kind} on {cfg.embedder} ({x.shape[1]}-d), {len(train)} train / {len(test)} held out "
+    line = (f"classify: {saved.kind} on {embedder_label(cfg.embedder, cfg.precision)} ({x.shape[1]}-d), "
+            f"{len(train)} train / {len(test)} held out "
             f"({labels.mean():.0%} positive): precision {m['precision']:.2f}, recall {m['recall']:.2f}, "
             f"F1 {m['f1']:.2f}, ROC-AUC {auc}; constant baseline F1 {baseline['f1']:.2f}"
             + (f"; {others}" if others else ""))

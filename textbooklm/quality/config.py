@@ -127,6 +127,13 @@ class ClassifyConfig(StrictModel):
         2000, ge=64, description="Characters of each file embedded (MiniLM reads at most 256 tokens anyway)."
     )
     batch_size: int = Field(64, ge=1, description="Texts embedded per batch.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Numbers the sentence-transformers embedder computes in, here and in the filter (saved with "
+        "the classifier): 'bf16' runs the transformer in bfloat16 (about 2x faster on a CPU with AVX512-BF16; "
+        "on the stdlib the same keep/drop decision as float32 for 99.9% of files), 'fp32' is exact, 'auto' "
+        "picks bf16 only where the CPU has native bf16.",
+    )
 
 
 class QualityFilterConfig(StrictModel):

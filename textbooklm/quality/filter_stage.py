@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from textbooklm.executor import map_shards, resolve_workers
 from textbooklm.progress import summary_line
 from textbooklm.quality.classifier import QualityClassifier, pr_vs_threshold
-from textbooklm.quality.classify_stage import EMBEDDINGS_FILE
+from textbooklm.quality.classify_stage import EMBEDDINGS_FILE, embedder_label
 from textbooklm.quality.config import QualityFilterConfig
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset, write_table
 
@@ -44,7 +44,7 @@ def score_texts(clf: QualityClassifier, texts: list[str], batch_size: int) -> np
 
     if not texts:
         return np.zeros(0)
-    return clf.score(embed_texts(clf.embedder, texts, clf.max_chars, batch_size))
+    return clf.score(embed_texts(clf.embedder, texts, clf.max_chars, batch_size, precision=clf.precision))
 
 
 _LOADED: dict[str, Any] = {}
@@ -180,7 +180,8 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
     report = _report_data(out, scores, cut, classify)
     summary = _summary(results, cut, cfg, clf, report)
     summary["embedded_here"] = embedded
-    summary["line"] += f"; {embedded} embedded here, the rest reused from classify"
+    summary["embedder"] = embedder_label(clf.embedder, clf.precision)
+    summary["line"] += f"; {embedded} embedded here ({summary['embedder']}), the rest reused from classify"
     finish_dataset(out / "rejected", stage="filter.rejected", config_hash=ctx.config_hash, summary=summary)
     ds = finish_dataset(out, stage="filter", config_hash=ctx.config_hash, parents=[corpus.path, classify.path],
                         summary=summary)
