@@ -165,7 +165,7 @@ base = "B"
     out = finish(ablate(config, run))
     assert "F: skipped, no training tokens in exercises" in out
     summary = json.loads((run / "ablation" / "summary.json").read_text())
-    assert summary["skipped"] == {"F": "no training tokens in exercises (nothing verified)"}
+    assert summary["skipped"] == {"F": "no training tokens in exercises: nothing there passed verification"}
     assert "held-out exercises pass@1" not in summary["metrics"]
     a_ckpt = run / "ablation" / "A" / "seed-0" / "train" / "step-0000008" / "model.safetensors"
     a_time = a_ckpt.stat().st_mtime_ns

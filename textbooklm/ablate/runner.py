@@ -184,7 +184,8 @@ def _plan_arm(cfg: AblationConfig, arm: ArmConfig, plans: dict[str, ArmPlan], ru
                      val_fraction=cfg.eval.holdout_fraction, seed=cfg.pack_seed)
     if index["splits"]["train"]["tokens"] == 0:
         names = ", ".join(s.dataset for s in arm.sources)
-        return ArmPlan(arm, folder, ft, [], 0, 0, skipped=f"no training tokens in {names} (nothing verified)")
+        why = f"no training tokens in {names}: nothing there passed verification"
+        return ArmPlan(arm, folder, ft, [], 0, 0, skipped=why)
     ft_B = int(ft.resolved()["batch_size"])  # type: ignore[arg-type]
     ft_T = int(ft.model.block_size or T)
     steps = max(1, cfg.finetune_tokens // (ft_B * ft_T)) if cfg.finetune_tokens else ft.max_steps
