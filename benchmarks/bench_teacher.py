@@ -2,9 +2,8 @@
 
 (a) The echo server runs in its own process with 50 ms per request and 64 request slots, so its
     capacity is 64 / 0.05 = 1280 requests/s. The Teacher (64 concurrent, SQLite cache on, as a stage
-    runs it) sends 2,000 requests, once with `processes = 1` and once with 2 client worker processes;
-    we report the better one's req/s as a fraction of that capacity (target >= 0.9) and against the
-    anchor, a sequential loop of the plain `openai` client.
+    runs it) sends 2,000 requests; we report achieved req/s as a fraction of that capacity (target
+    >= 0.9) and against the anchor, a sequential loop of the plain `openai` client.
 (b) SmolLM2-135M-Instruct on the CPU: the local backend's batched generation against the anchor,
     one-prompt-at-a-time `model.generate` from transformers, on the same prompts (target >= 3x).
 
@@ -62,61 +61,50 @@ def per_request_ms(before: float | None, after: float | None, n: int) -> str:
     return "n/a" if before is None or after is None else f"{(after - before) / n * 1000:.2f}"
 
 
-def timed_teacher(url: str, n_requests: int, processes: int, load: float, server_pid: int) -> float:
+def timed_teacher(url: str, n_requests: int, load: float, server_pid: int) -> float:
     """One Teacher run as a stage runs it (cache on); prints its line; returns req/s."""
     from textbooklm.teacher import Request, TeacherConfig, build_teacher
 
     capacity = SLOTS / LATENCY_S
     cfg = TeacherConfig(backend="openai", model="bench", base_url=url, api_key_env="BENCH_TEACHER_KEY",
-                        concurrency=SLOTS, max_retries=2, timeout_s=30, processes=processes)
+                        concurrency=SLOTS, max_retries=2, timeout_s=30)
     reqs = [Request(messages=[{"role": "user", "content": f"request {i} about sorting"}], max_tokens=8)
             for i in range(n_requests)]
     with tempfile.TemporaryDirectory() as cache:
         teacher = build_teacher(cfg, cache, stage="bench")
-        # Warm up (the teacher keeps its connections, and worker processes, between batches), then
-        # time the rest: the first SLOTS requests of the timed batch are cache hits, the others are sent.
+        # Warm up (the teacher keeps its connections between batches), then time the rest: the
+        # first SLOTS requests of the timed batch are cache hits, the others are sent.
         teacher.complete(reqs[:SLOTS], show_progress=False)
-        pool = teacher.backend._pool
-        pids = [os.getpid()] + ([c.proc.pid for c in pool._children] if pool else [])
-        main_cpu0 = time.process_time()
-        cpu0 = [process_cpu_s(p) for p in pids[1:] + [server_pid]]
-        waits0 = [runqueue_wait_s(p) for p in pids + [server_pid]]
+        cpu0, server_cpu0 = time.process_time(), process_cpu_s(server_pid)
+        waits0 = runqueue_wait_s(os.getpid()), runqueue_wait_s(server_pid)
         start = time.perf_counter()
         results = teacher.complete(reqs, show_progress=False)
         elapsed = time.perf_counter() - start
-        main_cpu = time.process_time() - main_cpu0
-        cpu1 = [process_cpu_s(p) for p in pids[1:] + [server_pid]]
-        waits1 = [runqueue_wait_s(p) for p in pids + [server_pid]]
+        cpu, server_cpu1 = time.process_time() - cpu0, process_cpu_s(server_pid)
+        waits1 = runqueue_wait_s(os.getpid()), runqueue_wait_s(server_pid)
         sent = n_requests - SLOTS
         ok = sum(r.ok for r in results)
         teacher.close()
     rate = sent / elapsed
-    children_cpu = sum((b or 0.0) - (a or 0.0) for a, b in zip(cpu0[:-1], cpu1[:-1], strict=True))
-    client_wait = sum((b or 0.0) - (a or 0.0) for a, b in zip(waits0[:-1], waits1[:-1], strict=True))
-    who = "1 process" if processes == 1 else f"{processes} worker processes + parent"
-    print(f"teacher (openai backend, {SLOTS} concurrent, {who}): {sent} requests in {elapsed:.2f} s = "
+    print(f"teacher (openai backend, {SLOTS} concurrent): {sent} requests in {elapsed:.2f} s = "
           f"{rate:,.0f} req/s = {rate / capacity:.2f} of server capacity ({capacity:,.0f} req/s); "
           f"{ok}/{n_requests} ok")
-    print(f"  CPU per request: client {(main_cpu + children_cpu) / sent * 1000:.2f} ms, server "
-          f"{per_request_ms(cpu0[-1], cpu1[-1], sent)} ms; waiting for a core per request: client "
-          f"{client_wait / sent * 1000:.2f} ms, server {per_request_ms(waits0[-1], waits1[-1], sent)} ms "
-          f"({os.cpu_count()} cores; load average before {load:.2f})")
+    print(f"  CPU per request: client {cpu / sent * 1000:.2f} ms, server "
+          f"{per_request_ms(server_cpu0, server_cpu1, sent)} ms; waiting for a core per request: client "
+          f"{per_request_ms(waits0[0], waits1[0], sent)} ms, server {per_request_ms(waits0[1], waits1[1], sent)} "
+          f"ms ({os.cpu_count()} cores; load average before {load:.2f})")
     return rate
 
 
-def bench_http(n_requests: int, n_sequential: int, processes: list[int]) -> tuple[float, float, int]:
+def bench_http(n_requests: int, n_sequential: int) -> tuple[float, float]:
     import openai
 
     os.environ["BENCH_TEACHER_KEY"] = "bench-not-a-secret"
+    load = os.getloadavg()[0]  # before the benchmark adds its own
     proc, url = start_server()
     try:
         capacity = SLOTS / LATENCY_S
-        rates = {}
-        for n in processes:
-            load = os.getloadavg()[0]
-            rates[n] = timed_teacher(url, n_requests, n, load, proc.pid)
-        best = max(rates, key=rates.__getitem__)
-        rate = rates[best]
+        rate = timed_teacher(url, n_requests, load, proc.pid)
 
         client = openai.OpenAI(api_key="bench-not-a-secret", base_url=url, max_retries=0)
         start = time.perf_counter()
@@ -127,7 +115,7 @@ def bench_http(n_requests: int, n_sequential: int, processes: list[int]) -> tupl
         seq_rate = n_sequential / (time.perf_counter() - start)
         client.close()
         print(f"anchor (sequential openai client loop): {seq_rate:,.1f} req/s")
-        return rate / capacity, rate / seq_rate, best
+        return rate / capacity, rate / seq_rate
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -197,16 +185,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--only", choices=["http", "local"], help="run just (a) http or (b) local")
-    parser.add_argument("--processes", default="1,2",
-                        help="client process counts to measure for (a), comma-separated; the best is reported")
     args = parser.parse_args()
     parts = []
     if args.only != "local":
-        counts = [int(n) for n in args.processes.split(",")]
-        frac, vs_seq, best = bench_http(args.requests, args.sequential, counts)
+        frac, vs_seq = bench_http(args.requests, args.sequential)
         parts.append(f"{frac:.2f} of server capacity = {vs_seq:.1f}x a sequential loop "
-                     f"({args.requests} requests, {SLOTS} concurrent, {LATENCY_S * 1000:.0f} ms, "
-                     f"processes = {best})")
+                     f"({args.requests} requests, {SLOTS} concurrent, {LATENCY_S * 1000:.0f} ms)")
     if args.only != "http":
         speedup = bench_local(args.prompts, args.max_new_tokens)
         parts.append(f"smollm2 batched generation {speedup:.1f}x one-at-a-time ({args.prompts} prompts, CPU)")

@@ -64,13 +64,6 @@ class TeacherConfig(StrictModel):
         "a config, a log or the cache).",
     )
     concurrency: int = Field(16, ge=1, description="Requests in flight at once (openai backend).")
-    processes: int = Field(
-        1,
-        ge=1,
-        le=32,
-        description="Processes that run the HTTP requests (openai backend). 1 is right for hosted APIs; "
-        "more only pays off past ~800 requests/s (one process's SDK CPU), e.g. a local vLLM judging.",
-    )
     http: Literal["auto", "aiohttp", "httpx"] = Field(
         "auto",
         description="HTTP transport under the openai SDK: 'aiohttp' (the SDK's aiohttp extra, about half "

@@ -25,7 +25,6 @@ import openai
 
 from textbooklm.teacher.backend import Finish, Job, TeacherError, run_all
 from textbooklm.teacher.config import TeacherConfig
-from textbooklm.teacher.http_workers import WorkerPool
 from textbooklm.teacher.ratelimit import RateLimiter, exhausted_for_s, retry_after_s
 from textbooklm.teacher.types import (
     REASON_CLIENT,
@@ -93,7 +92,7 @@ class MalformedReply(ValueError):
 
 @dataclass
 class Outcome:
-    """How one HTTP attempt went, as plain data (it may cross a process boundary as JSON).
+    """How one HTTP attempt went, as plain data.
 
     ``reason is None``: a 200 whose body parsed as JSON (``body``); otherwise a failure category
     (``REASON_*``), ``final`` when retrying cannot help. ``wait_s``: the server's retry-after;
@@ -106,10 +105,6 @@ class Outcome:
     final: bool = False
     wait_s: float | None = None
     pause: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"body": self.body, "reason": self.reason, "detail": self.detail, "final": self.final,
-                "wait_s": self.wait_s, "pause": self.pause}
 
 
 Send = Callable[[dict[str, Any]], Awaitable[Outcome]]
@@ -184,8 +179,6 @@ class OpenAIBackend:
         self.limiter = RateLimiter(cfg.rpm, cfg.tpm, cfg.rate_burst_s)
         self._client: openai.AsyncOpenAI | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._pool: WorkerPool | None = None
-        self._pool_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIBackend(model={self.model!r}, base_url={self.cfg.base_url!r})"
@@ -220,30 +213,11 @@ class OpenAIBackend:
             self._client_loop = loop
         return self._client
 
-    async def _pool_here(self) -> WorkerPool:
-        """The client worker processes of the running loop (``processes > 1``), started once."""
-        loop = asyncio.get_running_loop()
-        if self._pool is not None and self._pool_loop is not loop:
-            await self.aclose()
-        if self._pool is None:
-            pool = WorkerPool(self.cfg)
-            try:
-                await pool.start()
-            except BaseException:
-                await pool.close()
-                raise
-            self._pool, self._pool_loop = pool, loop
-        return self._pool
-
     async def serve(self, queue: asyncio.Queue[Job | None], finish: Finish) -> None:
-        send: Send
-        if self.cfg.processes > 1:
-            send = (await self._pool_here()).attempt
-        else:
-            client = await self._client_here()
+        client = await self._client_here()
 
-            async def send(body: dict[str, Any]) -> Outcome:
-                return await attempt_once(client, body, self.cfg.timeout_s)
+        async def send(body: dict[str, Any]) -> Outcome:
+            return await attempt_once(client, body, self.cfg.timeout_s)
 
         async def worker() -> None:
             while True:
@@ -285,8 +259,8 @@ class OpenAIBackend:
     async def _complete(self, send: Send, job: Job) -> Result:
         """Attempts until one succeeds, fails for good, or the retries run out; policy lives here.
 
-        ``send`` performs ONE attempt (in this process, or in a client worker process) and says
-        how it went; rate limits, retries, backoff and the verdict are decided here, once.
+        ``send`` performs ONE attempt and says how it went (plain data); rate limits, retries,
+        backoff and the verdict are decided here, once.
         """
         request = job.request
         retries: dict[str, int] = {}
@@ -377,13 +351,6 @@ class OpenAIBackend:
         return result
 
     async def aclose(self) -> None:
-        pool, pool_loop = self._pool, self._pool_loop
-        self._pool = self._pool_loop = None
-        if pool is not None:
-            if pool_loop is asyncio.get_running_loop():
-                await pool.close()
-            else:
-                pool.abandon()
         client, loop = self._client, self._client_loop
         self._client = self._client_loop = None
         if client is None:
