@@ -7,8 +7,10 @@
 (b) SmolLM2-135M-Instruct on the CPU: the local backend's batched generation against the anchor,
     one-prompt-at-a-time `model.generate` from transformers, on the same prompts (target >= 3x).
 
-(a) also prints the CPU each side spent per request (client: this process; server: its process),
-since on a small machine the two share the cores and CPU, not the network, sets the rate.
+(a) also prints the CPU each side spent per request (client: this process; server: its process)
+    and how long each waited for a core, since on a small machine the two share the cores and CPU,
+    not the network, sets the rate; and a ceiling: the SDK alone (a bare AsyncOpenAI loop on the same
+    transport, 64 workers, nothing else), which no client built on the SDK can beat on this machine.
 
 The ratio line prints last.  Usage: python benchmarks/bench_teacher.py [--requests 2000] [--prompts 16]
 [--only http|local]
@@ -96,6 +98,53 @@ def timed_teacher(url: str, n_requests: int, load: float, server_pid: int) -> fl
     return rate
 
 
+def bare_sdk(url: str, n_requests: int) -> None:
+    """The ceiling on this machine: the SDK alone (AsyncOpenAI on the same transport, 64 workers,
+    no cache, ledger, limits or retries). The Teacher's gap to it is what the Teacher itself costs."""
+    import asyncio
+    import importlib
+    import importlib.util
+    import json
+
+    import openai
+
+    http = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")
+
+    from textbooklm.teacher import TeacherConfig
+    from textbooklm.teacher.openai_backend import make_http_client
+    from textbooklm.teacher.teacher import fewer_gc_passes
+
+    cfg = TeacherConfig(backend="openai", model="bench", base_url=url, api_key_env="BENCH_TEACHER_KEY",
+                        concurrency=SLOTS)
+
+    async def run() -> tuple[float, float]:
+        client = openai.AsyncOpenAI(api_key="bench-not-a-secret", base_url=url, max_retries=0, timeout=30,
+                                    http_client=make_http_client(cfg))
+        todo: list[int] = []
+
+        async def worker() -> None:
+            while todo:
+                i = todo.pop()
+                raw = await client.post("/chat/completions", cast_to=http.Response, body={
+                    "model": "bench", "messages": [{"role": "user", "content": f"bare {i} about sorting"}],
+                    "max_tokens": 8})
+                assert json.loads(raw.content)["choices"]
+        todo.extend(range(SLOTS))
+        await asyncio.gather(*(worker() for _ in range(SLOTS)))  # warm up the connections
+        todo.extend(range(n_requests))
+        cpu0, start = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(SLOTS)))
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
+        await client.close()
+        return elapsed, cpu
+
+    with fewer_gc_passes():
+        elapsed, cpu = asyncio.run(run())
+    rate = n_requests / elapsed
+    print(f"ceiling (bare AsyncOpenAI loop, {SLOTS} concurrent, no cache/ledger/limits): {rate:,.0f} req/s = "
+          f"{rate / (SLOTS / LATENCY_S):.2f} of server capacity; client CPU {cpu / n_requests * 1000:.2f} ms/request")
+
+
 def bench_http(n_requests: int, n_sequential: int) -> tuple[float, float]:
     import openai
 
@@ -105,6 +154,7 @@ def bench_http(n_requests: int, n_sequential: int) -> tuple[float, float]:
     try:
         capacity = SLOTS / LATENCY_S
         rate = timed_teacher(url, n_requests, load, proc.pid)
+        bare_sdk(url, n_requests - SLOTS)
 
         client = openai.OpenAI(api_key="bench-not-a-secret", base_url=url, max_retries=0)
         start = time.perf_counter()
