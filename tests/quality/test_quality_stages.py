@@ -55,6 +55,7 @@ def test_judge_classify_filter(tmp_path):
     summary = Dataset(run / "filter").manifest["summary"]
     assert summary["kept"] == 30 and "tokens (bytes/4) kept" in summary["line"]
     assert summary["embedded_here"] == 0  # every record was judged: the classify stage's vectors are reused
+    assert summary["embedder"] == "hashing-256"  # no precision for a model-free embedder
     for name in ("score_histogram", "precision_recall"):
         assert (run / "filter" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert json.loads((run / "filter" / f"{name}.json").read_text())
