@@ -5,10 +5,9 @@ survives a crash or Ctrl-C, so an interrupted batch resumes where it stopped and
 twice. Only completed results are cached: a request that failed (server down, budget reached) is
 tried again by the next run.
 
-Writes are group commits (:meth:`RequestCache.write`, driven by
-:class:`~textbooklm.teacher.committer.GroupCommitter`): results go in one transaction per group
-together with the stage's ledger, so at a thousand replies a second the cache costs one commit per
-group instead of two per request. WAL with ``synchronous=NORMAL`` means a
+Writes are group commits (:meth:`RequestCache.commit`): the results that finished in one event-loop
+turn go in one transaction together with the stage's ledger, so at a thousand replies a second the
+cache costs one commit per turn instead of two per request. WAL with ``synchronous=NORMAL`` means a
 commit is not fsynced: it survives the process being killed (kill -9, OOM), and only a power loss
 or kernel crash can take back the last commits.
 """
@@ -84,14 +83,8 @@ class RequestCache:
         One transaction keeps the ledger and the results it counts consistent after a crash, and
         costs one commit however many results it carries.
         """
-        self.write(model, self.result_rows(backend, model, finished),
-                   None if ledger is None else (ledger[0], json.dumps(ledger[1])))
-
-    @staticmethod
-    def result_rows(backend: str, model: str, finished: list[tuple[Request, Result]]) -> list[tuple]:
-        """The rows for :meth:`write` (serialised here, so a writer thread only runs SQLite)."""
         now = time.time()
-        return [
+        rows = [
             (
                 result.key,
                 backend,
@@ -103,9 +96,6 @@ class RequestCache:
             for request, result in finished
             if result.ok
         ]
-
-    def write(self, model: str, rows: list[tuple], ledger: tuple[str, str] | None) -> None:
-        """One transaction: result rows and (stage, ledger JSON). Safe from any thread."""
         if not rows and ledger is None:
             return
         with self._lock:
@@ -114,7 +104,9 @@ class RequestCache:
                 if rows:
                     self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)", rows)
                 if ledger is not None:
-                    self._db.execute("INSERT OR REPLACE INTO ledger VALUES (?, ?, ?)", (ledger[0], model, ledger[1]))
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO ledger VALUES (?, ?, ?)", (ledger[0], model, json.dumps(ledger[1]))
+                    )
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

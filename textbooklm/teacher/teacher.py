@@ -4,8 +4,8 @@
 
 - every request ends as a :class:`Result`, completed or failed with a reason, in input order;
 - a finished request is committed to the cache before its worker sends anything else, and is
-  never sent again (identical requests inside one batch are sent once). Results are committed in
-  groups on a writer thread (:mod:`~textbooklm.teacher.committer`), so a kill -9 can cost at most the
+  never sent again (identical requests inside one batch are sent once). Results that finish in the
+  same event-loop turn share one transaction (a group commit), so a kill -9 can cost at most the
   requests that were in flight or finished-but-uncommitted, together never more than ``concurrency``
   (each worker holds one or the other, not both; budget refusals are not cached and cost nothing);
 - the stage's spend never passes ``budget_usd`` / ``budget_tokens``; past that point the remaining
@@ -31,7 +31,6 @@ from collections.abc import Iterator, Sequence
 from textbooklm.progress import progress_bar
 from textbooklm.teacher.backend import Backend, Job, TeacherError, run_all
 from textbooklm.teacher.cache import RequestCache
-from textbooklm.teacher.committer import GroupCommitter
 from textbooklm.teacher.config import TeacherConfig
 from textbooklm.teacher.ledger import BudgetGate, LedgerEntry
 from textbooklm.teacher.types import REASON_BUDGET, Message, Request, Result, request_key
@@ -91,16 +90,19 @@ class Teacher:
         queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.backend.queue_size)
         finished: set[str] = set()
 
-        committer = (
-            GroupCommitter(self.cache, self.backend.name, self.cfg.model, self.stage, self.ledger)
-            if self.cache is not None
-            else None
-        )
+        pending: list[tuple[Request, Result]] = []  # finished, not committed yet
+
+        def commit_pending(ledger_only: bool = False) -> None:
+            """One transaction for every result finished since the last commit, plus the ledger."""
+            if self.cache is None or (not pending and not ledger_only):
+                return
+            batch = pending[:]
+            self.cache.commit(self.backend.name, self.cfg.model, batch, (self.stage, self.ledger.to_dict()))
+            del pending[: len(batch)]  # only once committed: a failed commit is tried again
 
         with progress_bar(f"teacher {self.cfg.model} [{self.stage}]", len(slots), len(hits)) as advance:
 
-            def store(job: Job, result: Result) -> asyncio.Future[None] | None:
-                """Ledger and results now; the returned future resolves once the result is committed."""
+            def store(job: Job, result: Result) -> None:
                 if job.key in finished:  # a backend bug must not double-count or overwrite
                     raise TeacherError(f"backend finished request {job.key[:12]} twice")
                 finished.add(job.key)
@@ -109,16 +111,21 @@ class Teacher:
                     results[i] = dataclasses.replace(result)
                 if show_progress:
                     advance(1)
-                if committer is None or not result.ok:
-                    return None  # failures are not cached; the ledger goes with the next commit
-                return committer.add(job.request, result)
+                if self.cache is not None:
+                    pending.append((job.request, result))
 
             async def finish(job: Job, result: Result) -> None:
-                # A worker sends nothing more until its result is committed: a kill -9 costs at
-                # most one request per worker (in flight, or finished and waiting for its commit).
-                done = store(job, result)
-                if done is not None:
-                    await done
+                """Group commit: store, yield once, then commit whatever is pending, then go on.
+
+                The yield lets every other reply that arrived in this event-loop turn be stored too;
+                the first worker back commits them all in one transaction, the others find nothing
+                left. A worker never sends its next request before its own result is committed, so
+                a kill -9 costs at most one request per worker (in flight, or finished this turn).
+                """
+                store(job, result)
+                if self.cache is not None:
+                    await asyncio.sleep(0)
+                    commit_pending()
                 await gate.settle(job.reservation)
 
             async def feed() -> None:
@@ -141,8 +148,7 @@ class Teacher:
             finally:
                 self.ledger.wall_s += time.monotonic() - start
                 try:
-                    if committer is not None:
-                        await committer.flush()  # the ledger's wall time, and anything a cancellation left
+                    commit_pending(ledger_only=True)  # the ledger's wall time, and anything a cancellation left
                 finally:
                     if not self._on_own_loop():
                         await self.backend.aclose()  # the caller's loop: leave nothing open on it
