@@ -52,6 +52,9 @@ class RequestCache:
         self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # A checkpoint fsyncs the database while the event loop waits (measured: 10-60 ms stalls, each
+        # holding up every reply in flight); checkpoint every ~40 MB of WAL instead of every 4 MB.
+        self._db.execute("PRAGMA wal_autocheckpoint=10000")
         self._db.executescript(_SCHEMA)
 
     def get_many(self, keys: list[str]) -> dict[str, Result]:
