@@ -16,7 +16,6 @@ is atomically in place; a re-run skips whatever exists and redoes nothing twice.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -34,16 +33,13 @@ from textbooklm.ablate.data import (
 )
 from textbooklm.ablate.measure import measure
 from textbooklm.ablate.train_job import launch
+from textbooklm.config import config_hash
 from textbooklm.lm.checkpoint import LATEST
 from textbooklm.lm.config import TrainConfig
 from textbooklm.progress import console, summary_line
 from textbooklm.store import atomic_write_json
 
 FOLDER = "ablation"
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -78,7 +74,7 @@ def _finished(run: Path, max_steps: int) -> bool:
 
 def _prepare_folder(folder: Path, definition: dict[str, Any]) -> str:
     """Create (or keep) an arm folder; a different definition than last time wipes it first."""
-    digest = _hash(definition)
+    digest = config_hash(definition)
     record = folder / "arm.json"
     if record.is_file() and json.loads(record.read_text()).get("hash") != digest:
         console.print(f"[yellow]{folder.name}: its definition changed since the last run; starting it over[/yellow]")
@@ -115,7 +111,7 @@ def run_ablation(cfg: AblationConfig, run_dir: Path, workers: int | None = None)
     val_def = {"datasets": [fingerprint(d) for _, d in val_sets], "val_fraction": cfg.val_fraction,
                "n": cfg.eval.val_sequences, "seq_len": T, "tokenizer": str(tok_path.resolve())}
     val = build_validation(val_sets, tok, cfg.val_fraction, cfg.eval.val_sequences, T,
-                           root / "validation" / _hash(val_def))
+                           root / "validation" / config_hash(val_def))
     summary_line(f"ablate: shared validation set of {val.n_sequences} x {T} tokens from "
                  + ", ".join(f"{k} {v:,}" for k, v in val.sources.items()))
     # Always the yardstick for the canonical-solution NLL; `eval.humaneval` switches the sampled pass@k.
@@ -125,7 +121,7 @@ def run_ablation(cfg: AblationConfig, run_dir: Path, workers: int | None = None)
     except FileNotFoundError:
         ex_ds = None
     exercises = heldout_exercises(ex_ds, cfg.eval.holdout_fraction)
-    eval_hash = _hash({"eval": cfg.eval.model_dump(mode="json"), "validation": val_def,
+    eval_hash = config_hash({"eval": cfg.eval.model_dump(mode="json"), "validation": val_def,
                        "exercises": fingerprint(ex_ds) if ex_ds else None})
 
     # -- arms ------------------------------------------------------------------------------------
@@ -174,7 +170,8 @@ def _plan_arm(cfg: AblationConfig, arm: ArmConfig, plans: dict[str, ArmPlan], ru
     base = plans[arm.base]
     ft = cfg.finetune
     assert ft is not None  # checked by the config
-    definition = {"arm": arm.model_dump(mode="json"), "base": _hash(json.loads((base.folder / "arm.json").read_text())),
+    base_hash = json.loads((base.folder / "arm.json").read_text())["hash"]  # a changed base redoes this arm
+    definition = {"arm": arm.model_dump(mode="json"), "base": base_hash,
                   "finetune": ft.model_dump(mode="json"), "finetune_tokens": cfg.finetune_tokens,
                   "holdout_fraction": cfg.eval.holdout_fraction, "data": [fingerprint(d) for _, d, _ in sources]}
     _prepare_folder(folder, definition)

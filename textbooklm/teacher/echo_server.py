@@ -82,6 +82,16 @@ def retry_header(fault: _Fault | None, default: str | None) -> dict[str, str]:
     return {} if default is None else {"retry-after": default}
 
 
+def parse_chat_request(path: str, raw: bytes) -> dict[str, Any] | tuple[int, bytes]:
+    """The request body, or the (status, payload) error reply both server engines send for it."""
+    if path.rstrip("/") != "/v1/chat/completions":
+        return 404, b'{"error": {"message": "not found"}}'
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return 400, b'{"error": {"message": "bad json"}}'
+
+
 def _words(text: str) -> int:
     return max(1, len(text.split()))
 
@@ -107,13 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        if self.path.rstrip("/") != "/v1/chat/completions":
-            self._send(404, b'{"error": {"message": "not found"}}')
-            return
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            self._send(400, b'{"error": {"message": "bad json"}}')
+        body = parse_chat_request(self.path, raw)
+        if isinstance(body, tuple):
+            self._send(*body)
             return
         hit = Hit(time.time(), body, self.headers.get("Authorization", ""), port=self.client_address[1])
         with state.lock:

@@ -19,7 +19,15 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from textbooklm.teacher.echo_server import Hit, ServerState, _EchoBase, _Fault, _Handler, retry_header
+from textbooklm.teacher.echo_server import (
+    Hit,
+    ServerState,
+    _EchoBase,
+    _Fault,
+    _Handler,
+    parse_chat_request,
+    retry_header,
+)
 
 MAX_HEAD = 64 * 1024
 log = logging.getLogger(__name__)
@@ -173,13 +181,9 @@ class AsyncEchoServer(_EchoBase):
         if method != "POST":
             conn.reply(501, b'{"error": {"message": "unsupported method"}}')
             return
-        if path.rstrip("/") != "/v1/chat/completions":
-            conn.reply(404, b'{"error": {"message": "not found"}}')
-            return
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            conn.reply(400, b'{"error": {"message": "bad json"}}')
+        body = parse_chat_request(path, raw)
+        if isinstance(body, tuple):
+            conn.reply(*body)
             return
         state = self.state
         hit = Hit(time.time(), body, headers.get("authorization", ""), port=conn.port)
