@@ -1,15 +1,65 @@
-"""The base every config model derives from (kept apart from config.py to avoid import cycles)."""
+"""The base of every config model, and the one place for reading TOML, config errors and config hashes.
+
+Kept apart from config.py (which gathers every stage's model) so area config modules and the teacher
+layer can use it without import cycles.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are rejected and values are validated on assignment.
+    """Unknown keys are rejected, values are validated on assignment, and no type is coerced.
 
     Why: a typo that silently falls back to a default is the most expensive bug a days-long data
-    run can have.
+    run can have; so is ``files_per_shard = true`` read as 1. Strict mode still takes an int for a
+    float field, and TOML gives no other number forms.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file, the key and the reason."""
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file is a ConfigError naming it."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        raise ConfigError(f"{path}: no such config file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def format_validation_error(err: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per problem: ``FILE: key.path: reason (got VALUE)``."""
+    lines = []
+    for e in err.errors():
+        key = ".".join([p for p in [prefix] if p] + [str(p) for p in e["loc"]]) or "<root>"
+        reason = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+        lines.append(f"{source}: {key}: {reason}{shown}")
+    return "\n".join(lines)
+
+
+def config_hash(section: BaseModel | dict | None, *upstream: str) -> str:
+    """Stable hash of a stage's config plus the hashes of the stages it reads from.
+
+    Chaining the upstream hashes means changing one stage's config re-runs it and every stage after.
+    """
+    data = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
+    blob = json.dumps({"config": data, "upstream": list(upstream)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

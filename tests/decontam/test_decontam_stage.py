@@ -9,7 +9,6 @@ from typer.testing import CliRunner
 
 from textbooklm.cli import app
 from textbooklm.config import parse_config
-from textbooklm.decontam.stage import select_inputs
 from textbooklm.evals.tasks import load_problems
 from textbooklm.pipeline import run_pipeline
 from textbooklm.store import Dataset, write_dataset
@@ -32,10 +31,11 @@ def test_stage_in_pipeline(tmp_path):
     cfg = parse_config({"run": {"workers": 1}, "decontam": {"embedder": "hashing", "rows_per_task": 2}})
     # Only decontam is configured; feed it the corpus dataset as the pipeline would.
     from textbooklm.decontam.stage import run
-    from textbooklm.pipeline import RunContext
+    from textbooklm.pipeline import context_for
+    from textbooklm.run import Run
 
     out = run_dir / "decontam"
-    ds = run(cfg.decontam, {"corpus": Dataset(run_dir / "corpus")}, out, RunContext(run_dir, cfg, "h"))
+    ds = run(cfg.decontam, {"corpus": Dataset(run_dir / "corpus")}, out, context_for(Run(run_dir, cfg), "decontam"))
     kept = Dataset(out / "corpus").to_table().to_pylist()
     assert [r["id"] for r in kept] == ["c0", "c3"]
     assert set(kept[0]) == {"id", "text", "path", "provenance"}
@@ -53,7 +53,7 @@ def test_stage_in_pipeline(tmp_path):
     assert report["n_problems"] == 164 and report["n_samples"] == 4
     assert "2 removed (by ast 1, ngram 1)" in ds.manifest["summary"]["line"]
     # Re-running finds every task done and gives the same result.
-    run(cfg.decontam, {"corpus": Dataset(run_dir / "corpus")}, out, RunContext(run_dir, cfg, "h"))
+    run(cfg.decontam, {"corpus": Dataset(run_dir / "corpus")}, out, context_for(Run(run_dir, cfg), "decontam"))
     assert Dataset(out / "corpus").num_rows == 2
 
     result = CliRunner().invoke(app, ["decontam", "report", str(run_dir), "--similar"])
@@ -72,11 +72,6 @@ def test_pipeline_wiring(tmp_path):
     assert "decontam" in record["stages"]
     assert Dataset(tmp_path / "run" / "decontam" / "corpus").num_rows == 1
     assert "1 removed" in record["stages"]["decontam"]["line"]
-
-
-def test_filter_replaces_corpus():
-    chosen = select_inputs({"corpus": Dataset("c"), "filter": Dataset("f"), "exercises": Dataset("e")})
-    assert list(chosen) == ["filter", "exercises"]
 
 
 def test_check_command_and_bad_input(tmp_path):

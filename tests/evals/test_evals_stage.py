@@ -3,17 +3,18 @@ execution, canonical-solution NLL, multiple choice, GSM8K through code, perplexi
 
 import json
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from textbooklm.config import RunConfig
+from textbooklm.config import parse_config
 from textbooklm.evals.config import EvalConfig
 from textbooklm.evals.stage import run
 from textbooklm.lm.checkpoint import save_model
 from textbooklm.lm.model import PhiConfig, PhiForCausalLM
+from textbooklm.pipeline import context_for
+from textbooklm.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_eval_stage_end_to_end(tmp_path, tiny_checkpoint):
     cfg = EvalConfig(models=[str(tiny_checkpoint)], humaneval_limit=3, n_samples=2, max_new_tokens=12,
                      batch_size=4, choice_tasks=[{"task": "boolq", "path": str(tmp_path / "boolq.jsonl")}],
                      gsm8k_path=str(tmp_path / "gsm.jsonl"), perplexity=[str(tmp_path / "texts.jsonl")])
-    ctx = SimpleNamespace(run=RunConfig(workers=2), run_dir=tmp_path, config_hash="h")
+    ctx = context_for(Run(tmp_path, parse_config({"run": {"workers": 2}})), "eval")
     out = tmp_path / "eval"
     ds = run(cfg, {}, out, ctx)
     results = json.loads((out / "results.json").read_text())

@@ -15,26 +15,38 @@ from pathlib import Path
 
 import numpy as np
 
+from textbooklm import registry
 from textbooklm.evals.problems import Problem
 from textbooklm.lm.pack import INDEX, is_validation, pack, token_dtype
 from textbooklm.lm.stage import document_texts
 from textbooklm.lm.tokenizer import TextTokenizer
 from textbooklm.store import Dataset, atomic_write_json
 
-# The stage whose cleaned copies later stages read (see textbooklm.pipeline.CLEANED_BY).
-CLEANED_BY = "decontam"
-
 
 def resolve_dataset(name: str, run_dir: Path, what: str) -> Dataset:
-    """A run's dataset by stage name (its decontaminated copy when there is one) or a Dataset folder."""
-    cleaned = Dataset(run_dir / CLEANED_BY / name)
-    if cleaned.is_finished:
-        return cleaned
-    if (run_dir / name).is_dir():
-        return Dataset(run_dir / name)
-    if Path(name).is_dir():
-        return Dataset(name)
-    raise FileNotFoundError(f"{what}: dataset {name!r} is neither a stage of {run_dir} nor a folder")
+    """A run's dataset by stage name, through the run's naming rule, or a Dataset folder.
+
+    Names mean exactly the stage named (``unfiltered``): arm A's "corpus" is the deduplicated,
+    unfiltered corpus on purpose. Where decontam cleaned it, the cleaned copy; where decontam ran but
+    did not clean it (it cleans the filtered corpus, not the raw one), the raw dataset, and the
+    ablation says so, because such an arm may train on benchmark-like text.
+    """
+    from textbooklm.progress import console
+    from textbooklm.run import Run
+
+    run = Run(run_dir)
+    try:
+        ds = run.dataset(name, unfiltered=True)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{what}: {exc}") from None
+    cleaner = registry.cleaner()
+    if (cleaner is not None and run.state(cleaner.name) == "done" and name in registry.names()
+            and ds.path.parent != run.stage_dir(cleaner.name) and registry.get(name).cleaned_by_decontam):
+        console.print(f"[yellow]{what}: {name!r} is not decontaminated ({cleaner.name} did not clean it); "
+                      f"using {ds.path}[/yellow]")
+    if not ds.path.is_dir():
+        raise FileNotFoundError(f"{what}: dataset {name!r} is neither a stage of {run_dir} nor a folder")
+    return ds
 
 
 def resolve_tokenizer(spec: str, run_dir: Path) -> Path:

@@ -33,7 +33,6 @@ from textbooklm.executor import map_shards
 from textbooklm.progress import summary_line
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset, shard_name, write_table
 
-INPUT_ORDER = ("filter", "corpus", "textbooks", "exercises")
 REPORT_FILE = "report.json"
 
 MATCH_SCHEMA = pa.schema([
@@ -52,10 +51,17 @@ REJECTED_SCHEMA = pa.schema([
 
 
 def select_inputs(inputs: dict[str, Dataset]) -> dict[str, Dataset]:
-    """The training datasets to clean: ``filter`` replaces ``corpus`` when both are configured."""
-    chosen = {n: inputs[n] for n in INPUT_ORDER if n in inputs}
-    if "filter" in chosen:
-        chosen.pop("corpus", None)
+    """The training datasets to clean, as the pipeline gives them (registry order, one per dataset).
+
+    Which names reach decontam is the run's rule (:meth:`textbooklm.run.Run.inputs_for`): with a
+    filter, the filtered corpus comes as ``filter`` and the raw corpus is not given at all.
+    """
+    seen: set[Path] = set()
+    chosen = {}
+    for name, ds in inputs.items():
+        if ds.path.resolve() not in seen:
+            seen.add(ds.path.resolve())
+            chosen[name] = ds
     return chosen
 
 

@@ -29,11 +29,6 @@ from textbooklm.progress import progress_bar, summary_line
 from textbooklm.store import Dataset, atomic_write_json, write_dataset
 
 
-def _model_folder(name: str, run_dir: Path) -> Path:
-    stage = Path(run_dir) / name
-    return stage if stage.is_dir() else Path(name)
-
-
 def _val_loss(folder: Path) -> float | None:
     """Last validation loss logged by the training run in ``folder`` (if it was a training stage)."""
     from textbooklm.lm.train import read_metrics
@@ -123,7 +118,7 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
     per_model: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}
     for name in cfg.models:
-        folder = _model_folder(name, ctx.run_dir)
+        folder = ctx.owner.model_folder(name)
         label = Path(name).name
         try:
             resolve_checkpoint(folder)

@@ -155,7 +155,7 @@ class TrainConfig(StrictModel):
     warmup_steps: int | None = Field(None, ge=0, description="Linear warmup steps.")
     schedule: Literal["linear", "cosine", "constant"] | None = Field(None, description="Decay after warmup.")
     weight_decay: float | None = Field(None, ge=0, description="AdamW weight decay (not on biases / LayerNorms).")
-    betas: tuple[float, float] | None = Field(None, description="AdamW betas.")
+    betas: tuple[float, float] | None = Field(None, strict=False, description="AdamW betas (a TOML list).")
     eps: float | None = Field(None, gt=0, description="AdamW epsilon.")
     batch_size: int | None = Field(None, ge=1, description="Global batch in sequences per optimizer step.")
     micro_batch_size: int = Field(

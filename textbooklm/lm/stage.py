@@ -47,15 +47,25 @@ def _data_inputs(inputs: dict[str, Dataset]) -> dict[str, Dataset]:
 
 
 def resolve_dataset(name: str, inputs: dict[str, Dataset], ctx: Any) -> Dataset:
-    """A stage name among the inputs, a stage folder of this run, or a Dataset folder path."""
+    """A dataset by name: an input, else through the run's naming rule (filtered, decontaminated), else a path."""
     if name in inputs:
         return inputs[name]
-    run_dir = getattr(ctx, "run_dir", None)
-    if run_dir is not None and (Path(run_dir) / name).is_dir():
-        return Dataset(Path(run_dir) / name)
+    if ctx is not None and hasattr(ctx, "dataset"):
+        return ctx.dataset(name)
     if Path(name).is_dir():
         return Dataset(name)
     raise FileNotFoundError(f"dataset {name!r}: not an input stage ({sorted(inputs)}) nor a folder")
+
+
+def default_sources(inputs: dict[str, Dataset], ctx: Any, kind: str | None) -> list[tuple[str, Dataset]]:
+    """The training datasets a stage uses when its config names none, from the registry.
+
+    ``kind`` is ``pretrain`` (filtered code, textbooks), ``finetune`` (exercises) or None (all). With a
+    filter, the corpus is the filtered one; with decontam, every dataset is its cleaned copy.
+    """
+    if ctx is not None and hasattr(ctx, "training_sources"):
+        return [(n, resolve_dataset(n, inputs, ctx)) for n in ctx.training_sources(kind)]
+    return list(_data_inputs(inputs).items())
 
 
 def _find_tokenizer(explicit: str | None, inputs: dict[str, Dataset], ctx: Any) -> Path:
@@ -83,7 +93,7 @@ def run_tokenizer(cfg: TokenizerConfig, inputs: dict[str, Dataset], out: Path, c
     from textbooklm.lm.tokenizer import codegen_tokenizer, train_bpe
 
     out.mkdir(parents=True, exist_ok=True)
-    data = [resolve_dataset(s, inputs, ctx) for s in cfg.sources] or list(_data_inputs(inputs).values())
+    data = [resolve_dataset(s, inputs, ctx) for s in cfg.sources] or [d for _, d in default_sources(inputs, ctx, None)]
     if cfg.kind == "codegen":
         tok = codegen_tokenizer(cfg.gpt2_files)
         docs = 0
@@ -123,8 +133,12 @@ def document_texts(ds: Dataset):
         raise ValueError(f"{ds.path}: no 'text' column nor 'prompt'/'completion' columns to train a tokenizer on")
 
 
-def run_pack(cfg: PackConfig, inputs: dict[str, Dataset], out: Path, ctx: Any = None) -> Dataset:
-    """Tokenize and pack the mixture into ``out`` (``index.json`` + shards)."""
+def run_pack(cfg: PackConfig, inputs: dict[str, Dataset], out: Path, ctx: Any = None,
+             kind: str = "pretrain") -> Dataset:
+    """Tokenize and pack the mixture into ``out`` (``index.json`` + shards).
+
+    No ``sources``: the run's ``kind`` training data (pretraining: filtered code and textbooks).
+    """
     from textbooklm.lm.pack import pack
     from textbooklm.lm.tokenizer import load_tokenizer
 
@@ -134,7 +148,7 @@ def run_pack(cfg: PackConfig, inputs: dict[str, Dataset], out: Path, ctx: Any = 
     if cfg.sources:
         sources = [(s.dataset, resolve_dataset(s.dataset, inputs, ctx), s.weight) for s in cfg.sources]
     else:
-        sources = [(k, v, 1.0) for k, v in _data_inputs(inputs).items()]
+        sources = [(k, v, 1.0) for k, v in default_sources(inputs, ctx, kind)]
     index = pack(sources, tok, out, text_column=cfg.text_column, loss_on=cfg.loss_on,
                  val_fraction=cfg.val_fraction, total_tokens=cfg.total_tokens,
                  tokens_per_shard=cfg.tokens_per_shard, seed=cfg.seed, tokenizer_path=str(tok_path))
@@ -155,7 +169,7 @@ def _train_stage(cfg: TrainConfig, inputs: dict[str, Dataset], out: Path, ctx: A
         data_cfg = cfg.data
         if cfg.loss_on == "completion":
             data_cfg = data_cfg.model_copy(update={"loss_on": "completion"})
-        run_pack(data_cfg, inputs, out / "data", ctx)
+        run_pack(data_cfg, inputs, out / "data", ctx, kind="finetune")
         data_dir = out / "data"
         packed = json.loads((data_dir / "index.json").read_text())["splits"]["train"]["tokens"]
         if packed == 0:

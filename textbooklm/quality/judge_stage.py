@@ -61,13 +61,8 @@ def heuristic_shard(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _teacher_for(cfg: JudgeConfig, ctx: Any, out: Path):
-    from textbooklm.teacher import build_teacher
-
-    teachers = ctx.pipeline.teachers
-    if cfg.teacher not in teachers:
-        have = ", ".join(sorted(teachers)) or "none"
-        raise ValueError(f"judge.teacher {cfg.teacher!r} is not a teachers entry (configured: {have})")
-    return build_teacher(teachers[cfg.teacher], cache_dir=out / "_work" / "teacher", stage="judge")
+    """The judge's teacher, with the run's request cache (a re-run of this stage re-sends nothing)."""
+    return ctx.teacher(cfg.teacher, stage="judge")
 
 
 def run(cfg: JudgeConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
@@ -120,7 +115,7 @@ def run(cfg: JudgeConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Da
     thresholds = {"heuristic": cfg.heuristic.threshold, "llm": cfg.llm.resolved_threshold()}
     llm_meta = {}
     if template is not None:
-        llm_meta = {"teacher": cfg.teacher, "model": ctx.pipeline.teachers[cfg.teacher].model,
+        llm_meta = {"teacher": cfg.teacher, "model": ctx.teacher_config(cfg.teacher).model,
                     "prompt": template.name, "prompt_sha": template.sha, "scale": template.scale}
     label_rows = heur_rows if cfg.label_from == "heuristic" else llm_rows
     judged_rows = sorted(set(heur_rows) | set(llm_rows))

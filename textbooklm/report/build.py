@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,11 +62,19 @@ class RunData:
 
     @classmethod
     def load(cls, run_dir: Path) -> RunData:
-        record = _json(run_dir / "run.json") or {}
-        from textbooklm.pipeline import STAGES
+        from textbooklm import registry
 
-        names = [s.name for s in STAGES if (run_dir / s.name).is_dir() and s.name != "report"]
+        record = _json(run_dir / "run.json") or {}
+        names = [n for n in registry.names() if (run_dir / n).is_dir() and n != "report"]
         return cls(run_dir, record, names)
+
+    def stats(self, stage: str) -> dict[str, Any]:
+        """The stage's stats in the one shape status and run.json use (see textbooklm.stage_stats)."""
+        from textbooklm.stage_stats import stage_stats
+
+        info = self.record.get("stages", {}).get(stage) or _json(self.folder(stage) / "_stage.json") or {}
+        return info.get("stats") or stage_stats(stage, self.folder(stage), info.get("summary") or {},
+                                                info.get("seconds"))
 
     def folder(self, stage: str) -> Path:
         return self.run_dir / stage
@@ -82,14 +89,6 @@ def _json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-
-
-def _reason_counts(ds: Dataset) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for shard in ds.shards():
-        if "reason" in pq.read_schema(shard).names:
-            counts.update(pq.read_table(shard, columns=["reason"]).column("reason").to_pylist())
-    return counts
 
 
 def _text_bytes(ds: Dataset) -> int | None:
@@ -119,15 +118,13 @@ def overview(run: RunData) -> str:
 def funnel(run: RunData) -> str:
     rows, names, kept_counts, dropped_counts = [], [], [], []
     for name in run.stages:
-        ds = Dataset(run.folder(name))
-        if not ds.is_finished:
+        stats = run.stats(name)
+        if stats.get("kept") is None:
             continue
-        kept = ds.num_rows
-        rej = Dataset(run.folder(name) / "rejected")
-        reasons = _reason_counts(rej) if rej.is_finished else Counter()
-        dropped = sum(reasons.values())
-        mb = _text_bytes(ds)
-        why = ", ".join(f"{k} {v}" for k, v in reasons.most_common())
+        kept, dropped = int(stats["kept"]), int(stats.get("dropped") or 0)
+        ds = Dataset(run.folder(name))
+        mb = _text_bytes(ds) if ds.is_finished else None
+        why = ", ".join(f"{k} {v}" for k, v in (stats.get("dropped_by_reason") or {}).items())
         rows.append((name, kept + dropped, kept, dropped, None if mb is None else round(mb / 1e6, 2),
                      None if mb is None else round(mb / 4e6, 2), why))
         names.append(name)
@@ -136,8 +133,8 @@ def funnel(run: RunData) -> str:
     if not rows:
         return H.missing("No finished stage in this run.")
     return (
-        H.table(["stage", "records out+dropped", "kept", "dropped", "text MB kept", "~M tokens kept",
-                 "drop reasons"], rows, "tokens estimated as bytes / 4")
+        H.table(["stage", "records in", "kept", "dropped", "text MB kept", "~M tokens kept",
+                 "drop reasons"], rows, "tokens estimated as bytes / 4; decontam's kept = its cleaned copies")
         + H.figure(plots.funnel_chart(names, kept_counts, dropped_counts), "records per stage")
     )
 
@@ -325,14 +322,25 @@ BUILDERS = {
 }
 
 
+def report_sections(run: RunData) -> list[tuple[str, str, Any]]:
+    """The built-in sections, then one per stage of the run whose registry entry has a ``report`` hook."""
+    from textbooklm import registry
+
+    out = [(sid, title, BUILDERS[sid]) for sid, title in SECTIONS]
+    for spec in registry.stages():
+        if spec.report and spec.name in run.stages:
+            out.insert(len(out) - 1, (f"stage-{spec.name}", f"Stage: {spec.name}", registry.resolve_hook(spec.report)))
+    return out
+
+
 def build_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write the report for ``run_dir`` (to ``RUN_DIR/report.html`` unless ``out`` is given)."""
     run_dir = Path(run_dir)
     run = RunData.load(run_dir)
     sections = []
-    for sid, title in SECTIONS:
+    for sid, title, build in report_sections(run):
         try:
-            body = BUILDERS[sid](run)
+            body = build(run)
         except Exception as exc:  # noqa: BLE001 - one unreadable stage must not hide the others
             body = H.missing(f"could not build this section: {type(exc).__name__}: {exc}")
         sections.append((sid, title, body))

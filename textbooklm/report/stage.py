@@ -7,7 +7,7 @@ from typing import Any
 
 from textbooklm.progress import summary_line
 from textbooklm.report.browser import chromium_path, render
-from textbooklm.report.build import SECTIONS, build_report
+from textbooklm.report.build import RunData, build_report, report_sections
 from textbooklm.report.config import ReportConfig
 from textbooklm.store import Dataset, write_dataset
 
@@ -18,7 +18,7 @@ def run(cfg: ReportConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> D
     if cfg.screenshot and chromium_path():
         shot = ctx.run_dir / "report.png"
         render(page, shot)
-    rows = [{"section": sid, "title": title} for sid, title in SECTIONS]
+    rows = [{"section": sid, "title": title} for sid, title, _ in report_sections(RunData.load(ctx.run_dir))]
     line = f"report: {page} ({page.stat().st_size / 1e3:.0f} kB, {len(rows)} sections)" + (
         f", screenshot {shot}" if shot else ""
     )

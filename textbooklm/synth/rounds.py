@@ -61,14 +61,9 @@ class LazyTeacher:
     """Builds the stage's teacher on first use: a re-run whose rounds are all done never loads a model."""
 
     def __init__(self, name: str, ctx: Any, out: Path, stage: str) -> None:
-        teachers = ctx.pipeline.teachers
-        if name not in teachers:
-            known = ", ".join(sorted(teachers)) or "none"
-            raise ValueError(
-                f"[{stage}] teacher = {name!r}, but the config has no [teachers.{name}] table (configured: {known})"
-            )
-        self.cfg = teachers[name]
-        self.name, self.cache_dir, self.stage = name, out / "teacher", stage
+        self.cfg = ctx.teacher_config(name)  # an unknown name is an error listing the configured ones
+        # The run's request cache, outside the stage folder: a stage re-run never re-sends a request.
+        self.name, self.cache_dir, self.stage = name, ctx.owner.teacher_cache_dir, stage
         self._teacher: Teacher | None = None
 
     def get(self) -> Teacher:

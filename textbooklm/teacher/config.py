@@ -137,3 +137,14 @@ class StageEstimate(StrictModel):
     output_tokens_per_request: float = Field(
         ..., ge=0, description="Average completion tokens per request (a score: a few; a textbook: ~1000)."
     )
+
+
+# Fields that can change what a teacher replies. Everything else (concurrency, transport, rate limits,
+# timeouts, retries, budgets, prices, batch size, device, cache switch, key variable) is transport or
+# policy: changing it must not re-run a stage, and the request cache (keyed by request content) is kept.
+REPLY_FIELDS = ("backend", "model", "base_url", "top_logprobs")
+
+
+def reply_fields(cfg: TeacherConfig) -> dict[str, object]:
+    """The reply-changing part of a teacher's config: what enters the hash of a stage that uses it."""
+    return cfg.model_dump(mode="json", include=set(REPLY_FIELDS))

@@ -1,0 +1,9 @@
+"""Registry entry of the report: last in every run, re-built whenever any stage changes."""
+
+from textbooklm.registry import StageSpec
+from textbooklm.report.config import ReportConfig
+
+STAGES = [
+    StageSpec("report", ReportConfig, "textbooklm.report.stage:run", reads="all",
+              help="Write RUN/report.html: tables and plots of every stage."),
+]

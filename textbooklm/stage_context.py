@@ -1,0 +1,84 @@
+"""``StageContext``: everything a stage may use besides its own config section and inputs.
+
+Why typed and narrow: a stage that reads the whole pipeline config couples itself to every other
+stage; here it gets the seed, the executor, the teachers by name (with the run's request cache), a
+sandbox, and datasets by name through the one naming rule of :class:`textbooklm.run.Run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textbooklm.store import Dataset
+
+if TYPE_CHECKING:
+    from textbooklm.config import RunConfig
+    from textbooklm.run import Run
+    from textbooklm.sandbox import Limits
+    from textbooklm.teacher import Teacher, TeacherConfig
+
+
+@dataclass
+class StageContext:
+    """Handed to every stage function as ``ctx``: ``run(config, inputs, out, ctx) -> Dataset``."""
+
+    name: str
+    owner: Run  # the run folder and its naming rule; stages reach it through the methods below
+    run: RunConfig  # the [run] settings: seed, executor, workers
+    config_hash: str = ""
+    teachers: dict[str, TeacherConfig] = field(default_factory=dict)
+
+    # -- plain settings -----------------------------------------------------------------------
+    @property
+    def seed(self) -> int:
+        return self.run.seed
+
+    @property
+    def workers(self) -> int:
+        """Worker processes for data stages (0 = one per core)."""
+        return self.run.workers
+
+    @property
+    def run_dir(self) -> Path:
+        return self.owner.folder
+
+    # -- shared services ----------------------------------------------------------------------
+    def map(self, fn: Callable[[dict[str, Any]], dict[str, Any]], tasks: list[dict[str, Any]],
+            marker_dir: str | Path, description: str = "shards") -> dict[str, dict[str, Any]]:
+        """Run ``fn`` over ``tasks`` on the configured executor (resumable through shard markers)."""
+        from textbooklm.executor import map_shards
+
+        return map_shards(fn, tasks, marker_dir, executor=self.run.executor, workers=self.run.workers,
+                          ray_address=self.run.ray_address, description=description)
+
+    def teacher_config(self, name: str) -> TeacherConfig:
+        """The named teacher's config; an unknown name is an error listing the configured ones."""
+        if name not in self.teachers:
+            known = ", ".join(sorted(self.teachers)) or "none"
+            raise ValueError(f"[{self.name}] teacher = {name!r}, but the config has no [teachers.{name}] table "
+                             f"(configured: {known})")
+        return self.teachers[name]
+
+    def teacher(self, name: str, stage: str | None = None) -> Teacher:
+        """A ready Teacher whose request cache is the run's (never inside this stage's folder)."""
+        from textbooklm.teacher import build_teacher
+
+        return build_teacher(self.teacher_config(name), cache_dir=self.owner.teacher_cache_dir,
+                             stage=stage or self.name)
+
+    def sandbox(self, limits: Limits) -> Any:
+        """A sandbox pool with these limits and the run's worker count (closed by the caller)."""
+        from textbooklm.sandbox import SandboxPool
+
+        return SandboxPool(limits, workers=self.run.workers or None)
+
+    def dataset(self, name: str, *, unfiltered: bool = False) -> Dataset:
+        """A dataset by name as this stage sees it (filtered and decontaminated where that ran before it)."""
+        return self.owner.dataset(name, before=self.name, unfiltered=unfiltered)
+
+    def training_sources(self, kind: str | None) -> list[str]:
+        """Default training datasets before this stage: ``pretrain``, ``finetune`` or None (all)."""
+        return self.owner.training_sources(kind, before=self.name)  # type: ignore[arg-type]

@@ -1,0 +1,52 @@
+"""Per-stage statistics in one shape: records in, kept, dropped (by reason), tokens, seconds.
+
+``status``, ``run.json`` and the report's funnel all read this shape, so they cannot disagree about
+what a stage kept. Counts come from what the stage wrote: its output Dataset (or, for the cleaning
+stage, its cleaned copies; its own folder holds match rows, not kept records) and ``rejected/``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from textbooklm import registry
+from textbooklm.store import Dataset
+
+
+def reason_counts(rejected: Dataset) -> dict[str, int]:
+    """Rejected rows per ``reason`` (reads only that column)."""
+    counts: Counter[str] = Counter()
+    if not rejected.is_finished:
+        return {}
+    for shard in rejected.shards():
+        table = pq.read_table(shard)
+        if "reason" in table.column_names:
+            counts.update(str(r) for r in table.column("reason").to_pylist())
+    return dict(counts.most_common())
+
+
+def stage_stats(name: str, folder: Path, summary: dict[str, Any], seconds: float | None) -> dict[str, Any]:
+    """The stats of a finished stage folder (None where a count does not apply)."""
+    folder = Path(folder)
+    try:
+        spec = registry.get(name)
+    except KeyError:
+        spec = None
+    kept: int | None = None
+    if spec is not None and spec.cleans:
+        copies = [Dataset(p) for p in sorted(folder.iterdir()) if p.is_dir() and p.name != "rejected"
+                  and Dataset(p).is_finished] if folder.is_dir() else []
+        kept = sum(c.num_rows for c in copies) if copies else None
+    elif Dataset(folder).is_finished:
+        kept = Dataset(folder).num_rows
+    rejected = Dataset(folder / "rejected")
+    dropped = rejected.num_rows if rejected.is_finished else None
+    by_reason = reason_counts(rejected) if dropped else {}
+    total = kept + dropped if kept is not None and dropped is not None else None
+    tokens = summary.get("tokens") if isinstance(summary.get("tokens"), int) else None
+    return {"in": total, "kept": kept, "dropped": dropped, "dropped_by_reason": by_reason, "tokens": tokens,
+            "seconds": None if seconds is None else round(float(seconds), 3)}
