@@ -7,11 +7,19 @@ Reading happens in two steps so work can be sharded and resumed:
 2. :func:`read_unit` (worker): yield a :class:`RawItem` per file / record in a unit. Anything that
    cannot be read becomes a RawItem with ``error`` set instead of raising, so one bad archive or
    line never stops a run and is kept as a rejected record with its reason.
+
+Every entry a reader sees is read or rejected: a FIFO, socket or device (also behind a symlink, such
+as one to ``/dev/zero``) and a directory whose name matches the glob are ``not-a-regular-file``, a
+symlink to nothing is ``dangling-link``. Files are opened with ``O_NONBLOCK`` and checked with
+``fstat`` before reading, so a FIFO (even one that appears after planning) never blocks a worker.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 import sys
 import sysconfig
 import tarfile
@@ -62,18 +70,23 @@ def plan_units(source: SourceConfig) -> list[dict[str, Any]]:
     if source.kind == "folder":
         if not path.is_dir():
             raise ValueError(f"corpus source {source.label}: {path} is not a folder")
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _match(str(p.relative_to(path)), source.glob))
+        # Every matching entry becomes a unit, whatever its type: the worker reads it or rejects it.
+        files = sorted(p for p in path.rglob("*") if _match(str(p.relative_to(path)), source.glob))
         return [{"file": str(p), "root": str(path)} for p in files]
     if source.kind == "archive":
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.name.endswith(ARCHIVE_SUFFIXES))
+        files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if p.name.endswith(ARCHIVE_SUFFIXES))
         return [{"archive": str(p)} for p in files]
     if source.kind == "jsonl":
-        files = [path] if path.is_file() else sorted(path.rglob("*.jsonl"))
+        files = [path] if not path.is_dir() else sorted(path.rglob("*.jsonl"))
         return [{"jsonl": str(p)} for p in files]
     if source.kind == "parquet":
-        files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
+        files = [path] if not path.is_dir() else sorted(path.rglob("*.parquet"))
         units: list[dict[str, Any]] = []
         for p in files:
+            problem = not_regular(p)
+            if problem is not None:  # never hand a FIFO to the Parquet reader: it would block
+                units.append({"parquet": str(p), "row_group": -1, "reason": problem[0], "error": problem[1]})
+                continue
             try:
                 groups = pq.ParquetFile(p).metadata.num_row_groups
             except Exception as exc:  # noqa: BLE001 - any unreadable file becomes a rejected unit
@@ -96,16 +109,69 @@ def read_unit(unit: dict[str, Any], source: SourceConfig, max_bytes: int) -> Ite
         yield from _read_parquet(unit, source)
 
 
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words, for a rejection detail."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return f"not a regular file (mode {stat.filemode(mode)})"
+
+
+def not_regular(path: Path) -> tuple[str, str] | None:
+    """``(reason, detail)`` when ``path`` is not a readable regular file (symlinks followed), else None.
+
+    Only ``stat`` is used, so nothing is opened: a FIFO cannot block here.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return "dangling-link", f"symlink to {os.readlink(path)!r}, which does not exist"
+        return "unreadable", "FileNotFoundError: vanished after it was listed"
+    except OSError as exc:  # a symlink loop, a permission error on a parent folder...
+        if exc.errno == errno.ELOOP:
+            return "dangling-link", f"symlink loop: {exc.strerror}"
+        return "unreadable", f"{type(exc).__name__}: {exc}"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    via = f" (symlink to {os.readlink(path)!r})" if os.path.islink(path) else ""
+    return "not-a-regular-file", _kind(st.st_mode) + via
+
+
+def open_regular(path: Path) -> tuple[Any, int] | tuple[None, tuple[str, str]]:
+    """Open ``path`` for reading only if it is a regular file: ``(binary file, size)`` or ``(None, (reason,
+    detail))``. ``O_NONBLOCK`` makes opening a FIFO return at once; ``fstat`` on the open descriptor then
+    checks what was really opened (the entry may have been swapped since it was listed)."""
+    problem = not_regular(path)
+    if problem is not None:
+        return None, problem
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        return None, ("unreadable", f"{type(exc).__name__}: {exc}")
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None, ("not-a-regular-file", _kind(st.st_mode))
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), st.st_size
+
+
 def _read_file(path: Path, root: Path, max_bytes: int) -> RawItem:
     try:
         rel = str(path.relative_to(root))
     except ValueError:
         rel = str(path)
+    fh, info = open_regular(path)
+    if fh is None:
+        return RawItem(rel, None, 0, *info)
+    size = info
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return RawItem(rel, None, size, "too-large", f"{size} bytes > max_bytes {max_bytes}")
-        return RawItem(rel, path.read_bytes(), size)
+        with fh:
+            if size > max_bytes:
+                return RawItem(rel, None, size, "too-large", f"{size} bytes > max_bytes {max_bytes}")
+            return RawItem(rel, fh.read(), size)
     except OSError as exc:
         return RawItem(rel, None, 0, "unreadable", f"{type(exc).__name__}: {exc}")
 
@@ -113,9 +179,13 @@ def _read_file(path: Path, root: Path, max_bytes: int) -> RawItem:
 def _read_archive(path: Path, pattern: str, max_bytes: int) -> Iterator[RawItem]:
     """Members of a zip/wheel or tar(.gz) matching ``pattern``, read without unpacking to disk."""
     name = path.name
+    fh, info = open_regular(path)
+    if fh is None:
+        yield RawItem(str(path), None, 0, *info)
+        return
     try:
         if name.endswith((".whl", ".zip")):
-            with zipfile.ZipFile(path) as zf:
+            with fh, zipfile.ZipFile(fh) as zf:
                 for info in zf.infolist():
                     if info.is_dir() or not _match(info.filename, pattern):
                         continue
@@ -125,11 +195,16 @@ def _read_archive(path: Path, pattern: str, max_bytes: int) -> Iterator[RawItem]
                         continue
                     yield RawItem(where, zf.read(info), info.file_size)
         else:
-            with tarfile.open(path, "r:*") as tf:
+            with fh, tarfile.open(fileobj=fh, mode="r:*") as tf:
                 for member in tf:
-                    if not member.isfile() or not _match(member.name, pattern):
+                    if not _match(member.name, pattern):
                         continue
                     where = f"{path}!/{member.name}"
+                    if not member.isfile():  # a matching directory, link, FIFO or device member
+                        kind = "a symlink" if member.issym() else "a hard link" if member.islnk() else (
+                            "a directory" if member.isdir() else "a special file")
+                        yield RawItem(where, None, 0, "not-a-regular-file", f"archive member is {kind}")
+                        continue
                     if member.size > max_bytes:
                         yield RawItem(where, None, member.size, "too-large", f"{member.size} bytes")
                         continue
@@ -153,10 +228,9 @@ def _record_path(rec: dict[str, Any], source: SourceConfig, fallback: str) -> st
 
 
 def _read_jsonl(path: Path, source: SourceConfig) -> Iterator[RawItem]:
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        yield RawItem(str(path), None, 0, "unreadable", f"{type(exc).__name__}: {exc}")
+    fh, info = open_regular(path)
+    if fh is None:
+        yield RawItem(str(path), None, 0, *info)
         return
     with fh:
         for lineno, line in enumerate(fh, start=1):
@@ -187,7 +261,7 @@ def _from_record(rec: Any, source: SourceConfig, where: str, n_bytes: int) -> Ra
 def _read_parquet(unit: dict[str, Any], source: SourceConfig) -> Iterator[RawItem]:
     path = unit["parquet"]
     if unit.get("row_group", 0) < 0:
-        yield RawItem(path, None, _size(Path(path)), "unreadable", unit.get("error", ""))
+        yield RawItem(path, None, _size(Path(path)), unit.get("reason", "unreadable"), unit.get("error", ""))
         return
     try:
         pf = pq.ParquetFile(path)

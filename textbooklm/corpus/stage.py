@@ -33,6 +33,7 @@ from textbooklm.corpus.readers import RawItem, plan_units, read_unit
 from textbooklm.executor import map_shards
 from textbooklm.progress import summary_line
 from textbooklm.store import Dataset, finish_dataset, shard_name, write_table
+from textbooklm.unicode_text import describe_surrogate, escape_path, escape_surrogates, first_surrogate
 
 RECORD_SCHEMA = pa.schema(
     [
@@ -80,7 +81,27 @@ def plan_tasks(cfg: CorpusConfig, work: Path) -> list[dict[str, Any]]:
 
 
 # -- step 1: read --------------------------------------------------------------------------------
-def _rejected_row(item: RawItem, source: str, reason: str, detail: str, text: str | None) -> dict[str, Any]:
+def storable_path(path: str) -> tuple[str, dict[str, Any]]:
+    """A path Parquet can store, plus provenance keys saying how it was escaped (none when valid UTF-8).
+
+    A non-UTF-8 file name keeps each bad byte as ``\\xNN`` and its exact bytes in ``path_bytes_hex``.
+    """
+    escaped, raw_hex = escape_path(path)
+    if raw_hex is None:
+        return path, {}
+    return escaped, {"path_escaped": "backslashreplace", "path_bytes_hex": raw_hex}
+
+
+def unicode_problem(text: str) -> tuple[str, str] | None:
+    """``("invalid-unicode", detail)`` for a text holding a lone surrogate (no UTF-8 writer takes it)."""
+    if first_surrogate(text) is None:
+        return None
+    return "invalid-unicode", f"{describe_surrogate(text)}; stored here with surrogates escaped as \\udXXX"
+
+
+def _rejected_row(item: RawItem, source: str, reason: str, detail: str, text: str | None,
+                  path_prov: dict[str, Any] | None = None) -> dict[str, Any]:
+    text = escape_surrogates(text) if text is not None else None
     basis = text if text is not None else f"{source}\x00{item.path}"
     return {
         "id": content_id(basis),
@@ -88,7 +109,7 @@ def _rejected_row(item: RawItem, source: str, reason: str, detail: str, text: st
         "path": item.path,
         "source": source,
         "n_bytes": item.n_bytes,
-        "provenance": json.dumps({"corpus": {"reason": reason}}),
+        "provenance": json.dumps({"corpus": {"reason": reason, **(path_prov or {})}}),
         "reason": reason,
         "detail": detail,
     }
@@ -103,30 +124,33 @@ def read_shard(task: dict[str, Any]) -> dict[str, Any]:
     kept: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     read = 0
+    label = escape_surrogates(source.label)
     for unit in task["units"]:
         for item in read_unit(unit, source, filters.max_bytes):
             read += 1
+            item.path, path_prov = storable_path(item.path)
+            item.detail = escape_surrogates(item.detail)
             if item.error:
                 text = item.data if isinstance(item.data, str) else None
-                rejected.append(_rejected_row(item, source.label, item.error, item.detail, text))
+                rejected.append(_rejected_row(item, label, item.error, item.detail, text, path_prov))
                 continue
             if isinstance(item.data, bytes):
                 text, reason, detail = decode(item.data)
             else:
                 text, reason, detail = item.data or "", None, ""
             if reason is None:
-                reason, detail = quality_reason(text or "", filters)
+                reason, detail = unicode_problem(text or "") or quality_reason(text or "", filters)
             if reason is not None:
-                rejected.append(_rejected_row(item, source.label, reason, detail, text))
+                rejected.append(_rejected_row(item, label, reason, detail, text, path_prov))
                 continue
             kept.append(
                 {
                     "id": content_id(text),
                     "text": text,
                     "path": item.path,
-                    "source": source.label,
+                    "source": label,
                     "n_bytes": item.n_bytes,
-                    "provenance": json.dumps({"corpus": {"source": source.label, "path": item.path}}),
+                    "provenance": json.dumps({"corpus": {"source": label, "path": item.path, **path_prov}}),
                     "signature": hasher.signature(text).tobytes() if hasher else b"",
                 }
             )
