@@ -22,6 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from textbooklm.process_lifetime import die_with
 from textbooklm.progress import progress_bar
 from textbooklm.store import atomic_write_json
 
@@ -98,7 +99,9 @@ def _map_local(fn, todo, marker_dir, workers, advance) -> dict[str, dict[str, An
     # thread pools that deadlock in a forked child. "forkserver" forks from a clean server process.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+    # die_with: a SIGKILLed main process runs no cleanup; each worker watches it and dies with it.
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
+                             initializer=die_with, initargs=(os.getpid(),)) as pool:
         pending = {pool.submit(_run_and_mark, fn, t, str(marker_dir)): t["key"] for t in todo}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

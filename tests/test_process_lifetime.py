@@ -1,0 +1,128 @@
+"""A SIGKILLed main process leaves no worker, fork server or resource tracker behind.
+
+Real processes only: a child Python maps a slow task over the local executor (2 workers), the test
+waits until the pool's processes exist, SIGKILLs the child and then counts, by walking ``/proc``,
+which of the processes that descended from it are still alive (pid and start time both match, so a
+reused pid is not counted).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state first), or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def descendants(root: int) -> set[tuple[int, str]]:
+    """``(pid, start time)`` of every living process below ``root``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found: set[tuple[int, str]] = set()
+    stack = [root]
+    while stack:
+        for pid in children.get(stack.pop(), []):
+            fields = _stat(pid)
+            if fields is not None and fields[0] != "Z":
+                found.add((pid, fields[19]))
+                stack.append(pid)
+    return found
+
+
+def still_alive(procs: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    alive = set()
+    for pid, start in procs:
+        fields = _stat(pid)
+        if fields is not None and fields[19] == start and fields[0] != "Z":
+            alive.add((pid, start))
+    return alive
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from textbooklm.executor import map_shards
+
+    def busy(task):  # computes, as a stage worker does, for far longer than the test waits
+        end = time.time() + 120
+        while time.time() < end:
+            sum(range(1000))
+        return {}
+
+    if __name__ == "__main__":
+        from slow_tasks import busy
+        map_shards(busy, [{"key": f"k{i}"} for i in range(4)], sys.argv[1], workers=2)
+    """
+)
+
+
+@pytest.mark.timeout(180)
+def test_sigkilled_main_process_leaves_no_pool_process(tmp_path):
+    (tmp_path / "slow_tasks.py").write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    main = subprocess.Popen([sys.executable, str(tmp_path / "slow_tasks.py"), str(tmp_path / "markers")],
+                            cwd=tmp_path, env=env)
+    before: set[tuple[int, str]] = set()
+    try:
+        # The pool is up when two workers, the fork server and the resource tracker all exist.
+        deadline = time.time() + 120
+        while len(procs := descendants(main.pid)) < 4:
+            assert main.poll() is None, "the script ended before its workers were seen"
+            assert time.time() < deadline, f"only {len(procs)} pool processes after 120 s"
+            time.sleep(0.2)
+        time.sleep(1.0)  # let the workers get into their task
+        before = descendants(main.pid)
+        os.kill(main.pid, signal.SIGKILL)
+        main.wait()
+        deadline = time.time() + 5
+        while still_alive(before) and time.time() < deadline:
+            time.sleep(0.1)
+        left = still_alive(before)
+        assert len(before) >= 4
+        assert left == set(), f"{len(left)} of {len(before)} processes outlived the SIGKILLed main process"
+    finally:
+        for pid, _ in still_alive(descendants(main.pid)) | still_alive(before):
+            os.kill(pid, signal.SIGKILL)
+        if main.poll() is None:
+            main.kill()
+
+
+@pytest.mark.timeout(60)
+def test_exit_with_kills_the_watcher_when_the_watched_process_ends(tmp_path):
+    """The watchdog alone, in a child that watches a short-lived sibling."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    code = f"from textbooklm.process_lifetime import exit_with; import time; exit_with({sleeper.pid}); time.sleep(60)"
+    watcher = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        time.sleep(1.5)
+        assert watcher.poll() is None  # alive while the watched process lives
+        sleeper.kill()
+        sleeper.wait()
+        assert watcher.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        for proc in (sleeper, watcher):
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_exit_with_a_process_already_gone_kills_at_once():
+    code = "from textbooklm.process_lifetime import exit_with; import time; exit_with(%d); time.sleep(30)"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert subprocess.run([sys.executable, "-c", code % gone.pid], timeout=20).returncode == -signal.SIGKILL
