@@ -67,3 +67,17 @@ def test_shipped_configs_pass_check(name):
     assert stages[0] == "corpus" and stages[-1] == "report"
     if name != "demo":
         assert cfg.run.executor == "ray" and any(t.backend == "openai" for t in cfg.teachers.values())
+
+
+@pytest.mark.parametrize("name", ["demo", "phi1-small", "phi1", "phi15", "ablation-tiny", "ablation-350m"])
+def test_shipped_configs_pass_config_check(name):
+    """The demo's references all resolve here; cluster configs name data the user provides (--skip-paths)."""
+    from typer.testing import CliRunner
+
+    from textbooklm.cli import app
+
+    path = Path(__file__).parents[1] / "configs" / f"{name}.toml"
+    args = ["config", "check", str(path)] + (["--skip-paths"] if name.startswith("phi") else [])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert ": ok (" in result.output

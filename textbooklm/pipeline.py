@@ -69,6 +69,12 @@ def run_pipeline(cfg: PipelineBase, run_dir: str | Path, only: list[str] | None 
     With ``only``, a stage whose inputs are not done with the current config is refused with a
     message naming them (it would otherwise read stale data without a word).
     """
+    from textbooklm.config_base import ConfigError
+    from textbooklm.run_check import check_run
+
+    problems = check_run(cfg, "config")
+    if problems:  # before anything runs: a bad reference must not kill a run half-way
+        raise ConfigError("\n".join(problems))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = Run(run_dir, cfg)

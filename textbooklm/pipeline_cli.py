@@ -6,19 +6,34 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from textbooklm.config import ConfigError, PipelineConfig, load_config
+from textbooklm.config import ConfigError, PipelineBase, load_config
 from textbooklm.progress import console
 
 config_app = typer.Typer(help="Inspect and validate pipeline config files.", no_args_is_help=True)
 
 
-def _load_or_exit(path: Path) -> PipelineConfig:
+def _load_or_exit(path: Path) -> PipelineBase:
     try:
         return load_config(path)
     except ConfigError as exc:
         console.print(f"[red]config error[/red]\n{exc}")
+        raise typer.Exit(2) from None
+
+
+def run_or_exit(cfg: PipelineBase, out: Path, only: list[str] | None, source: str = "config") -> dict:
+    """Run the pipeline; a config problem or a stage whose inputs are not ready exits 2 with one line each."""
+    from textbooklm.pipeline import StageNotReady, run_pipeline
+
+    try:
+        return run_pipeline(cfg, out, only=only)
+    except ConfigError as exc:
+        console.print(f"[red]config error[/red]\n{escape(str(exc).replace('config: ', source + ': '))}")
+        raise typer.Exit(2) from None
+    except StageNotReady as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -28,10 +43,8 @@ def run(
     only: list[str] = typer.Option(None, "--only", help="Run just these stages (upstream must be done)."),
 ) -> None:
     """Run every configured stage in order. Finished stages with an unchanged config are skipped."""
-    from textbooklm.pipeline import run_pipeline
-
     cfg = _load_or_exit(config)
-    record = run_pipeline(cfg, out, only=only or None)
+    record = run_or_exit(cfg, out, only=only or None, source=str(config))
     total = sum(s.get("seconds") or 0 for s in record["stages"].values())
     console.print(f"run: {len(record['stages'])} stages in {out} ({total:.1f} s of stage time); see {out}/run.json")
 
@@ -41,21 +54,23 @@ def status(
     config: Path = typer.Option(None, "--config", help="Also mark stages whose config has changed as stale."),
 ) -> None:
     """Print each stage's state (done, stale, partial, pending) and its counts."""
-    from textbooklm.pipeline import RUN_FILE, run_status
+    from textbooklm.pipeline import run_status
+    from textbooklm.run import RUN_FILE
 
     if not (run_dir / RUN_FILE).exists() and not run_dir.is_dir():
         console.print(f"[red]{run_dir}: no such run folder[/red]")
         raise typer.Exit(2)
     cfg = _load_or_exit(config) if config else None
-    table = Table("stage", "state", "kept", "rejected", "seconds")
+    table = Table("stage", "state", "in", "kept", "dropped", "seconds")
     rows = run_status(run_dir, cfg)
     for row in rows:
         fmt = lambda v: "" if v is None else str(v)  # noqa: E731
-        table.add_row(row["stage"], row["state"], fmt(row["kept"]), fmt(row["rejected"]), fmt(row["seconds"]))
+        table.add_row(row["stage"], row["state"], fmt(row["in"]), fmt(row["kept"]), fmt(row["rejected"]),
+                      fmt(row["seconds"]))
     console.print(table)
     for row in rows:
         if row["line"]:
-            console.print(row["line"], soft_wrap=True)
+            console.print(escape(row["line"]), soft_wrap=True)
 
 
 @config_app.command("show")
@@ -66,21 +81,38 @@ def config_show(config: Path = typer.Argument(..., help="Pipeline TOML file.")) 
 
 
 @config_app.command("check")
-def config_check(configs: list[Path] = typer.Argument(..., help="Pipeline TOML files.")) -> None:
-    """Validate config files; exit 2 on the first bad one, naming file, key and reason."""
-    from textbooklm.pipeline import stage_hashes
+def config_check(
+    configs: list[Path] = typer.Argument(..., help="Pipeline TOML files."),
+    skip_paths: bool = typer.Option(False, "--skip-paths", help="Do not check that files and folders exist "
+                                    "(a config for another machine); names, types and stage order still are."),
+) -> None:
+    """Validate whole runs before they start: keys and types, stage order, files, teacher and dataset names.
 
+    Every problem is one line naming file, key and reason; exit 2 if any config has one.
+    """
+    from textbooklm.run import stage_hashes
+    from textbooklm.run_check import check_run
+
+    failed = False
     for path in configs:
-        cfg = _load_or_exit(path)
         try:
-            stages = list(stage_hashes(cfg))
-        except ValueError as exc:
-            console.print(f"[red]{path}: {exc}[/red]")
-            raise typer.Exit(2) from None
-        parts = [", ".join(stages) or "no stages"]
+            cfg = load_config(path)
+        except ConfigError as exc:
+            console.print(escape(str(exc)), soft_wrap=True)
+            failed = True
+            continue
+        problems = check_run(cfg, str(path), paths=not skip_paths)
+        if problems:
+            for line in problems:
+                console.print(escape(line), soft_wrap=True)
+            failed = True
+            continue
+        parts = [", ".join(stage_hashes(cfg)) or "no stages"]
         if cfg.ablate is not None:
             parts.append(f"ablation of {len(cfg.ablate.arms)} arms x {len(cfg.ablate.seeds)} seeds")
-        console.print(f"{path}: ok ({'; '.join(parts)})")
+        console.print(escape(f"{path}: ok ({'; '.join(parts)})"))
+    if failed:
+        raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:
