@@ -17,24 +17,24 @@ def _doc(name: str) -> str:
     return DecontamConfig.model_fields[name].description or ""
 
 
-def read_samples(path: Path) -> list[tuple[str, str]]:
-    """(id, code) per JSONL line; each line needs "id" and "code" or "text". Errors name file:line."""
-    from textbooklm.jsonl import read_jsonl
+def _sample(where: str, rec: object) -> tuple[str, str]:
+    if not isinstance(rec, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    code = rec.get("code", rec.get("text"))
+    if "id" not in rec or not isinstance(code, str):
+        raise ValueError(f"{where}: a sample needs \"id\" and a string \"code\" or \"text\"")
+    return str(rec["id"]), code
 
-    samples = []
-    seen: set[str] = set()
-    for where, rec in read_jsonl(path):
-        if not isinstance(rec, dict):
-            raise ValueError(f"{where}: expected a JSON object")
-        code = rec.get("code", rec.get("text"))
-        if "id" not in rec or not isinstance(code, str):
-            raise ValueError(f"{where}: a sample needs \"id\" and a string \"code\" or \"text\"")
-        sid = str(rec["id"])
-        if sid in seen:
-            raise ValueError(f"{where}: duplicate id {sid!r}")
-        seen.add(sid)
-        samples.append((sid, code))
-    return samples
+
+def read_samples(path: Path) -> list[tuple[str, str]]:
+    """(id, code) per JSONL line; each line needs "id" and "code" or "text".
+
+    All or nothing: every bad line (bad UTF-8 or JSON, a lone surrogate, a missing field, a repeated
+    id) is listed in one error naming file:line, and no sample is checked.
+    """
+    from textbooklm.jsonl import parse_jsonl
+
+    return parse_jsonl(path, _sample, id_key="id")
 
 
 def _benchmarks(names: list[str], paths: list[str]) -> list[BenchmarkSpec]:
@@ -61,6 +61,8 @@ def check(
     only_matches: bool = typer.Option(False, "--only-matches", help="Write only samples that matched a signal."),
 ) -> None:
     """Score every sample against the benchmarks and write the matches; print the pruning table."""
+    from rich.markup import escape
+
     from textbooklm.decontam.benchmarks import load_references
     from textbooklm.decontam.index import ContaminationIndex, Sample
     from textbooklm.decontam.report import format_table, tau_table
@@ -74,7 +76,7 @@ def check(
         rows_in = read_samples(samples)
         refs = load_references(cfg)
     except ValueError as exc:
-        console.print(f"[red]decontam check:[/red] {exc}")
+        console.print(f"[red]decontam check:[/red] {escape(str(exc))}")  # user text is not markup
         raise typer.Exit(2) from None
     index = ContaminationIndex(refs, cfg, load_embedder(cfg.embedder))
     rows = []

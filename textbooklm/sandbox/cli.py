@@ -13,11 +13,12 @@ sandbox_app = typer.Typer(help="Run untrusted Python programs with time, memory 
 
 
 def read_programs(path: Path) -> list:
-    """Read ``{"id","code","test"?,"entry_point"?,"reference_s"?}`` lines; errors name file:line."""
-    from textbooklm.jsonl import read_jsonl
+    """Read ``{"id","code","test"?,"entry_point"?,"reference_s"?}`` lines, all or nothing: every bad line
+    (bad UTF-8 or JSON, lone surrogate, bad field, repeated id) is listed in one error naming file:line."""
+    from textbooklm.jsonl import parse_jsonl
     from textbooklm.sandbox.program import Program
 
-    return [Program.from_record(record, where=where) for where, record in read_jsonl(path)]
+    return parse_jsonl(path, lambda where, record: Program.from_record(record, where=where), id_key="id")
 
 
 @sandbox_app.command("run")
