@@ -221,3 +221,22 @@ def _toml(raw: dict, prefix: str = "") -> str:
         else:
             out += f"\n[{name}]\n" + "".join(f"{a} = {value(b)}\n" for a, b in v.items())
     return out
+
+
+def test_cache_stats_and_prune(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-test-run-cache")
+    run_dir = tmp_path / "run"
+    with EchoServer() as server:
+        run_pipeline(parse_config(_textbooks_config(server)), run_dir)
+        sent = len(server.hits)
+    runner = CliRunner()
+    stats = runner.invoke(app, ["cache", "stats", str(run_dir)])
+    assert stats.exit_code == 0 and "m1" in stats.output and "textbooks" in stats.output, stats.output
+    assert runner.invoke(app, ["cache", "prune", str(run_dir)]).exit_code == 2  # needs a filter
+    dry = runner.invoke(app, ["cache", "prune", str(run_dir), "--model", "m1", "--dry-run"])
+    assert f"would remove {sent}" in dry.output
+    gone = runner.invoke(app, ["cache", "prune", str(run_dir), "--model", "m1"])
+    assert f"removed {sent}" in gone.output
+    from textbooklm.teacher.cache_admin import cache_stats
+
+    assert cache_stats(run_dir / "_cache")["models"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -13,6 +14,8 @@ from textbooklm.config import ConfigError, PipelineBase, load_config
 from textbooklm.progress import console
 
 config_app = typer.Typer(help="Inspect and validate pipeline config files.", no_args_is_help=True)
+cache_app = typer.Typer(help="The run's teacher request cache (RUN/_cache, or [run] teacher_cache).",
+                        no_args_is_help=True)
 
 
 def _load_or_exit(path: Path) -> PipelineBase:
@@ -115,7 +118,57 @@ def config_check(
         raise typer.Exit(2)
 
 
+def _cache_folder(run_dir: Path) -> Path:
+    from textbooklm.run import Run
+
+    return Run(run_dir).teacher_cache_dir
+
+
+@cache_app.command("stats")
+def cache_stats_cmd(run_dir: Path = typer.Argument(..., help="A run folder (its recorded config names the cache).")
+                    ) -> None:
+    """Cached replies per model, and each stage's ledger (requests, cache hits, tokens, USD)."""
+    from textbooklm.teacher.cache_admin import cache_stats
+
+    stats = cache_stats(_cache_folder(run_dir))
+    if not stats["exists"]:
+        console.print(escape(f"{stats['path']}: no teacher cache yet"))
+        return
+    table = Table("backend", "model", "entries", "MB", "newest")
+    for m in stats["models"]:
+        newest = time.strftime("%Y-%m-%d %H:%M", time.localtime(m["newest"])) if m["newest"] else ""
+        table.add_row(m["backend"], escape(m["model"]), str(m["entries"]), f"{m['bytes'] / 1e6:.2f}", newest)
+    console.print(escape(f"{stats['path']} ({stats['file_bytes'] / 1e6:.2f} MB)"))
+    console.print(table)
+    ledger = Table("stage", "model", "requests", "cache hits", "tokens in", "tokens out", "USD")
+    for row in stats["ledgers"]:
+        usd = row.get("cost_usd")
+        ledger.add_row(row["stage"], escape(row["model"]), str(row.get("requests", "")), str(row.get("cached", "")),
+                       str(row.get("tokens_in", "")), str(row.get("tokens_out", "")),
+                       "" if usd is None else f"{usd:.4f}")
+    console.print(ledger)
+
+
+@cache_app.command("prune")
+def cache_prune_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder."),
+    model: str = typer.Option(None, help="Remove the replies of this model."),
+    older_than_days: float = typer.Option(None, help="Remove replies cached more than this many days ago."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; remove nothing."),
+) -> None:
+    """Remove cached replies (a later run pays for them again). Needs --model and/or --older-than-days."""
+    from textbooklm.teacher.cache_admin import prune_cache
+
+    try:
+        n = prune_cache(_cache_folder(run_dir), model=model, older_than_days=older_than_days, dry_run=dry_run)
+    except ValueError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"{'would remove' if dry_run else 'removed'} {n} cached replies")
+
+
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
     app.command("status")(status)
     app.add_typer(config_app, name="config")
+    app.add_typer(cache_app, name="cache")
