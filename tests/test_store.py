@@ -83,3 +83,30 @@ def test_atomic_json(tmp_path):
     atomic_write_json(tmp_path / "x.json", {"b": 1, "a": [1, 2]})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": [1, 2], "b": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_lone_surrogate_is_an_error_naming_the_record():
+    from textbooklm.store import InvalidTextError, records_to_table
+
+    rows = records(3)
+    rows[2]["text"] = "def f():\n    return '\ud800'\n"
+    with pytest.raises(InvalidTextError, match=r"record 2 \(id '2'\): column 'text': lone surrogate U\+D800 "
+                       r"at character 21; Parquet stores only valid UTF-8"):
+        records_to_table(rows)
+    with pytest.raises(InvalidTextError, match="record 2"):
+        records_to_table(rows, pa.schema([("id", pa.string()), ("text", pa.string()), ("n", pa.int64())]))
+
+
+def test_divert_unwritable_rejects_the_record_and_keeps_the_rest(tmp_path):
+    from textbooklm.store import divert_unwritable, records_to_table
+
+    kept = records(3)
+    kept[1]["text"] = "half a pair: \ud83d"
+    rejected = [{"id": "r", "text": "bad \udcff", "n": 9, "reason": "teacher-error", "detail": "x"}]
+    good, out = divert_unwritable(kept, rejected)
+    assert [r["id"] for r in good] == ["0", "2"]
+    assert out[0]["text"] == "bad \\udcff" and out[0]["reason"] == "teacher-error"
+    assert out[1] == {"id": "1", "text": "half a pair: \\ud83d", "n": 1, "reason": "invalid-unicode",
+                      "detail": "column 'text': lone surrogate U+D83D at character 13 (stored escaped as \\udXXX)"}
+    write_table(tmp_path / shard_name(0), records_to_table(out))  # now storable
+    assert pq.read_table(tmp_path / shard_name(0)).num_rows == 2

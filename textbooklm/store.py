@@ -27,6 +27,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from textbooklm.unicode_text import escape_surrogates, find_unwritable
+
 MANIFEST = "manifest.json"
 SHARD_GLOB = "part-*.parquet"
 
@@ -69,11 +71,59 @@ def write_table(path: Path, table: pa.Table) -> None:
         raise
 
 
+class InvalidTextError(ValueError):
+    """A record holds a string Parquet cannot store (a lone surrogate); names the record and column."""
+
+
+def unwritable_text(record: dict[str, Any]) -> str | None:
+    """Why ``record`` cannot be written (``column 'text': lone surrogate U+D800 at character 21``), or None.
+
+    Checks top-level string fields, where stages keep their text; nested values are JSON strings.
+    """
+    found = find_unwritable(record)
+    return None if found is None else f"column {found[0]!r}: {found[1]}"
+
+
+def divert_unwritable(
+    kept: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]], reason: str = "invalid-unicode"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Move kept records holding a lone surrogate to ``rejected`` (``reason``, the column and character in
+    ``detail``), every string escaped (``\\ud800``) so it can be stored; escape rejected ones in place.
+
+    For a stage whose rejected schema is its kept schema plus ``reason`` and ``detail``: text from a
+    teacher's JSON reply or a program's output can hold ``\\ud800`` escapes, and one such record must
+    not stop a shard.
+    """
+    def escaped(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: escape_surrogates(v) if isinstance(v, str) else v for k, v in record.items()}
+
+    good: list[dict[str, Any]] = []
+    out = [escaped(r) if unwritable_text(r) else r for r in rejected]
+    for record in kept:
+        why = unwritable_text(record)
+        if why is None:
+            good.append(record)
+        else:
+            out.append({**escaped(record), "reason": reason, "detail": f"{why} (stored escaped as \\udXXX)"})
+    return good, out
+
+
 def records_to_table(records: Sequence[dict[str, Any]], schema: pa.Schema | None = None) -> pa.Table:
-    """Build a table from row dicts; with ``schema`` an empty list still gives typed columns."""
-    if schema is not None:
-        return pa.Table.from_pylist(list(records), schema=schema)
-    return pa.Table.from_pylist(list(records))
+    """Build a table from row dicts; with ``schema`` an empty list still gives typed columns.
+
+    A string with a lone surrogate raises :class:`InvalidTextError` naming the record (index and
+    ``id``) and the column, instead of pyarrow's bare ``UnicodeEncodeError``.
+    """
+    rows = list(records)
+    try:
+        return pa.Table.from_pylist(rows, schema=schema) if schema is not None else pa.Table.from_pylist(rows)
+    except UnicodeEncodeError:
+        for i, record in enumerate(rows):
+            reason = unwritable_text(record)
+            if reason is not None:
+                rid = f" (id {escape_surrogates(str(record['id']))!r})" if "id" in record else ""
+                raise InvalidTextError(f"record {i}{rid}: {reason}; Parquet stores only valid UTF-8") from None
+        raise
 
 
 class Dataset:

@@ -141,3 +141,23 @@ def test_cli_runs_one_stage_with_overrides(scripted_server, teacher_table, tmp_p
     assert Dataset(out / "exercises").num_rows + Dataset(out / "exercises" / "rejected").num_rows == 3
     res = CliRunner().invoke(app, ["synth", "textbooks", "--out", str(out), "--teacher", "nope"])
     assert res.exit_code != 0 and "nope" in res.output
+
+
+def test_round_store_rejects_a_teacher_reply_with_a_lone_surrogate(tmp_path):
+    """A teacher's JSON reply may hold "\\ud800"; the round is written, that record rejected."""
+    from textbooklm.store import Dataset
+    from textbooklm.synth.rounds import RoundStore
+    from textbooklm.synth.textbooks_stage import REJECTED_SCHEMA, SCHEMA
+
+    store = RoundStore(tmp_path, SCHEMA, REJECTED_SCHEMA)
+    kept = [{"id": "a", "text": "fine", "seed": "{}", "provenance": "{}"},
+            {"id": "b", "text": "emoji half \ud83d", "seed": "{}", "provenance": "{}"}]
+    result = {"kept": 2}
+    store.write(0, kept, [], result)
+    assert result["kept"] == 1
+    good, rejected = store.read(0)
+    assert [r["id"] for r in good] == ["a"]
+    assert rejected[0]["reason"] == "invalid-unicode" and rejected[0]["text"] == "emoji half \\ud83d"
+    summary = store.finish(1, lambda r: r["text"], lambda texts: list(range(len(texts))))
+    assert summary["rejected_by_reason"] == {"invalid-unicode": 1}
+    assert Dataset(tmp_path).num_rows == 1

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from textbooklm.sandbox import Limits, Program, SandboxPool
 from textbooklm.sandbox import Result as SandboxResult
-from textbooklm.store import atomic_write_json, shard_name, write_table
+from textbooklm.store import atomic_write_json, divert_unwritable, shard_name, write_table
 from textbooklm.teacher import Teacher, build_teacher
 
 TEACHER_ERROR = "teacher-error"
@@ -122,6 +122,10 @@ class RoundStore:
             return None
 
     def write(self, k: int, kept: list[dict[str, Any]], rejected: list[dict[str, Any]], result: dict[str, Any]) -> None:
+        n_kept = len(kept)
+        kept, rejected = divert_unwritable(kept, rejected)  # a teacher's "\\ud800" rejects a record, not the run
+        if len(kept) != n_kept and "kept" in result:
+            result["kept"] = len(kept)
         write_table(self.work / "rounds" / shard_name(k), pa.Table.from_pylist(kept, schema=self.schema))
         write_table(self.work / "rounds-rejected" / shard_name(k),
                     pa.Table.from_pylist(rejected, schema=self.rejected_schema))
