@@ -17,11 +17,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help texts say [run], [teachers.NAME]: plain text, never rich markup
 )
 
 # Areas in data-flow order; each module defines register(app: typer.Typer) -> None.
 AREAS = [
     "textbooklm.pipeline_cli",
+    "textbooklm.stage_cli",
     "textbooklm.corpus.cli",
     "textbooklm.quality.cli",
     "textbooklm.teacher.cli",

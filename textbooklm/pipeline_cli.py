@@ -14,7 +14,7 @@ from textbooklm.config import ConfigError, PipelineBase, load_config
 from textbooklm.progress import console
 
 config_app = typer.Typer(help="Inspect and validate pipeline config files.", no_args_is_help=True)
-cache_app = typer.Typer(help="The run's teacher request cache (RUN/_cache, or [run] teacher_cache).",
+cache_app = typer.Typer(help="The run's teacher request cache (RUN/_cache, or run.teacher_cache in the config).",
                         no_args_is_help=True)
 
 

@@ -54,7 +54,7 @@ class StageSpec:
 
     name: str
     config: type[BaseModel]
-    target: str
+    target: str | Callable[..., Any]
     help: str = ""
     inputs: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
@@ -65,8 +65,8 @@ class StageSpec:
     cleans: bool = False
     replaces: str | None = None
     artefacts: tuple[str, ...] = ()
-    check: str | None = None
-    report: str | None = None
+    check: str | Callable[..., Any] | None = None
+    report: str | Callable[..., Any] | None = None
     summary_fields: tuple[str, ...] = field(default=("in", "kept", "dropped", "seconds"))
 
     def load(self) -> Callable[..., Any]:
@@ -74,7 +74,10 @@ class StageSpec:
         return _resolve(self.target)
 
 
-def _resolve(target: str) -> Callable[..., Any]:
+def _resolve(target: str | Callable[..., Any]) -> Callable[..., Any]:
+    """``"module:function"`` imported now, or a callable as given (a plugin's or a test's)."""
+    if callable(target):
+        return target
     module, func = target.split(":")
     return getattr(importlib.import_module(module), func)
 
@@ -159,5 +162,5 @@ def cleaner() -> StageSpec | None:
     return next((s for s in stages() if s.cleans), None)
 
 
-def resolve_hook(target: str | None) -> Callable[..., Any] | None:
+def resolve_hook(target: str | Callable[..., Any] | None) -> Callable[..., Any] | None:
     return _resolve(target) if target else None
