@@ -89,7 +89,7 @@ def score_known(clf: QualityClassifier, ids: list[str], texts: list[str], batch_
 def score_shard(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: score one corpus shard."""
     clf = _classifier(task["model"])
-    if task.get("threads") and not clf.embedder.startswith("hashing"):
+    if task.get("threads") and not clf.embedder.startswith(("hashing", "static")):  # the torch embedders
         import torch
 
         torch.set_num_threads(int(task["threads"]))  # workers share the cores instead of fighting for them
