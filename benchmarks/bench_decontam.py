@@ -17,10 +17,10 @@ import random
 import re
 import time
 
+from textbooklm.code_tasks import load_problems
 from textbooklm.decontam.benchmarks import load_references
 from textbooklm.decontam.config import DecontamConfig
 from textbooklm.decontam.index import ContaminationIndex, Sample
-from textbooklm.evals.tasks import load_problems
 
 NAMES = ["data", "items", "values", "result", "acc", "total", "count", "idx", "node", "key", "val", "buf", "tmp"]
 BODIES = [

@@ -14,8 +14,8 @@ import time
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from textbooklm.corpus.minhash import MinHasher, duplicate_pairs, tokens
 from textbooklm.corpus.readers import stdlib_root
+from textbooklm.minhash import MinHasher, duplicate_pairs, tokens
 
 NGRAM, NUM_PERM, BANDS, THRESHOLD = 5, 128, 16, 0.8
 

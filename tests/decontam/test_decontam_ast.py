@@ -5,9 +5,9 @@ from __future__ import annotations
 import ast
 import itertools
 
+from textbooklm.code_tasks import load_problems
 from textbooklm.decontam.ted import keyroots_of, prepare, tree_edit_distance
 from textbooklm.decontam.trees import function_tree, function_trees, match_rate, match_rate_upper_bound
-from textbooklm.evals.tasks import load_problems
 
 
 def _tree(post: list[tuple[str, int]]):
@@ -84,3 +84,15 @@ def test_functions_are_found_in_markdown_code_blocks():
     trees = function_trees(text)
     assert [t.name for t in trees] == ["bubble"]
     assert function_trees("def tiny(a):\n    return a\n") == []  # under ast_min_nodes
+
+
+def test_code_in_any_fence_style_is_compared():
+    """decontam uses the one fence parser: ~~~, {python}, indented and unclosed fences all yield code."""
+    from textbooklm.decontam.trees import code_pieces
+
+    body = "def add(a, b):\n    return a + b\n"
+    for text in (f"~~~python\n{body}~~~\n", f"``` {{python}}\n{body}```\n",
+                 "1. a list item:\n\n    ```python\n    def add(a, b):\n        return a + b\n    ```\n",
+                 f"Intro.\n```python\n{body}def cut(x):\n    return x +"):
+        pieces = code_pieces("Some prose first.\n" + text)
+        assert any("def add(a, b):" in p for p in pieces), text

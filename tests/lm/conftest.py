@@ -9,7 +9,7 @@ import pytest
 from lm_corpus import stdlib_texts
 
 from textbooklm.lm.pack import pack
-from textbooklm.lm.tokenizer import train_bpe
+from textbooklm.model.tokenizer import train_bpe
 from textbooklm.store import Dataset, write_dataset
 
 
@@ -34,7 +34,7 @@ def bpe_tokenizer(lm_root, code_docs) -> Path:
 
 @pytest.fixture(scope="session")
 def code_pack(lm_root, code_docs, bpe_tokenizer) -> Path:
-    from textbooklm.lm.tokenizer import load_tokenizer
+    from textbooklm.model.tokenizer import load_tokenizer
 
     out = lm_root / "pack"
     pack([("code", code_docs, 1.0)], load_tokenizer(bpe_tokenizer), out, val_fraction=0.1,

@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from textbooklm.lm.checkpoint import save_model
-from textbooklm.lm.generate import CheckpointGenerator, generate, loglikelihood
-from textbooklm.lm.model import PhiConfig, PhiForCausalLM
-from textbooklm.lm.tokenizer import load_tokenizer
+from textbooklm.model.checkpoint import save_model
+from textbooklm.model.generate import CheckpointGenerator, generate, loglikelihood
+from textbooklm.model.model import PhiConfig, PhiForCausalLM
+from textbooklm.model.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")

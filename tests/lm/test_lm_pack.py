@@ -9,7 +9,7 @@ import pytest
 from lm_corpus import stdlib_texts
 
 from textbooklm.lm.pack import PackedTokens, is_validation, pack, token_dtype
-from textbooklm.lm.tokenizer import load_tokenizer
+from textbooklm.model.tokenizer import load_tokenizer
 from textbooklm.store import write_dataset
 
 
@@ -101,7 +101,7 @@ def test_pack_cli_weights_and_errors(tmp_path, code_docs, bpe_tokenizer):
 def test_large_vocabulary_packs_as_uint32(tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from textbooklm.lm.tokenizer import EOT, TextTokenizer
+    from textbooklm.model.tokenizer import EOT, TextTokenizer
 
     vocab = {EOT: 0, "[UNK]": 1, **{f"w{i}": i + 2 for i in range(70_000)}}
     raw = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))

@@ -18,8 +18,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def test_stages_tokenizer_pack_pretrain_finetune_export(tmp_path, code_docs):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from textbooklm.lm.checkpoint import load_model
-    from textbooklm.lm.hf import export_hf
+    from textbooklm.model.checkpoint import load_model
+    from textbooklm.model.hf import export_hf
 
     tok_ds = run_tokenizer(TokenizerConfig(vocab_size=400), {"corpus": code_docs}, tmp_path / "tokenizer")
     assert tok_ds.manifest["summary"]["line"].startswith("tokenizer: bpe, 400 tokens")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from textbooklm.lm.tokenizer import DEFAULT_GPT2_DIR, codegen_tokenizer, load_tokenizer, train_bpe
+from textbooklm.model.tokenizer import DEFAULT_GPT2_DIR, codegen_tokenizer, load_tokenizer, train_bpe
 
 ROOT = Path(__file__).resolve().parents[2]
 GPT2 = ROOT / DEFAULT_GPT2_DIR

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from textbooklm.lm.config import TrainConfig
 from textbooklm.lm.train import lr_at
-from textbooklm.lm.train_log import read_metrics
+from textbooklm.model.train_log import read_metrics
 
 TRAIN = {"model": {"preset": "nano"}, "batch_size": 8, "micro_batch_size": 4, "log_every": 1,
          "eval_every": 5, "eval_batches": 1, "threads": 1}
@@ -140,8 +140,8 @@ def test_finetune_on_completions_only(tmp_path, bpe_tokenizer, code_pack):
     """Finetune from a pretrained checkpoint with loss on completions; the prompt-only text's loss is
     not what goes down the most, and 'completion' on a maskless pack is refused."""
     from textbooklm.lm.pack import pack
-    from textbooklm.lm.tokenizer import load_tokenizer
     from textbooklm.lm.train import train
+    from textbooklm.model.tokenizer import load_tokenizer
     from textbooklm.store import write_dataset
 
     base = TrainConfig.model_validate({**TRAIN, "max_steps": 2, "save_every": 2})
@@ -169,7 +169,7 @@ def test_finetune_on_completions_only(tmp_path, bpe_tokenizer, code_pack):
 
 
 def test_metrics_row_cut_by_a_kill_is_dropped(tmp_path):
-    from textbooklm.lm.train_log import COLUMNS, TrainLog
+    from textbooklm.model.train_log import COLUMNS, TrainLog
 
     header = ",".join(COLUMNS)
     (tmp_path / "metrics.csv").write_text(f"{header}\n1,512,6.9,,0.001,1.0,100,\n2,1024,6.8,,0.001,1.0,100,\n3,15")

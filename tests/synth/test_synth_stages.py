@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
+from textbooklm.code_tasks import solution_program
 from textbooklm.config import PipelineConfig
-from textbooklm.evals.problems import read_problems_jsonl
-from textbooklm.evals.tasks import solution_program
 from textbooklm.pipeline import run_pipeline
+from textbooklm.problems import read_problems_jsonl
 from textbooklm.sandbox import Limits, Program, run_programs
 from textbooklm.store import Dataset
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from textbooklm import registry
-from textbooklm.evals.problems import Problem
 from textbooklm.lm.pack import INDEX, is_validation, pack, token_dtype
 from textbooklm.lm.stage import document_texts
-from textbooklm.lm.tokenizer import TextTokenizer
+from textbooklm.model.tokenizer import TextTokenizer
+from textbooklm.problems import Problem
 from textbooklm.store import Dataset, atomic_write_json
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from textbooklm.ablate.config import AblationEvalConfig
 from textbooklm.ablate.data import ValidationSet
 from textbooklm.evals.generate import SamplingSettings
-from textbooklm.evals.problems import Problem
+from textbooklm.problems import Problem
 
 VAL_LOSS = "validation loss (shared)"
 NLL = "humaneval canonical NLL/token"

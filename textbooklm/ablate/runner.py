@@ -34,8 +34,8 @@ from textbooklm.ablate.data import (
 from textbooklm.ablate.measure import measure
 from textbooklm.ablate.train_job import launch
 from textbooklm.config import config_hash
-from textbooklm.lm.checkpoint import LATEST
 from textbooklm.lm.config import TrainConfig
+from textbooklm.model.checkpoint import LATEST
 from textbooklm.progress import console, summary_line
 from textbooklm.store import atomic_write_json
 
@@ -86,8 +86,8 @@ def _prepare_folder(folder: Path, definition: dict[str, Any]) -> str:
 
 def run_ablation(cfg: AblationConfig, run_dir: Path, workers: int | None = None) -> dict[str, Any]:
     """Train and measure every arm x seed (resuming), then write tables, plots and the summary."""
-    from textbooklm.evals.tasks import load_problems
-    from textbooklm.lm.tokenizer import load_tokenizer
+    from textbooklm.code_tasks import load_problems
+    from textbooklm.model.tokenizer import load_tokenizer
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 
 from textbooklm.corpus.config import CorpusConfig, DedupConfig, FilterConfig, SourceConfig
 from textbooklm.corpus.filters import content_id, decode, quality_reason
-from textbooklm.corpus.minhash import MinHasher, clusters, duplicate_pairs
 from textbooklm.corpus.readers import RawItem, plan_units, read_unit
 from textbooklm.executor import map_shards
+from textbooklm.minhash import MinHasher, clusters, duplicate_pairs
 from textbooklm.progress import summary_line
 from textbooklm.store import Dataset, finish_dataset, shard_name, write_table
 from textbooklm.unicode_text import describe_surrogate, escape_path, escape_surrogates, first_surrogate

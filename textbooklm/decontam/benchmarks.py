@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from textbooklm.code_tasks import load_problems
 from textbooklm.decontam.config import BenchmarkSpec, DecontamConfig
 from textbooklm.decontam.trees import FunctionTree, function_trees
-from textbooklm.evals.problems import Problem
-from textbooklm.evals.tasks import load_problems
+from textbooklm.problems import Problem
 
 
 @dataclass

@@ -21,13 +21,12 @@ label counts the candidate index bounds the distance with.
 from __future__ import annotations
 
 import ast
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from textbooklm.codeblocks import parsable_prefix, python_blocks
 from textbooklm.decontam.ted import Prepared, keyroots_of, prepare, tree_edit_distance
 
-_FENCE = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _OPS = (ast.operator, ast.unaryop, ast.cmpop, ast.boolop, ast.expr_context)
 _BARRIERS = (ast.Return, ast.Raise, ast.Break, ast.Continue, ast.Global, ast.Nonlocal)
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -246,11 +245,22 @@ def _parsed_pieces(text: str) -> list[tuple[str, ast.Module]]:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         pass
     out = []
-    for m in _FENCE.finditer(text):
+    for code in fenced_code(text):
         try:
-            out.append((m.group(1), ast.parse(m.group(1))))
+            out.append((code, ast.parse(code)))
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
+    return out
+
+
+def fenced_code(text: str) -> list[str]:
+    """The Python blocks of markdown, by the one fence parser (``~~~``, ``{python}``, indented, unclosed).
+
+    A block cut off at max_tokens keeps its longest parsable prefix, so its functions are still compared.
+    """
+    out = []
+    for block in python_blocks(text):
+        out.append(block.code if block.parses or block.closed else (parsable_prefix(block.code) or block.code))
     return out
 
 
@@ -261,7 +271,7 @@ def code_pieces(text: str) -> list[str]:
         return [text]
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         pass
-    return [m.group(1) for m in _FENCE.finditer(text)]
+    return fenced_code(text)
 
 
 def _segment(lines: list[str], node: ast.AST) -> str:

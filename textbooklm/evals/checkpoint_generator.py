@@ -1,7 +1,7 @@
 """The textbooklm checkpoint as an evals ``Generator`` (model strings ``ckpt:PATH`` or a checkpoint folder).
 
 A thin adapter: sampling settings in, ``n`` completions per prompt out, batched, through the
-model's own KV-cached generation (:mod:`textbooklm.lm.generate`).
+model's own KV-cached generation (:mod:`textbooklm.model.generate`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from textbooklm.evals.generate import SamplingSettings, register_generator, trun
 
 class CheckpointSampler:
     def __init__(self, path: str | Path, device: str = "cpu"):
-        from textbooklm.lm.generate import CheckpointGenerator
+        from textbooklm.model.generate import CheckpointGenerator
 
         self.inner = CheckpointGenerator(path, device)
         self.name = f"ckpt:{self.inner.name}"

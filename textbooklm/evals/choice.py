@@ -21,7 +21,7 @@ class Scored(Protocol):
 
 
 class Scorer(Protocol):
-    """Anything that scores continuations: textbooklm.lm.generate.CheckpointGenerator, HFScorer."""
+    """Anything that scores continuations: textbooklm.model.generate.CheckpointGenerator, HFScorer."""
 
     def loglikelihood(self, pairs: list[tuple[str, str]], batch_size: int = 8) -> Sequence[Scored]: ...
 

@@ -31,8 +31,8 @@ def generate(
     out: Path = typer.Option(..., "--out", "-o", help="Samples JSONL (appended to; resumes)."),
 ) -> None:
     """Sample N completions per problem, cut at stop sequences, and write them with a .meta.json."""
+    from textbooklm.code_tasks import load_problems
     from textbooklm.evals.generate import SamplingSettings, generate_samples, make_generator
-    from textbooklm.evals.tasks import load_problems
     from textbooklm.progress import progress_bar, summary_line
 
     try:
@@ -63,8 +63,8 @@ def execute(
     out: Path = typer.Option(None, "--out", "-o", help="Results JSON (default: SAMPLES.results.json)."),
 ) -> None:
     """Score every sample in the sandbox; write per-sample verdicts and pass@k with all limits used."""
+    from textbooklm.code_tasks import load_problems
     from textbooklm.evals.execute import read_samples, score
-    from textbooklm.evals.tasks import load_problems
     from textbooklm.progress import progress_bar, summary_line
     from textbooklm.sandbox import Limits
     from textbooklm.store import atomic_write_json

@@ -10,10 +10,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from textbooklm.code_tasks import solution_program
 from textbooklm.evals.passk import mean_pass_at_k
-from textbooklm.evals.problems import Problem
-from textbooklm.evals.tasks import solution_program
 from textbooklm.jsonl import read_jsonl
+from textbooklm.problems import Problem
 from textbooklm.sandbox import Limits, Program, SandboxPool
 
 

@@ -1,6 +1,6 @@
 """GSM8K through code, as phi-1.5 evaluated it: the model writes a program whose result is the answer.
 
-Each question becomes a problem in the generic format (``textbooklm.evals.problems``): the prompt is
+Each question becomes a problem in the generic format (``textbooklm.problems``): the prompt is
 a ``solution()`` signature with the question as its docstring, and the test compares what
 ``solution()`` returns with the reference number. Generation and sandboxed execution then reuse the
 code-evaluation machinery unchanged, so model-written programs never run in this process.
@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from textbooklm.evals.choice_tasks import TaskFormatError, read_records
-from textbooklm.evals.problems import Problem
+from textbooklm.problems import Problem
 
 _FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
 

@@ -1,7 +1,7 @@
 """Log-likelihood scorers: the engine behind multiple-choice accuracy, perplexity and solution NLL.
 
 ``load_scorer(MODEL)`` accepts a textbooklm checkpoint folder (through
-:class:`textbooklm.lm.generate.CheckpointGenerator`) or any Hugging Face causal-LM folder
+:class:`textbooklm.model.generate.CheckpointGenerator`) or any Hugging Face causal-LM folder
 (:class:`HFScorer`). Both return, per ``(prompt, continuation)`` pair, the log-probabilities of the
 continuation's tokens, with the token boundary where the prompt ends.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from textbooklm.lm.generate import ContinuationScore
+from textbooklm.model.generate import ContinuationScore
 
 # The same per-token record the textbooklm model's scorer returns.
 Score = ContinuationScore
@@ -76,7 +76,7 @@ def load_scorer(model: str | Path, device: str = "cpu"):
     if str(model).startswith("hf:"):
         return HFScorer(folder, device)
     try:
-        from textbooklm.lm.generate import CheckpointGenerator
+        from textbooklm.model.generate import CheckpointGenerator
 
         return CheckpointGenerator(folder, device)
     except (ValueError, FileNotFoundError, KeyError):

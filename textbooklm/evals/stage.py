@@ -17,21 +17,21 @@ import math
 from pathlib import Path
 from typing import Any
 
+from textbooklm.code_tasks import load_problems
 from textbooklm.evals.choice import evaluate_choices
 from textbooklm.evals.choice_tasks import load_choice_task
 from textbooklm.evals.config import EvalConfig
 from textbooklm.evals.execute import read_samples, score
 from textbooklm.evals.generate import SamplingSettings, generate_samples
 from textbooklm.evals.perplexity import perplexity, read_texts
-from textbooklm.evals.problems import Problem
-from textbooklm.evals.tasks import load_problems
+from textbooklm.problems import Problem
 from textbooklm.progress import progress_bar, summary_line
 from textbooklm.store import Dataset, atomic_write_json, write_dataset
 
 
 def _val_loss(folder: Path) -> float | None:
     """Last validation loss logged by the training run in ``folder`` (if it was a training stage)."""
-    from textbooklm.lm.train import read_metrics
+    from textbooklm.model.train_log import read_metrics
 
     for run in (folder / "train", folder):
         if (run / "metrics.csv").is_file():
@@ -113,7 +113,7 @@ def evaluate_model(label: str, folder: Path, cfg: EvalConfig, out: Path, run_dir
 def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
     out.mkdir(parents=True, exist_ok=True)
     workers = ctx.run.workers or None
-    from textbooklm.lm.checkpoint import resolve_checkpoint
+    from textbooklm.model.checkpoint import resolve_checkpoint
 
     per_model: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}

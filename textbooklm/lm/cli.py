@@ -169,7 +169,7 @@ def generate_cmd(
     seed: int = typer.Option(None, "--seed", help="Sampling seed."),
 ) -> None:
     """Complete prompts with a KV cache; prints each prompt followed by its completion."""
-    from textbooklm.lm.generate import CheckpointGenerator
+    from textbooklm.model.generate import CheckpointGenerator
 
     stops = [s.encode().decode("unicode_escape") for s in (stop or [])]
     try:
@@ -191,8 +191,8 @@ def export_hf_cmd(
     ),
 ) -> None:
     """Export to Hugging Face PhiForCausalLM format (loads in transformers and vLLM)."""
-    from textbooklm.lm.checkpoint import load_model
-    from textbooklm.lm.hf import export_hf
+    from textbooklm.model.checkpoint import load_model
+    from textbooklm.model.hf import export_hf
 
     try:
         model, folder = load_model(checkpoint)
@@ -208,8 +208,8 @@ def import_hf_cmd(
     out: Path = typer.Argument(..., help="textbooklm checkpoint folder to write."),
 ) -> None:
     """Import a Hugging Face phi model as a textbooklm checkpoint."""
-    from textbooklm.lm.checkpoint import save_model
-    from textbooklm.lm.hf import import_hf
+    from textbooklm.model.checkpoint import save_model
+    from textbooklm.model.hf import import_hf
 
     try:
         model = import_hf(hf_folder)
@@ -229,7 +229,7 @@ def model_info_cmd(
     import torch
 
     from textbooklm.lm.config import ModelConfig
-    from textbooklm.lm.model import PhiConfig, PhiForCausalLM, describe
+    from textbooklm.model.model import PhiConfig, PhiForCausalLM, describe
 
     shape = ModelConfig(preset=preset).resolved()  # type: ignore[arg-type]
     with torch.device("meta"):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from textbooklm.lm.tokenizer import TextTokenizer
+from textbooklm.model.tokenizer import TextTokenizer
 from textbooklm.progress import progress_bar, summary_line
 from textbooklm.store import Dataset, atomic_write_json
 

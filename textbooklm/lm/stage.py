@@ -76,7 +76,7 @@ def _find_tokenizer(explicit: str | None, inputs: dict[str, Dataset], ctx: Any) 
         return resolve_dataset(explicit, inputs, ctx).path / "tokenizer.json"
     found = [d.path / "tokenizer.json" for d in inputs.values() if _is_tokenizer(d)]
     if not found:  # finetuning: the tokenizer saved with the checkpoint being finetuned
-        from textbooklm.lm.checkpoint import resolve_checkpoint
+        from textbooklm.model.checkpoint import resolve_checkpoint
 
         found = [p for d in inputs.values() if _is_run(d)
                  if (p := resolve_checkpoint(d.path / "train") / "tokenizer.json").is_file()]
@@ -90,7 +90,7 @@ def _find_tokenizer(explicit: str | None, inputs: dict[str, Dataset], ctx: Any) 
 
 def run_tokenizer(cfg: TokenizerConfig, inputs: dict[str, Dataset], out: Path, ctx: Any = None) -> Dataset:
     """Build (codegen) or train (bpe) the tokenizer; writes ``out/tokenizer.json``."""
-    from textbooklm.lm.tokenizer import codegen_tokenizer, train_bpe
+    from textbooklm.model.tokenizer import codegen_tokenizer, train_bpe
 
     out.mkdir(parents=True, exist_ok=True)
     data = [resolve_dataset(s, inputs, ctx) for s in cfg.sources] or [d for _, d in default_sources(inputs, ctx, None)]
@@ -140,7 +140,7 @@ def run_pack(cfg: PackConfig, inputs: dict[str, Dataset], out: Path, ctx: Any = 
     No ``sources``: the run's ``kind`` training data (pretraining: filtered code and textbooks).
     """
     from textbooklm.lm.pack import pack
-    from textbooklm.lm.tokenizer import load_tokenizer
+    from textbooklm.model.tokenizer import load_tokenizer
 
     out.mkdir(parents=True, exist_ok=True)
     tok_path = _find_tokenizer(cfg.tokenizer, inputs, ctx)
@@ -160,7 +160,7 @@ def run_pack(cfg: PackConfig, inputs: dict[str, Dataset], out: Path, ctx: Any = 
 
 def _train_stage(cfg: TrainConfig, inputs: dict[str, Dataset], out: Path, ctx: Any, stage: str) -> Dataset:
     from textbooklm.lm.train import train
-    from textbooklm.lm.train_log import read_metrics
+    from textbooklm.model.train_log import read_metrics
 
     out.mkdir(parents=True, exist_ok=True)
     parents = list(inputs.values())

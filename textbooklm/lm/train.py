@@ -29,11 +29,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from textbooklm.lm.checkpoint import load_model, load_training_checkpoint, save_training_checkpoint
 from textbooklm.lm.config import TrainConfig
-from textbooklm.lm.model import PhiConfig, PhiForCausalLM, describe, param_groups
 from textbooklm.lm.pack import PackedTokens
-from textbooklm.lm.train_log import TrainLog, detect_peak_flops, read_metrics
+from textbooklm.model.checkpoint import load_model, load_training_checkpoint, save_training_checkpoint
+from textbooklm.model.model import PhiConfig, PhiForCausalLM, describe, param_groups
+from textbooklm.model.train_log import TrainLog, detect_peak_flops, read_metrics
 from textbooklm.progress import console, summary_line
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from textbooklm.lm.model import PhiConfig, PhiForCausalLM
+from textbooklm.model.model import PhiConfig, PhiForCausalLM
 from textbooklm.store import atomic_write_json
 
 FORMAT = "textbooklm.phi/1"
@@ -70,7 +70,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ph
     """Load a textbooklm or Hugging Face phi checkpoint; returns the model (eval mode) and its folder."""
     folder = resolve_checkpoint(path)
     if not (folder / META).is_file():
-        from textbooklm.lm.hf import import_hf
+        from textbooklm.model.hf import import_hf
 
         model = import_hf(folder)
     else:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from textbooklm.lm.checkpoint import load_model
-from textbooklm.lm.model import KVCache, PhiForCausalLM
-from textbooklm.lm.tokenizer import TextTokenizer, load_tokenizer
+from textbooklm.model.checkpoint import load_model
+from textbooklm.model.model import KVCache, PhiForCausalLM
+from textbooklm.model.tokenizer import TextTokenizer, load_tokenizer
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> torch.Tensor:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from textbooklm.lm.model import PhiConfig, PhiForCausalLM
+from textbooklm.model.model import PhiConfig, PhiForCausalLM
 
 _TOP = {"embed_tokens", "final_layernorm"}
 
@@ -89,7 +89,7 @@ def export_hf(model: PhiForCausalLM, out: str | Path, tokenizer_json: Path | Non
     out.mkdir(parents=True, exist_ok=True)
     eot_id = None
     if tokenizer_json is not None and Path(tokenizer_json).is_file():
-        from textbooklm.lm.tokenizer import load_tokenizer
+        from textbooklm.model.tokenizer import load_tokenizer
 
         tok = load_tokenizer(tokenizer_json)
         eot_id = tok.eot_id
@@ -101,7 +101,7 @@ def export_hf(model: PhiForCausalLM, out: str | Path, tokenizer_json: Path | Non
 
 def _write_hf_tokenizer(tokenizer_json: Path, out: Path) -> None:
     """tokenizer.json plus the tokenizer_config.json AutoTokenizer wants."""
-    from textbooklm.lm.tokenizer import EOT, load_tokenizer
+    from textbooklm.model.tokenizer import EOT, load_tokenizer
 
     tok = load_tokenizer(tokenizer_json)
     (out / "tokenizer.json").write_text(Path(tokenizer_json).read_text())
@@ -137,7 +137,7 @@ def import_hf(folder: str | Path) -> PhiForCausalLM:
     # The tokenizer's size, when known, so sampling never picks a padding row (phi-1: 50295 of 51200).
     real_vocab = c.get("textbooklm_vocab_size")
     if real_vocab is None and (folder / "tokenizer.json").is_file():
-        from textbooklm.lm.tokenizer import load_tokenizer
+        from textbooklm.model.tokenizer import load_tokenizer
 
         real_vocab = load_tokenizer(folder).vocab_size
     real_vocab = min(int(real_vocab or vocab), vocab)

@@ -13,7 +13,7 @@ LayerNorm and an untied output head *with* a bias. The embedding and head rows a
 multiple of 64 (phi: 50295 tokens -> 51200 rows) because matmuls with such shapes are faster.
 
 Parameter names follow Hugging Face's ``PhiForCausalLM`` except the fused ``qkv`` projection (one
-matmul instead of three; :mod:`textbooklm.lm.hf` splits it on export).
+matmul instead of three; :mod:`textbooklm.model.hf` splits it on export).
 """
 
 from __future__ import annotations

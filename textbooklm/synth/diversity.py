@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from textbooklm.corpus.minhash import MinHasher, clusters, duplicate_pairs
+from textbooklm.minhash import MinHasher, clusters, duplicate_pairs
 
 
 def words(text: str) -> list[str]:

@@ -20,8 +20,8 @@ import ast
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from textbooklm.codeblocks import parsable_prefix, python_blocks, syntax_problem, unfenced_code
 from textbooklm.synth.call_inputs import call_inputs, defined_names, variable_bindings
-from textbooklm.synth.codeblocks import parsable_prefix, python_blocks, syntax_problem, unfenced_code
 
 # Rejection reasons (also the `reason` column of the rejected dataset).
 NO_CODE = "no-code"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from textbooklm.evals.problems import Problem, write_problems_jsonl
+from textbooklm.problems import Problem, write_problems_jsonl
 from textbooklm.progress import summary_line
 from textbooklm.sandbox import Program
 from textbooklm.store import Dataset, atomic_write_bytes, atomic_write_json, finish_dataset

@@ -21,10 +21,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from textbooklm.codeblocks import extract_blocks
 from textbooklm.progress import summary_line
 from textbooklm.sandbox import Program
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset
-from textbooklm.synth.codeblocks import extract_blocks
 from textbooklm.synth.config import TextbooksConfig
 from textbooklm.synth.diversity import coverage, diversity_report, near_duplicate_roots
 from textbooklm.synth.prompts import TEXTBOOK_FIELDS, PromptTemplate, render_textbook

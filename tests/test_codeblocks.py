@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textbooklm.synth.codeblocks import extract_blocks, parsable_prefix, python_blocks, unfenced_code
+from textbooklm.codeblocks import extract_blocks, parsable_prefix, python_blocks, unfenced_code
 
 MESSY = """# Lists
 

@@ -2,7 +2,7 @@ import random
 
 import numpy as np
 
-from textbooklm.corpus.minhash import MinHasher, candidate_pairs, clusters, duplicate_pairs, token_hashes, tokens
+from textbooklm.minhash import MinHasher, candidate_pairs, clusters, duplicate_pairs, token_hashes, tokens
 
 
 def shingle_set(text, n=5):

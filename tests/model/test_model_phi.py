@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from textbooklm.lm.hf import export_hf, import_hf
-from textbooklm.lm.model import KVCache, PhiConfig, PhiForCausalLM
+from textbooklm.model.hf import export_hf, import_hf
+from textbooklm.model.model import KVCache, PhiConfig, PhiForCausalLM
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CFG = dict(vocab_size=1000, n_layer=2, n_embd=64, n_head=4, n_inner=256, block_size=64)
