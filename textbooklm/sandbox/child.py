@@ -3,9 +3,11 @@
 Runs in a fresh fork of the warm worker (see zygote.py). Order matters:
 1. new session (so the worker can kill the whole process group), stdin from /dev/null,
    stdout/stderr into pipes the worker drains and caps;
-2. resource limits (address space, CPU, processes, file size, no core dumps);
-3. drop to an unprivileged per-worker user when running as root (then RLIMIT_NPROC applies and
-   files outside the work dir are not writable);
+2. resource limits (address space, CPU, file size, no core dumps; processes by RLIMIT_NPROC only
+   where the worker has no pids cgroup);
+3. the environment from an allowlist (environment.py; never the parent's), then drop to an
+   unprivileged per-worker user when running as root (then RLIMIT_NPROC applies and files outside
+   the work dir are not writable);
 4. the accident guard (guard.py);
 5. exec the program, then the test, then ``check(entry_point)``.
 
@@ -26,6 +28,9 @@ import resource
 import sys
 import traceback
 from typing import Any
+
+from textbooklm.sandbox.environment import program_environment
+from textbooklm.sandbox.namespaces import PR_SET_DUMPABLE, prctl
 
 MB = 1024 * 1024
 
@@ -70,8 +75,9 @@ def run_child(request: dict[str, Any], workdir: str, out_w: int, err_w: int, res
         for lo, hi in zip(keep, keep[1:] + [65536], strict=True):
             os.closerange(lo + 1, hi)
         os.chdir(workdir)
-        os.environ.update(HOME=workdir, TMPDIR=workdir, TMP=workdir, TEMP=workdir, OMP_NUM_THREADS="1",
-                          OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+        env = program_environment(os.environ, workdir, limits.get("env") or {})
+        os.environ.clear()  # the worker's own (already an allowlist) is replaced, not extended
+        os.environ.update(env)
         import tempfile
 
         tempfile.tempdir = None
@@ -85,11 +91,15 @@ def run_child(request: dict[str, Any], workdir: str, out_w: int, err_w: int, res
         _set_limit(resource.RLIMIT_CPU, request["cpu_s"], request["cpu_s"] + 1)
         _set_limit(resource.RLIMIT_FSIZE, limits["max_file_mb"] * MB)
         _set_limit(resource.RLIMIT_CORE, 0)
-        _set_limit(resource.RLIMIT_NPROC, limits["max_processes"])
+        if request.get("rlimit_nproc", True):
+            _set_limit(resource.RLIMIT_NPROC, limits["max_processes"])
         if uid is not None:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
+            # A uid change makes the process non-dumpable, and then its own /proc/self/fd belongs to
+            # root: the guard (and shutil.rmtree's dir_fd walk) could not resolve its own fds.
+            prctl(PR_SET_DUMPABLE, 1)
         if limits["guard"]:
             from textbooklm.sandbox import guard
 

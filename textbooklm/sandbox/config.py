@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from textbooklm.config_base import StrictModel
+from textbooklm.sandbox.environment import check_extra
 
 
 class Limits(StrictModel):
@@ -38,6 +39,17 @@ class Limits(StrictModel):
         description="Disable fork/subprocess/os.system/os.kill and file removal or writing outside the work "
         "dir (accident guard, not a security boundary).",
     )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment variables for every program (name -> value), on top of the allowlist "
+        "(PATH, LANG, LC_ALL, HOME/TMPDIR = the work dir, thread caps). Nothing else of the parent's "
+        "environment reaches a program. Written into every results file: never put a secret here.",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _valid_env(cls, env: dict[str, str]) -> dict[str, str]:
+        return check_extra(env)
 
     def wall_limit(self, reference_s: float | None) -> float:
         """The wall-clock limit for a program whose reference solution took ``reference_s`` seconds."""

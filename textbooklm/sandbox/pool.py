@@ -29,6 +29,7 @@ from typing import Any
 
 from textbooklm.sandbox import cgroups
 from textbooklm.sandbox.config import Limits
+from textbooklm.sandbox.environment import worker_environment
 from textbooklm.sandbox.program import Program, Result
 
 _RESULT_FIELDS = {f.name for f in fields(Result)}
@@ -44,7 +45,9 @@ class WorkerDied(RuntimeError):
 class _WorkerProcess:
     def __init__(self, tmp_root: str, uid: int, isolate_network: bool, max_processes: int,
                  cgroup_name: str) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        # Never the parent's environment (it holds API keys): an allowlist, also for the worker itself,
+        # whose /proc/PID/environ a program could otherwise read.
+        env = worker_environment(os.environ, tmp_root, os.pathsep.join(
             p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p))
         # pids.max: the program's processes plus the worker itself, which lives in the cgroup too.
         self.cgroup, note = cgroups.create(cgroup_name, max_processes + 1)
@@ -189,8 +192,13 @@ class SandboxPool:
             proc.close(kill=True)
             self._procs[index] = None
             self._spawn(index)
+            iso = self.isolation
             return Result(id=program.id, status="crashed", duration_s=0.0, wall_limit_s=wall,
-                          error=f"the sandbox worker died running this program: {exc}")
+                          error=f"the sandbox worker died running this program: {exc}",
+                          network_isolated=bool(iso.get("network_isolated")),
+                          process_limit=str(iso.get("process_limit", "")),
+                          proc_private=bool(iso.get("proc_private")), env_scrubbed=bool(iso.get("env_scrubbed")),
+                          isolation_notes=list(iso.get("notes", [])))
         extra = {k: v for k, v in raw.items() if k not in _RESULT_FIELDS}
         result = Result(**{k: v for k, v in raw.items() if k in _RESULT_FIELDS})
         result.id = program.id

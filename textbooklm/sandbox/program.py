@@ -73,6 +73,10 @@ class Result:
     wall_limit_s: float = 0.0
     network_isolated: bool = False
     process_limit: str = ""  # what bounds its processes: cgroup-v2 | cgroup-v1 | rlimit-nproc | none
+    proc_private: bool = False  # /proc shows only its own PID namespace (no host process)
+    env_scrubbed: bool = False  # its environment, and its worker's, hold only the allowlist (+ Limits.env)
+    uid: int | None = None  # the uid it ran as (0: root); None when unknown (its worker died)
+    isolation_notes: list[str] = field(default_factory=list)  # why a layer is missing, one note each
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -49,7 +49,9 @@ import typing  # noqa: F401
 
 from textbooklm.sandbox import (
     cgroups,
+    environment,
     guard,  # noqa: F401  (imported before privileges are dropped)
+    mounts,
 )
 from textbooklm.sandbox.child import run_child
 from textbooklm.sandbox.namespaces import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, isolate, prctl
@@ -71,8 +73,10 @@ def _rmtree(path: str) -> None:
 
 class Worker:
     def __init__(self, tmp_root: str, uid: int | None, pid_namespace: bool, network_isolated: bool,
-                 cgroup: str | None = None, process_limit: str = "none") -> None:
+                 cgroup: str | None = None, process_limit: str = "none",
+                 report: dict | None = None) -> None:
         self.tmp_root = tmp_root
+        self.report = report or {}  # the other layers, copied into every result (proc_private, uid, ...)
         self.uid = uid
         self.pid_namespace = pid_namespace
         self.network_isolated = network_isolated
@@ -154,6 +158,9 @@ class Worker:
         cap = limits["max_output_bytes"]
         wall_s = request["wall_s"]
         request["nonce"] = os.urandom(16).hex()
+        # With a pids cgroup that is the limit: RLIMIT_NPROC counts every process of the uid system-wide
+        # (two pools share uids 62000+i), so it would only add spurious refusals.
+        request["rlimit_nproc"] = self.process_limit == "rlimit-nproc"
         if self.uid is not None:
             os.chown(workdir, self.uid, self.uid)
         out_r, out_w = os.pipe()
@@ -223,7 +230,7 @@ class Worker:
 
         result = {
             "id": request["id"], "duration_s": round(duration, 6), "wall_limit_s": wall_s,
-            "network_isolated": self.network_isolated, "process_limit": self.process_limit,
+            "network_isolated": self.network_isolated, "process_limit": self.process_limit, **self.report,
             "stdout": bufs[out_r].decode("utf-8", "replace"), "stderr": bufs[err_r].decode("utf-8", "replace"),
             "stdout_truncated": dropped[out_r] > 0, "stderr_truncated": dropped[err_r] > 0,
             "exit_code": os.waitstatus_to_exitcode(status_word) if os.WIFEXITED(status_word) else None,
@@ -257,24 +264,85 @@ class Worker:
         return result
 
 
-def _uid_can_run_python(uid: int) -> bool:
-    """Can an unprivileged ``uid`` import the standard library? (Not when the interpreter lives
-    under a private home such as /root/.pyenv.) Probed in a throwaway child."""
+def _uid_cannot_run_python(uid: int, tmp_root: str) -> str:
+    """Why an unprivileged ``uid`` could not run programs here ("" when it can): it must import the
+    standard library and the site-packages on sys.path (not so when the interpreter lives under a
+    private home such as /root/.pyenv and no mask made it reachable), and reach the work dirs.
+    Probed in a throwaway child."""
+    read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(read_fd)
+        where = sys.prefix
         try:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
             stdlib = os.path.dirname(os.__file__)
+            where = stdlib
             os.listdir(stdlib)
-            with open(os.path.join(stdlib, "encodings", "idna.py"), "rb"):
+            where = os.path.join(stdlib, "encodings", "idna.py")
+            with open(where, "rb"):
                 pass
+            for entry in sys.path:
+                if entry.endswith("-packages") and os.path.isdir(entry):
+                    where = entry
+                    os.listdir(entry)
+            where = tmp_root
+            os.stat(tmp_root)
             os._exit(0)
-        except BaseException:
+        except BaseException as exc:
+            os.write(write_fd, f"{where}: {getattr(exc, 'strerror', None) or exc}".encode()[:1000])
             os._exit(1)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as f:
+        why = f.read().decode("utf-8", "replace")
     _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+    return "" if os.waitstatus_to_exitcode(status) == 0 else (why or "the probe failed")
+
+
+def _exec_environment() -> list[str]:
+    """The variable names this process was exec'd with: what /proc/PID/environ shows to a reader
+    (os.environ may differ: modules set variables at import time, which never reach that page)."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            return [item.split(b"=", 1)[0].decode("utf-8", "replace") for item in f.read().split(b"\0") if item]
+    except OSError:
+        return list(os.environ)
+
+
+def _needed_paths(tmp_root: str) -> list[tuple[str, bool]]:
+    """What a program (and the worker forking it) must reach: (path, writable)."""
+    paths = [(p, False) for p in (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
+                                  os.path.dirname(os.path.realpath(sys.executable)))]
+    paths += [(p, False) for p in sys.path if p and os.path.isdir(p)]
+    return [*paths, (tmp_root, True)]
+
+
+def _private_mounts(info: dict, tmp_root: str, mask_for_uid: bool) -> None:
+    """A private mount namespace: /proc of our PID namespace, and (when programs will drop to
+    an unprivileged uid) the interpreter made reachable. Records what was achieved in ``info``."""
+    notes = info["notes"]
+    why = mounts.enter_private_namespace()
+    if why:
+        notes.append(f"{why}: programs see the host's /proc (every host process, and the environ of "
+                     "those they may read)")
+        return
+    info["mount_namespace"] = True
+    if info["pid_namespace"]:
+        try:
+            note = mounts.remount_proc(tmp_root)
+            info["proc_private"] = True
+            if note:
+                notes.append(note)
+        except OSError as exc:
+            notes.append(f"no private /proc ({exc}): programs see every host process")
+    else:
+        notes.append("no private /proc: it needs a PID namespace; programs see every host process")
+    if mask_for_uid:
+        masked, mask_notes = mounts.expose(_needed_paths(tmp_root))
+        info["masked"] = masked
+        notes.extend(mask_notes)
 
 
 def _enter_cgroup(args: argparse.Namespace, info: dict, uid: int | None) -> tuple[str | None, str]:
@@ -325,16 +393,30 @@ def main() -> None:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     else:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
+    info.update(mount_namespace=False, proc_private=False, masked=[])
     uid = args.uid if args.uid >= 0 and os.geteuid() == 0 else None
-    if uid is not None and not _uid_can_run_python(uid):
-        info["notes"].append(f"programs run as root: uid {uid} cannot read the interpreter at {sys.prefix}, "
-                             "so only the guard keeps files outside the work dir safe (install Python in a "
-                             "world-readable place to fix)")
-        uid = None
+    _private_mounts(info, args.tmp_root, mask_for_uid=uid is not None)
+    if uid is not None:
+        why = _uid_cannot_run_python(uid, args.tmp_root)
+        if why:
+            info["notes"].append(f"programs run as root: uid {uid} cannot use the interpreter ({why}), so only "
+                                 "the guard keeps files outside the work dir safe")
+            uid = None
+    elif os.geteuid() == 0:
+        info["notes"].append("programs run as root: no drop uid was given")
+    # What the programs run as (in a user namespace: the invoking user's uid, mapped to itself).
+    info["uid"] = uid if uid is not None else os.geteuid()
+    extra = sorted(set(_exec_environment()) - environment.worker_names())
+    info["env_scrubbed"] = not extra
+    if extra:
+        info["notes"].append("the worker was started with variables outside the allowlist (programs get only "
+                             f"the allowlist, but may read the worker's /proc/PID/environ): {', '.join(extra)}")
     cgroup, process_limit = _enter_cgroup(args, info, uid)
+    report = {"proc_private": info["proc_private"], "env_scrubbed": info["env_scrubbed"], "uid": info["uid"],
+              "isolation_notes": list(info["notes"])}
     worker = Worker(args.tmp_root, uid, bool(info["pid_namespace"]), bool(info["network_isolated"]),
-                    cgroup, process_limit)
-    hello = {"ready": True, "uid": uid, **info}
+                    cgroup, process_limit, report)
+    hello = {"ready": True, **info}
     os.write(proto_out, (json.dumps(hello) + "\n").encode())
     for line in proto_in:
         request = json.loads(line)

@@ -1,0 +1,170 @@
+"""What a program can see of its host: no secret from the parent's environment (not in its own
+environment, not in any /proc/*/environ or cmdline it can read), no host process in /proc, not
+uid 0, and only the variables ``Limits.env`` names. Real sandbox processes, no mocks. Where a
+layer cannot be had on this machine, the result must say which and why (never a silent pass)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from textbooklm.sandbox import Limits, Program, SandboxPool
+from textbooklm.sandbox.environment import FROM_PARENT, THREAD_CAPS, program_environment
+from textbooklm.sandbox.mounts import blocking_ancestors
+
+# Reads every /proc/<pid>/environ and cmdline it can (and every thread's), reports where the
+# secret turned up, how many files it could read (so an empty scan is not mistaken for a clean one),
+# and its own environment.
+SCAN = """import json, os, sys
+secret = sys.argv_secret
+hits, readable = [], 0
+for entry in os.listdir('/proc'):
+    if not entry.isdigit():
+        continue
+    paths = [f'/proc/{entry}/environ', f'/proc/{entry}/cmdline']
+    try:
+        paths += [f'/proc/{entry}/task/{t}/environ' for t in os.listdir(f'/proc/{entry}/task')]
+    except OSError:
+        pass
+    for path in paths:
+        try:
+            data = open(path, 'rb').read()
+        except OSError:
+            continue
+        readable += 1
+        if secret.encode() in data:
+            hits.append(path)
+print(json.dumps({'environ': dict(os.environ), 'hits': hits, 'readable': readable}))
+"""
+
+
+def _scan_program(secret: str) -> Program:
+    return Program(id="scan", code=SCAN.replace("sys.argv_secret", repr(secret)))
+
+
+def _worker_pids(marker: str) -> list[int]:
+    """Host pids of the pool's workers (their command line carries the tmp root)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if marker.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def test_no_parent_secret_reaches_a_program(tmp_path, monkeypatch):
+    secret = "sk-planted-" + secrets.token_hex(12)
+    monkeypatch.setenv("OPENAI_API_KEY", secret)  # the parent holds it before the pool exists
+    monkeypatch.setenv("SOME_OTHER_SETTING", "x")
+    with SandboxPool(Limits(timeout_s=5), workers=2, tmp_root=str(tmp_path)) as pool:
+        r = pool.run([_scan_program(secret)])[0]
+        workers = _worker_pids(str(tmp_path))
+        assert workers  # the outer worker and its PID-1 child, seen from the host
+        for pid in workers:  # the workers themselves were exec'd without it (what a program could read)
+            assert secret.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+            names = {kv.split(b"=", 1)[0].decode() for kv in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                     if kv}
+            assert "OPENAI_API_KEY" not in names and "SOME_OTHER_SETTING" not in names
+    assert r.status == "passed", (r.error, r.stderr)
+    assert secret not in r.stdout and secret not in r.stderr
+    report = json.loads(r.stdout)
+    allowed = set(FROM_PARENT) | set(THREAD_CAPS) | {"HOME", "TMPDIR", "TMP", "TEMP", "PYTHONDONTWRITEBYTECODE"}
+    assert set(report["environ"]) <= allowed, set(report["environ"]) - allowed
+    assert report["environ"]["HOME"] == report["environ"]["TMPDIR"] and report["environ"]["HOME"].startswith(
+        str(tmp_path))
+    assert report["readable"] >= 1  # at least its own /proc/self/environ: the scan did read something
+    assert r.env_scrubbed
+    if r.proc_private or r.uid != os.geteuid():
+        assert report["hits"] == []
+    else:  # same uid as this test and the host's /proc: the test's own environ is readable; say so
+        assert any("/proc" in n for n in r.isolation_notes), r.isolation_notes
+        pytest.skip(f"no private /proc and no separate uid here: {r.isolation_notes}")
+
+
+def test_proc_shows_no_host_process(tmp_path):
+    code = "import os, json\nprint(json.dumps([int(e) for e in os.listdir('/proc') if e.isdigit()] + [os.getpid()]))\n"
+    with SandboxPool(Limits(timeout_s=5), workers=1, tmp_root=str(tmp_path)) as pool:
+        r = pool.run([Program(id="ls", code=code)])[0]
+        isolation = pool.isolation
+    assert r.status == "passed", (r.error, r.stderr)
+    *listed, own = json.loads(r.stdout)
+    host = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+    if not r.proc_private:
+        assert not isolation["proc_private"]
+        assert any("/proc" in n for n in r.isolation_notes), r.isolation_notes
+        pytest.skip(f"no private /proc here: {r.isolation_notes}")
+    assert isolation["proc_private"] and isolation["pid_namespace"]
+    # Only the namespace: its PID 1 (the worker) and the program itself.
+    assert sorted(listed) == sorted({1, own}), listed
+    assert len(host) > len(listed)
+
+
+def test_programs_do_not_run_as_root(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("not running as root: programs already run as the invoking user (no uid to drop)")
+    code = ("import os, json, email.mime.text, sqlite3, xml.dom.minidom, zipfile, decimal\n"
+            "try:\n    home = sorted(os.listdir(os.path.expanduser('~root')))\nexcept OSError as e:\n"
+            "    home = str(e)\n"
+            "print(json.dumps([os.getuid(), os.geteuid(), home]))\n")
+    with SandboxPool(Limits(timeout_s=5), workers=2, tmp_root=str(tmp_path)) as pool:
+        results = pool.run([Program(id=f"u{i}", code=code) for i in range(4)])
+        isolation = pool.isolation
+    for r in results:
+        assert r.status == "passed", (r.error, r.stderr)
+        uid, euid, root_home = json.loads(r.stdout)
+        assert (uid, euid) == (r.uid, r.uid)
+        if r.uid == 0:  # the kernel or the interpreter's location refused: said, not silent
+            assert any("programs run as root" in n for n in r.isolation_notes), r.isolation_notes
+            pytest.skip(f"programs stay root here: {r.isolation_notes}")
+        assert r.uid >= 62000
+    assert isolation["uid"] >= 62000
+    # Root's private home is masked for programs: what the interpreter needs, nothing else of it.
+    host_home = sorted(os.listdir(os.path.expanduser("~root")))
+    if isinstance(root_home, list) and isolation.get("masked"):
+        assert set(root_home) < set(host_home) or root_home == host_home == []
+
+
+def test_limits_env_passes_named_variables_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOT_NAMED", "parent-only")
+    code = "import os, json\nprint(json.dumps(dict(os.environ)))\n"
+    limits = Limits(timeout_s=5, env={"TEXTBOOKLM_TEST_VAR": "hello world", "OMP_NUM_THREADS": "2"})
+    with SandboxPool(limits, workers=1, tmp_root=str(tmp_path)) as pool:
+        r = pool.run([Program(id="env", code=code)])[0]
+    assert r.status == "passed", (r.error, r.stderr)
+    env = json.loads(r.stdout)
+    assert env["TEXTBOOKLM_TEST_VAR"] == "hello world"
+    assert env["OMP_NUM_THREADS"] == "2"  # Limits.env wins over the defaults
+    assert "NOT_NAMED" not in env
+
+
+@pytest.mark.parametrize("bad", [{"A=B": "1"}, {"": "1"}, {"1X": "1"}, {"A": "x\0y"}])
+def test_limits_env_rejects_bad_names_and_values(bad):
+    with pytest.raises(ValueError, match="env"):
+        Limits(env=bad)
+
+
+def test_program_environment_is_an_allowlist():
+    parent = {"PATH": "/bin", "LANG": "de_DE.UTF-8", "OPENAI_API_KEY": "sk-x", "PYTHONPATH": "/p"}
+    env = program_environment(parent, "/w", {"X": "1"})
+    assert env["PATH"] == "/bin" and env["LANG"] == "de_DE.UTF-8" and env["X"] == "1"
+    assert env["HOME"] == env["TMPDIR"] == "/w"
+    assert "OPENAI_API_KEY" not in env and "PYTHONPATH" not in env
+
+
+def test_blocking_ancestors_finds_untraversable_dirs(tmp_path):
+    private = tmp_path / "private"
+    (private / "lib" / "py").mkdir(parents=True)
+    private.chmod(0o700)
+    try:
+        found = blocking_ancestors(str(private / "lib" / "py"))
+        assert str(private) in found
+        assert str(private / "lib") not in found
+    finally:
+        private.chmod(0o755)
