@@ -168,3 +168,14 @@ def test_blocking_ancestors_finds_untraversable_dirs(tmp_path):
         assert str(private / "lib") not in found
     finally:
         private.chmod(0o755)
+
+
+def test_programs_hold_no_capability(tmp_path):
+    """Even a program that stays uid 0 (or owns the worker's user namespace) could otherwise unmount
+    the private /proc; it has no capability and cannot regain one (no_new_privs)."""
+    code = ("status = dict(line.split(':', 1) for line in open('/proc/self/status'))\n"
+            "print(status['CapEff'].strip(), status['CapPrm'].strip(), status['NoNewPrivs'].strip())\n")
+    with SandboxPool(Limits(timeout_s=5), workers=1, tmp_root=str(tmp_path)) as pool:
+        r = pool.run([Program(id="caps", code=code)])[0]
+    assert r.status == "passed", (r.error, r.stderr)
+    assert r.stdout.split() == ["0000000000000000", "0000000000000000", "1"]

@@ -7,7 +7,8 @@ Runs in a fresh fork of the warm worker (see zygote.py). Order matters:
    where the worker has no pids cgroup);
 3. the environment from an allowlist (environment.py; never the parent's), then drop to an
    unprivileged per-worker user when running as root (then RLIMIT_NPROC applies and files outside
-   the work dir are not writable);
+   the work dir are not writable), clear every capability (for a program that stays uid 0 or owns
+   the worker's user namespace) and set no_new_privs;
 4. the accident guard (guard.py);
 5. exec the program, then the test, then ``check(entry_point)``.
 
@@ -30,7 +31,7 @@ import traceback
 from typing import Any
 
 from textbooklm.sandbox.environment import program_environment
-from textbooklm.sandbox.namespaces import PR_SET_DUMPABLE, prctl
+from textbooklm.sandbox.namespaces import PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, drop_capabilities, prctl
 
 MB = 1024 * 1024
 
@@ -100,6 +101,8 @@ def run_child(request: dict[str, Any], workdir: str, out_w: int, err_w: int, res
             # A uid change makes the process non-dumpable, and then its own /proc/self/fd belongs to
             # root: the guard (and shutil.rmtree's dir_fd walk) could not resolve its own fds.
             prctl(PR_SET_DUMPABLE, 1)
+        drop_capabilities()  # a no-op after the uid change; root or a user-namespace owner loses them all
+        prctl(PR_SET_NO_NEW_PRIVS, 1)  # and no setuid binary gives them back
         if limits["guard"]:
             from textbooklm.sandbox import guard
 

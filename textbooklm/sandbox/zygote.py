@@ -273,7 +273,7 @@ def _uid_cannot_run_python(uid: int, tmp_root: str) -> str:
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        where = sys.prefix
+        where = f"setuid({uid})"
         try:
             os.setgroups([])
             os.setgid(uid)
