@@ -83,6 +83,10 @@ def test_cli_run_writes_results_and_limits(tmp_path):
     assert "network_isolated" in meta["isolation"]
     assert meta["isolation"]["process_limit"] in ("cgroup-v1", "cgroup-v2", "rlimit-nproc", "none")
     assert {r["process_limit"] for r in rows} == {meta["isolation"]["process_limit"]}
+    for key in ("proc_private", "env_scrubbed", "uid", "notes"):  # every layer, achieved or not (and why)
+        assert key in meta["isolation"], key
+    assert {r["proc_private"] for r in rows} == {meta["isolation"]["proc_private"]}
+    assert all(r["env_scrubbed"] and isinstance(r["uid"], int) for r in rows)
 
     programs.write_text('{"id": "a"}\n')
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

@@ -179,3 +179,27 @@ def test_programs_hold_no_capability(tmp_path):
         r = pool.run([Program(id="caps", code=code)])[0]
     assert r.status == "passed", (r.error, r.stderr)
     assert r.stdout.split() == ["0000000000000000", "0000000000000000", "1"]
+
+
+def test_tmp_root_under_a_private_dir_stays_usable(tmp_path):
+    """A tmp root below a dir only root may traverse: the mask binds it back writable for the drop uid."""
+    if os.geteuid() != 0:
+        pytest.skip("not running as root: no uid is dropped, nothing is masked")
+    private = tmp_path / "private"
+    root = private / "work"
+    root.mkdir(parents=True)
+    private.chmod(0o700)
+    code = "import os, tempfile\nopen(os.path.join(tempfile.gettempdir(), 'f'), 'w').write('x')\nprint(os.getuid())\n"
+    try:
+        with SandboxPool(Limits(timeout_s=5), workers=1, tmp_root=str(root)) as pool:
+            r = pool.run([Program(id="w", code=code)])[0]
+            isolation = pool.isolation
+    finally:
+        private.chmod(0o755)
+    assert r.status == "passed", (r.error, r.stderr, r.isolation_notes)
+    if r.uid == 0:
+        assert any("programs run as root" in n for n in r.isolation_notes), r.isolation_notes
+        pytest.skip(f"programs stay root here: {r.isolation_notes}")
+    assert any(str(root).startswith(m + os.sep) for m in isolation["masked"]), isolation["masked"]
+    assert int(r.stdout) == r.uid != 0
+    assert list(root.iterdir()) == []

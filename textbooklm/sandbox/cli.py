@@ -58,7 +58,18 @@ def run(
         "isolation": isolation, "counts": dict(counts),
     })
     summary_line(f"sandbox: {len(results)} programs -> " + ", ".join(f"{k} {v}" for k, v in counts.most_common())
-                 + f" ({'no network' if isolation.get('network_isolated') else 'NETWORK NOT ISOLATED'}); {out}")
+                 + f" ({isolation_summary(isolation)}); {out}")
+
+
+def isolation_summary(isolation: dict) -> str:
+    """One phrase per containment layer; a missing one in capitals (the meta file's notes say why)."""
+    uid = isolation.get("uid")
+    return ", ".join([
+        "no network" if isolation.get("network_isolated") else "NETWORK NOT ISOLATED",
+        "private /proc" if isolation.get("proc_private") else "HOST /proc VISIBLE",
+        "allowlisted env" if isolation.get("env_scrubbed") else "ENV NOT SCRUBBED",
+        f"uid {uid}" if uid not in (None, 0) else "RUNS AS ROOT",
+    ])
 
 
 def register(app: typer.Typer) -> None:
