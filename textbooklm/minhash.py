@@ -122,6 +122,21 @@ def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
     return float(np.mean(sig_a == sig_b))
 
 
+def band_keys(signatures: np.ndarray, bands: int) -> np.ndarray:
+    """uint64 [n, bands]: each band's rows hashed to one key (equal keys in a band = one LSH bucket).
+
+    One definition for the single-process banding below and the sharded one
+    (:mod:`textbooklm.corpus.dedup_shards`), so both put the same records in the same buckets.
+    """
+    rows = signatures.shape[1] // bands
+    rng = np.random.default_rng(12345)
+    mult = rng.integers(1, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    sig64 = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
+    with np.errstate(over="ignore"):
+        keys = (sig64 * mult).sum(axis=2, dtype=np.uint64)
+        return keys ^ np.arange(bands, dtype=np.uint64)
+
+
 def candidate_pairs(signatures: np.ndarray, bands: int, max_bucket: int = 2000) -> np.ndarray:
     """Pairs (i < j) that share at least one whole band: LSH banding.
 
@@ -129,30 +144,25 @@ def candidate_pairs(signatures: np.ndarray, bands: int, max_bucket: int = 2000) 
     bucket every pair is a candidate; a bucket larger than ``max_bucket`` is linked as a star to its
     first member (the pair count would otherwise grow quadratically; union-find still joins them).
     """
-    n, p = signatures.shape
+    n = len(signatures)
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    rows = p // bands
-    rng = np.random.default_rng(12345)
-    mult = rng.integers(1, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    all_keys = band_keys(signatures, bands)
     found: list[np.ndarray] = []
-    sig64 = signatures.astype(np.uint64)
-    with np.errstate(over="ignore"):
-        for band in range(bands):
-            part = sig64[:, band * rows : (band + 1) * rows]
-            keys = (part * mult).sum(axis=1, dtype=np.uint64) ^ np.uint64(band)
-            order = np.argsort(keys, kind="stable")
-            sk = keys[order]
-            starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
-            sizes = np.diff(np.r_[starts, n])
-            for s, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
-                members = np.sort(order[s : s + size])
-                if size > max_bucket:
-                    pairs = np.stack([np.full(size - 1, members[0]), members[1:]], axis=1)
-                else:
-                    ii, jj = np.triu_indices(size, k=1)
-                    pairs = np.stack([members[ii], members[jj]], axis=1)
-                found.append(pairs)
+    for band in range(bands):
+        keys = all_keys[:, band]
+        order = np.argsort(keys, kind="stable")
+        sk = keys[order]
+        starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+        sizes = np.diff(np.r_[starts, n])
+        for s, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
+            members = np.sort(order[s : s + size])
+            if size > max_bucket:
+                pairs = np.stack([np.full(size - 1, members[0]), members[1:]], axis=1)
+            else:
+                ii, jj = np.triu_indices(size, k=1)
+                pairs = np.stack([members[ii], members[jj]], axis=1)
+            found.append(pairs)
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     return np.unique(np.concatenate(found).astype(np.int64), axis=0)

@@ -4,9 +4,10 @@ Three steps, each resumable after an interruption:
 
 1. read (sharded, parallel): read units, decode, apply the quality filters, compute the content id
    and the MinHash signature. Writes ``_work/read/part-N`` and ``_work/read-rejected/part-N``.
-2. decide (one process, needs all signatures): exact duplicates by content id, near duplicates by
-   LSH + union-find; the first record of a cluster (in source order) is kept. Writes
-   ``_work/decisions.parquet`` atomically.
+2. decide (sharded on the executor, :mod:`textbooklm.corpus.dedup_shards`): exact duplicates by
+   content id, near duplicates by LSH buckets hash-partitioned over workers + connected components;
+   the first record of a cluster (in source order) is kept. Writes ``_work/dedup/decisions/part-N``.
+   :func:`decide` below is the single-process reference it is tested equal to.
 3. write (sharded, parallel): the kept records -> ``part-N`` with the dedup decision in provenance;
    every rejected record (read failures, filters, duplicates) -> ``rejected/part-N``.
 
@@ -23,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from textbooklm.corpus.config import CorpusConfig, DedupConfig, FilterConfig, SourceConfig
+from textbooklm.corpus.dedup_shards import decide_sharded
 from textbooklm.corpus.filters import content_id, decode, quality_reason
 from textbooklm.corpus.readers import RawItem, plan_units, read_unit
 from textbooklm.executor import map_shards
@@ -219,7 +220,7 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
     work = Path(task["work"])
     out = Path(task["out"])
     read = pq.read_table(work / "read" / task["key"])
-    decisions = pq.read_table(work / "decisions.parquet", filters=[("shard", "==", task["key"])]).sort_by("row")
+    decisions = pq.read_table(work / "dedup" / "decisions" / task["key"]).sort_by("row")
     kept, dups = [], []
     for rec, dec in zip(read.drop_columns(["signature"]).to_pylist(), decisions.to_pylist(), strict=True):
         prov = json.loads(rec["provenance"])
@@ -258,22 +259,24 @@ def run(cfg: CorpusConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> D
     tasks = plan_tasks(cfg, work)
     read_results = map_shards(read_shard, tasks, work / "markers" / "read", description="corpus: read", **exec_kw)
 
-    decisions_path = work / "decisions.parquet"
-    decisions = pq.read_table(decisions_path) if decisions_path.exists() else decide(tasks, cfg.dedup, work)
+    # The decide step as sharded work on the same executor (same decisions as decide(), bounded memory).
+    read_sizes = [(t["key"], int(read_results[t["key"]]["kept"])) for t in tasks]
+    dedup = decide_sharded(read_sizes, cfg.dedup, work, lambda fn, ts, markers, description: map_shards(
+        fn, ts, markers, description=description, **exec_kw))
 
     write_tasks = [{"key": t["key"], "work": str(work), "out": str(out)} for t in tasks]
     write_results = map_shards(
         write_shard, write_tasks, work / "markers" / "write", description="corpus: write", **exec_kw
     )
 
-    summary = _summary(read_results, write_results, decisions)
+    summary = _summary(read_results, write_results, dedup["near_clusters"])
     finish_dataset(out / "rejected", stage="corpus.rejected", config_hash=ctx.config_hash, summary=summary)
     ds = finish_dataset(out, stage="corpus", config_hash=ctx.config_hash, summary=summary)
     summary_line(summary["line"])
     return ds
 
 
-def _summary(read_results: dict, write_results: dict, decisions: pa.Table) -> dict[str, Any]:
+def _summary(read_results: dict, write_results: dict, n_clusters: int) -> dict[str, Any]:
     read = sum(r["read"] for r in read_results.values())
     kept = sum(r["kept"] for r in write_results.values())
     reasons: Counter[str] = Counter()
@@ -281,8 +284,6 @@ def _summary(read_results: dict, write_results: dict, decisions: pa.Table) -> di
         reasons.update(r["rejected"])
     exact = reasons.pop("exact-duplicate", 0)
     near = reasons.pop("near-duplicate", 0)
-    dec = decisions.filter(pc.equal(decisions.column("decision"), "near-duplicate"))
-    n_clusters = len(set(dec.column("cluster").to_pylist()))
     other = sum(reasons.values())
     detail = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
     line = (

@@ -1,0 +1,348 @@
+"""The corpus stage's dedup decision as sharded work on the executor (datatrove's MinHash stages 2-3).
+
+The single-process decide (:func:`textbooklm.corpus.stage.decide`) holds every signature of the corpus
+in one process (20M files x 128 permutations x 4 bytes = 10 GB before its LSH tables). Here no worker
+holds more than one read shard or one hash partition, and the parent holds only the duplicate edges:
+
+1. ``ids`` (per read shard): each record's (content id, global index, path) goes to id partition
+   ``crc32(id) % P``.
+2. ``exact`` (per id partition): records sharing an id; the first in source order is kept, the others
+   are exact duplicates of it. Written sorted by global index.
+3. ``bands`` (per read shard): every record that is not an exact duplicate emits, per LSH band, its
+   band key (the same key as :func:`textbooklm.minhash.candidate_pairs`) with its index and signature,
+   to bucket partition ``key % P``.
+4. ``pairs`` (per bucket partition): the records of each (band, key) bucket become candidate pairs
+   exactly as the single-process banding makes them (every pair; a star to the first member above
+   ``max_bucket``); a pair is a duplicate edge when its signatures agree on at least ``threshold``.
+5. ``components`` (parent, second pass): connected components of all edges; root = the component's
+   first record in source order. Memory grows with the number of near duplicates, not the corpus.
+6. ``decisions`` (per read shard): the shard's rows with their exact/near decision, cluster, size and
+   estimated Jaccard to the kept record (whose path and signature are read from its own read shard).
+
+Every map step is resumable through the executor's shard markers; step 5 writes one file atomically.
+``P`` (partitions) grows with the corpus so a partition stays near ``rows_per_partition`` band rows:
+memory per worker stays flat as the corpus grows. The decisions equal the single-process decide's
+(tested on the stdlib).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from textbooklm.corpus.config import DedupConfig
+from textbooklm.minhash import band_keys
+from textbooklm.store import write_table
+
+# Same columns as stage.DECISION_SCHEMA (kept here too so this module does not import the stage).
+DECISION_SCHEMA = pa.schema(
+    [
+        ("shard", pa.string()), ("row", pa.int64()), ("decision", pa.string()), ("cluster", pa.string()),
+        ("cluster_size", pa.int64()), ("similarity", pa.float64()), ("duplicate_of", pa.string()),
+    ]
+)
+IDS_SCHEMA = pa.schema([("id", pa.string()), ("gidx", pa.int64()), ("path", pa.string())])
+EXACT_SCHEMA = pa.schema(
+    [("gidx", pa.int64()), ("first", pa.int64()), ("size", pa.int64()), ("first_path", pa.string())]
+)
+BANDS_SCHEMA = pa.schema([("band", pa.int32()), ("key", pa.uint64()), ("gidx", pa.int64()),
+                          ("signature", pa.binary())])
+EDGES_SCHEMA = pa.schema([("i", pa.int64()), ("j", pa.int64())])
+COMPONENTS_SCHEMA = pa.schema([("gidx", pa.int64()), ("root", pa.int64()), ("size", pa.int64())])
+ROWS_PER_PARTITION = 400_000  # band rows (~0.55 KB each with the signature) a pairs worker holds at most
+MAX_BUCKET = 2000  # as candidate_pairs: larger buckets are linked as a star
+
+MapFn = Callable[..., dict[str, dict[str, Any]]]
+
+
+def partitions_for(n_records: int, bands: int, rows_per_partition: int = ROWS_PER_PARTITION) -> int:
+    """Hash partitions for a corpus of ``n_records``: enough that one holds ~``rows_per_partition`` band rows."""
+    return max(1, math.ceil(n_records * bands / rows_per_partition))
+
+
+def _part_name(p: int) -> str:
+    return f"p-{p:05d}"
+
+
+def _shard_range(task: dict[str, Any]) -> tuple[int, int]:
+    return int(task["offset"]), int(task["offset"]) + int(task["n"])
+
+
+def write_partitioned(path: Path, table: pa.Table, part: np.ndarray, partitions: int) -> None:
+    """One file per source shard, one row group per partition (column ``part``), written atomically.
+
+    A partition's worker then reads its row group from each file (statistics skip the others): the
+    shuffle makes one file per source shard, not one per (shard, partition) pair.
+    """
+    import os
+    import tempfile
+
+    table = table.append_column("part", pa.array(part.astype(np.int32), pa.int32()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        order = np.argsort(part, kind="stable")
+        table = table.take(pa.array(order))
+        bounds = np.searchsorted(part[order], np.arange(partitions + 1))
+        with pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+            for p in range(partitions):
+                if bounds[p + 1] > bounds[p]:
+                    writer.write_table(table.slice(int(bounds[p]), int(bounds[p + 1] - bounds[p])))
+            if table.num_rows == 0:
+                writer.write_table(table)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_partition(folder: Path, keys: list[str], p: int, schema: pa.Schema) -> pa.Table:
+    """Partition ``p``'s rows from every source shard's file under ``folder``."""
+    tables = [pq.read_table(folder / key, filters=[("part", "==", p)]).drop_columns(["part"]) for key in keys]
+    tables = [t for t in tables if t.num_rows]
+    return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
+
+
+# -- 1. ids ----------------------------------------------------------------------------------------
+def ids_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: route this read shard's (id, global index, path) rows to their id partitions."""
+    dedup = Path(task["dedup_dir"])
+    table = pq.read_table(Path(task["work"]) / "read" / task["key"], columns=["id", "path"])
+    lo, _ = _shard_range(task)
+    ids = table.column("id").to_pylist()
+    part = np.fromiter((zlib.crc32(i.encode()) % task["partitions"] for i in ids), dtype=np.int64, count=len(ids))
+    full = pa.table({"id": table.column("id"), "gidx": pa.array(np.arange(lo, lo + len(ids)), pa.int64()),
+                     "path": table.column("path")}, schema=IDS_SCHEMA)
+    write_partitioned(dedup / "ids" / task["key"], full, part, task["partitions"])
+    return {"records": len(ids)}
+
+
+# -- 2. exact --------------------------------------------------------------------------------------
+def exact_partition(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: exact-duplicate groups of one id partition (first in source order is kept)."""
+    dedup = Path(task["dedup_dir"])
+    table = read_partition(dedup / "ids", task["shards"], task["index"], IDS_SCHEMA)
+    table = table.sort_by([("id", "ascending"), ("gidx", "ascending")])
+    ids = table.column("id").to_pylist()
+    gidx = table.column("gidx").to_numpy()
+    paths = table.column("path").to_pylist()
+    rows: dict[str, list] = {"gidx": [], "first": [], "size": [], "first_path": []}
+    start = 0
+    for end in range(1, len(ids) + 1):
+        if end == len(ids) or ids[end] != ids[start]:
+            if end - start > 1:
+                for k in range(start, end):
+                    rows["gidx"].append(int(gidx[k]))
+                    rows["first"].append(int(gidx[start]))
+                    rows["size"].append(end - start)
+                    rows["first_path"].append(paths[start])
+            start = end
+    out = pa.table(rows, schema=EXACT_SCHEMA).sort_by("gidx")
+    write_table(dedup / "exact" / f"{task['part']}.parquet", out)
+    return {"groups": len(set(rows["first"])), "duplicates": len(rows["gidx"]) - len(set(rows["first"]))}
+
+
+def _exact_rows(dedup: Path, partitions: int, lo: int, hi: int) -> pa.Table:
+    """The exact-group rows of records lo <= gidx < hi (row-group statistics skip the rest)."""
+    flt = [("gidx", ">=", lo), ("gidx", "<", hi)]
+    tables = [pq.read_table(dedup / "exact" / f"{_part_name(p)}.parquet", filters=flt) for p in range(partitions)]
+    return pa.concat_tables(tables).sort_by("gidx")
+
+
+# -- 3. bands --------------------------------------------------------------------------------------
+def bands_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: band keys of this shard's records (exact duplicates left out) to their bucket partitions."""
+    dedup = Path(task["dedup_dir"])
+    lo, hi = _shard_range(task)
+    table = pq.read_table(Path(task["work"]) / "read" / task["key"], columns=["signature"])
+    keep = np.ones(table.num_rows, dtype=bool)
+    if task["exact"]:  # near dedup runs on the first record of each exact group only
+        exact = _exact_rows(dedup, task["partitions"], lo, hi)
+        dup = exact.filter(pc.not_equal(exact.column("gidx"), exact.column("first"))).column("gidx").to_numpy()
+        keep[dup - lo] = False
+    rows = np.flatnonzero(keep)
+    sig_bytes = table.column("signature").to_pylist()
+    written = 0
+    if len(rows):
+        sigs = np.stack([np.frombuffer(sig_bytes[r], dtype=np.uint32) for r in rows])
+        keys = band_keys(sigs, task["bands"])  # [n, bands] uint64
+        n, bands = keys.shape
+        band = np.tile(np.arange(bands, dtype=np.int32), n)
+        flat = keys.reshape(-1)
+        gidx = np.repeat(rows + lo, bands)
+        sig_col = np.repeat(np.asarray([sig_bytes[r] for r in rows], dtype=object), bands)
+        part = (flat % np.uint64(task["partitions"])).astype(np.int64)
+        table = pa.table({"band": band, "key": flat, "gidx": gidx, "signature": pa.array(sig_col, pa.binary())},
+                         schema=BANDS_SCHEMA)
+        written = len(flat)
+    else:
+        table, part = BANDS_SCHEMA.empty_table(), np.zeros(0, np.int64)
+    write_partitioned(dedup / "bands" / task["key"], table, part, task["partitions"])
+    return {"signed": len(rows), "band_rows": written}
+
+
+# -- 4. pairs --------------------------------------------------------------------------------------
+def pairs_partition(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: candidate pairs of every bucket in one partition, kept where the signatures agree enough."""
+    dedup = Path(task["dedup_dir"])
+    table = read_partition(dedup / "bands", task["shards"], task["index"], BANDS_SCHEMA)
+    table = table.sort_by([("band", "ascending"), ("key", "ascending"), ("gidx", "ascending")])
+    band = table.column("band").to_numpy()
+    key = table.column("key").to_numpy()
+    gidx = table.column("gidx").to_numpy()
+    n = len(gidx)
+    found: list[np.ndarray] = []
+    if n > 1:
+        boundary = np.r_[True, (band[1:] != band[:-1]) | (key[1:] != key[:-1])]
+        starts = np.flatnonzero(boundary)
+        sizes = np.diff(np.r_[starts, n])
+        multi = sizes > 1
+        if multi.any():
+            sig_bytes = table.column("signature")
+            for s, size in zip(starts[multi], sizes[multi], strict=True):
+                sigs = np.stack([np.frombuffer(sig_bytes[int(k)].as_py(), dtype=np.uint32) for k in range(s, s + size)])
+                members = gidx[s : s + size]  # sorted by gidx
+                if size > task["max_bucket"]:
+                    ii, jj = np.zeros(size - 1, dtype=np.int64), np.arange(1, size)
+                else:
+                    ii, jj = np.triu_indices(size, k=1)
+                agree = (sigs[ii] == sigs[jj]).mean(axis=1)
+                ok = agree >= task["threshold"]
+                found.append(np.stack([members[ii[ok]], members[jj[ok]]], axis=1))
+    edges = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), np.int64)
+    write_table(dedup / "edges" / f"{task['part']}.parquet",
+                pa.table({"i": edges[:, 0].astype(np.int64), "j": edges[:, 1].astype(np.int64)}, schema=EDGES_SCHEMA))
+    return {"band_rows": n, "edges": len(edges)}
+
+
+# -- 5. components ---------------------------------------------------------------------------------
+def components(dedup: Path, partitions: int) -> pa.Table:
+    """Connected components of every duplicate edge; root = smallest global index. Written atomically."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    path = dedup / "components.parquet"
+    if path.exists():
+        return pq.read_table(path)
+    tables = [pq.read_table(dedup / "edges" / f"{_part_name(p)}.parquet") for p in range(partitions)]
+    edges = pa.concat_tables(tables)
+    i, j = edges.column("i").to_numpy(), edges.column("j").to_numpy()
+    nodes = np.unique(np.r_[i, j])
+    if len(nodes) == 0:
+        out = COMPONENTS_SCHEMA.empty_table()
+    else:
+        a, b = np.searchsorted(nodes, i), np.searchsorted(nodes, j)
+        graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(len(nodes), len(nodes)))
+        _, label = connected_components(graph, directed=False)
+        root = np.full(label.max() + 1, np.iinfo(np.int64).max)
+        np.minimum.at(root, label, nodes)  # nodes are sorted, so this is the first member
+        size = np.bincount(label)
+        out = pa.table({"gidx": nodes, "root": root[label], "size": size[label]}, schema=COMPONENTS_SCHEMA)
+    write_table(path, out)
+    return out
+
+
+# -- 6. decisions ----------------------------------------------------------------------------------
+def _lookup(work: Path, tasks: list[dict[str, Any]], wanted: np.ndarray) -> dict[int, tuple[str, str, bytes]]:
+    """(id, path, signature) of records ``wanted`` (global indices), read from their own read shards."""
+    offsets = np.asarray([t["offset"] for t in tasks])
+    out: dict[int, tuple[str, str, bytes]] = {}
+    which = np.searchsorted(offsets, wanted, side="right") - 1
+    for t in np.unique(which):
+        task = tasks[int(t)]
+        rows = (wanted[which == t] - task["offset"]).astype(np.int64)
+        table = pq.read_table(work / "read" / task["key"], columns=["id", "path", "signature"]).take(pa.array(rows))
+        for g, rid, path, sig in zip(rows + task["offset"], table.column("id").to_pylist(),
+                                     table.column("path").to_pylist(), table.column("signature").to_pylist(),
+                                     strict=True):
+            out[int(g)] = (rid, path, sig)
+    return out
+
+
+def decisions_shard(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker: the dedup decision of every row of one read shard (same rules as the single-process decide)."""
+    dedup = Path(task["dedup_dir"])
+    work = Path(task["work"])
+    lo, hi = _shard_range(task)
+    read = pq.read_table(work / "read" / task["key"], columns=["id", "path", "signature"])
+    ids = read.column("id").to_pylist()
+    n = len(ids)
+    decision, cluster, size = ["keep"] * n, list(ids), [1] * n
+    similarity, dup_of = [1.0] * n, [None] * n
+    exact = _exact_rows(dedup, task["partitions"], lo, hi).to_pylist()
+    if task["exact"]:
+        for r in exact:
+            k = r["gidx"] - lo
+            if r["gidx"] != r["first"]:
+                decision[k], dup_of[k] = "exact-duplicate", r["first_path"]
+            else:
+                size[k] = r["size"]
+    comps = pq.read_table(dedup / "components.parquet", filters=[("gidx", ">=", lo), ("gidx", "<", hi)])
+    comp = comps.to_pylist()
+    if comp:
+        roots = np.unique(np.asarray([c["root"] for c in comp], np.int64))
+        known = _lookup(work, task["all_tasks"], roots)
+        sig_bytes = read.column("signature").to_pylist()
+        for c in comp:
+            k = c["gidx"] - lo
+            root_id, root_path, root_sig = known[c["root"]]
+            cluster[k], size[k] = root_id, c["size"]
+            if c["gidx"] != c["root"]:
+                decision[k], dup_of[k] = "near-duplicate", root_path
+                a = np.frombuffer(sig_bytes[k], dtype=np.uint32)
+                similarity[k] = float(np.mean(a == np.frombuffer(root_sig, dtype=np.uint32)))
+    table = pa.table({"shard": [task["key"]] * n, "row": list(range(n)), "decision": decision, "cluster": cluster,
+                      "cluster_size": size, "similarity": similarity, "duplicate_of": dup_of}, schema=DECISION_SCHEMA)
+    write_table(dedup / "decisions" / task["key"], table)
+    return {"rows": n, "exact": decision.count("exact-duplicate"), "near": decision.count("near-duplicate")}
+
+
+# -- the whole decide ------------------------------------------------------------------------------
+def decide_sharded(
+    shards: list[tuple[str, int]], dedup: DedupConfig, work: Path, map_fn: MapFn,
+    rows_per_partition: int = ROWS_PER_PARTITION, max_bucket: int = MAX_BUCKET,
+) -> dict[str, Any]:
+    """Run steps 1-6 over read shards ``[(key, records)]`` in source order; ``map_fn(fn, tasks, markers,
+    description=...)`` is the executor's map (resumable through its markers). Decisions land in
+    ``work/dedup/decisions/<key>``; returns counts (and the near-duplicate cluster count)."""
+    dedup_dir = work / "dedup"
+    total = sum(n for _, n in shards)
+    parts = partitions_for(total, dedup.bands, rows_per_partition)
+    tasks, offset = [], 0
+    for key, n in shards:
+        tasks.append({"key": key, "offset": offset, "n": n, "work": str(work), "dedup_dir": str(dedup_dir),
+                      "partitions": parts, "bands": dedup.bands, "exact": dedup.exact})
+        offset += n
+    keys = [k for k, _ in shards]
+    part_tasks = [{"key": _part_name(p), "part": _part_name(p), "index": p, "shards": keys, "dedup_dir": str(dedup_dir),
+                   "threshold": dedup.threshold, "max_bucket": max_bucket} for p in range(parts)]
+    markers = work / "markers"
+    map_fn(ids_shard, tasks, markers / "dedup-ids", description="corpus: dedup ids")
+    exact = map_fn(exact_partition, part_tasks, markers / "dedup-exact", description="corpus: dedup exact")
+    if dedup.near:
+        map_fn(bands_shard, tasks, markers / "dedup-bands", description="corpus: dedup bands")
+        pairs = map_fn(pairs_partition, part_tasks, markers / "dedup-pairs", description="corpus: dedup pairs")
+    else:
+        pairs = {}
+        for p in range(parts):
+            write_table(dedup_dir / "edges" / f"{_part_name(p)}.parquet", EDGES_SCHEMA.empty_table())
+    comps = components(dedup_dir, parts)
+    roots = comps.column("root").to_numpy()
+    for t in tasks:
+        t["all_tasks"] = [{"key": x["key"], "offset": x["offset"]} for x in tasks]
+    done = map_fn(decisions_shard, tasks, markers / "dedup-decisions", description="corpus: dedup decide")
+    return {
+        "partitions": parts, "records": total,
+        "exact_duplicates": sum(r["duplicates"] for r in exact.values()) if dedup.exact else 0,
+        "near_duplicates": sum(r["near"] for r in done.values()),
+        "near_clusters": len(np.unique(roots)), "edges": sum(r["edges"] for r in pairs.values()),
+    }
