@@ -12,7 +12,7 @@ Library API::
     r = results[0]
     r.status      # "passed" | "failed" | "timeout" | "memory" | "crashed"
     r.error       # e.g. "AssertionError at test line 5: assert candidate(2) == 4"
-    r.duration_s, r.stdout, r.stderr, r.network_isolated, r.process_limit
+    r.duration_s, r.stdout, r.stderr, r.network_isolated, r.process_limit, r.proc_private, r.uid
 
     with SandboxPool(limits, workers=4) as pool:   # keep workers warm across batches
         pool.run(batch1); pool.run(batch2)
@@ -23,15 +23,22 @@ A program is ``code``, then ``test``, then ``check(entry_point)`` when an entry 
 
 How: each worker is a warm Python process (zygote.py) that forks one child per program (child.py).
 The child gets a new session, stdin from /dev/null, capped stdout/stderr pipes, a fresh work dir
-(removed afterwards), RLIMIT_AS/CPU/NPROC/FSIZE/CORE, an unprivileged uid when run as root, and
-an accident guard (guard.py). Its processes are bounded by the worker's cgroup pids controller,
-which binds root too (cgroups.py; RLIMIT_NPROC alone where no pids cgroup is writable);
-``Result.process_limit`` says which. Workers live in their own network namespace (no network) and PID
-namespace (every leftover process is killed after each program) where the OS permits
-(namespaces.py); ``Result.network_isolated`` and ``SandboxPool.isolation`` say what was achieved.
+(removed afterwards), RLIMIT_AS/CPU/FSIZE/CORE, an environment built from an allowlist
+(environment.py: PATH, LANG/LC_ALL, HOME/TMPDIR = the work dir, thread caps, ``Limits.env``; the
+worker itself is exec'd with the allowlist, so no parent secret is in any environ a program can
+read), an unprivileged uid when run as root, no capabilities and no_new_privs, and an accident
+guard (guard.py). Its processes are bounded by the worker's cgroup pids controller, which binds
+root too (cgroups.py; RLIMIT_NPROC where no pids cgroup is writable); ``Result.process_limit``
+says which. Workers live in their own network namespace (no network), PID namespace (every
+leftover process is killed after each program) and mount namespace (mounts.py: a /proc of the PID
+namespace only, and directories the drop uid cannot traverse, e.g. /root holding the interpreter,
+masked by a tmpfs with what Python needs bound back read-only) where the OS permits
+(namespaces.py). ``Result.network_isolated/proc_private/env_scrubbed/uid/isolation_notes`` and
+``SandboxPool.isolation`` say what was achieved, and why not where a layer is missing.
 
-What it is not: a security boundary against a determined attacker (ctypes, /proc, kernel bugs).
-It contains accidents and runaway programs; run untrusted code at scale inside a container or VM.
+What it is not: a security boundary against a determined attacker (kernel bugs, world-readable
+files, the guard is bypassable with ctypes). It contains accidents, runaway programs and casual
+snooping; run untrusted code at scale inside a container or VM.
 """
 
 from textbooklm.sandbox.config import Limits
