@@ -203,3 +203,45 @@ def test_tmp_root_under_a_private_dir_stays_usable(tmp_path):
     assert any(str(root).startswith(m + os.sep) for m in isolation["masked"]), isolation["masked"]
     assert int(r.stdout) == r.uid != 0
     assert list(root.iterdir()) == []
+
+
+USERNS_SCRIPT = """import json, sys
+from textbooklm.sandbox import Limits, Program, SandboxPool
+code = sys.argv[1]
+with SandboxPool(Limits(timeout_s=5), workers=1, tmp_root=sys.argv[2]) as pool:
+    r = pool.run([Program(id="scan", code=code)])[0]
+    print(json.dumps({"result": r.to_record(), "isolation": pool.isolation}))
+"""
+
+
+def test_missing_layers_are_reported(tmp_path, monkeypatch):
+    """Run a pool inside a user namespace where it is 'root' without real privileges: the drop uid
+    does not exist there, so programs stay uid 0; the result must say so (and why), and still leak
+    nothing (private /proc, allowlisted environment, no capabilities)."""
+    import shutil
+    import subprocess
+    import sys
+
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare(1) on this machine")
+    secret = "sk-planted-" + secrets.token_hex(12)
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    cmd = [unshare, "--user", "--map-root-user", sys.executable, "-c", USERNS_SCRIPT,
+           SCAN.replace("sys.argv_secret", repr(secret)), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 and proc.stderr.startswith("unshare:"):  # unshare(1) itself was refused
+        pytest.skip(f"user namespaces refused here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    r, isolation = out["result"], out["isolation"]
+    assert r["status"] == "passed", r
+    assert r["uid"] == 0 and isolation["uid"] == 0
+    assert any("programs run as root" in n and "62000" in n for n in r["isolation_notes"]), r["isolation_notes"]
+    assert any("programs run as root" in n for n in isolation["notes"])
+    scan = json.loads(r["stdout"])
+    assert scan["hits"] == [] and "OPENAI_API_KEY" not in scan["environ"]
+    if r["proc_private"]:
+        assert isolation["proc_private"]
+    else:
+        assert any("/proc" in n for n in r["isolation_notes"]), r["isolation_notes"]
