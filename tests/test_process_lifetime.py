@@ -18,41 +18,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _stat(pid: int) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name (state first), or None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2 :].split()
-
-
-def descendants(root: int) -> set[tuple[int, str]]:
-    """``(pid, start time)`` of every living process below ``root``."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat(int(entry))) is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found: set[tuple[int, str]] = set()
-    stack = [root]
-    while stack:
-        for pid in children.get(stack.pop(), []):
-            fields = _stat(pid)
-            if fields is not None and fields[0] != "Z":
-                found.add((pid, fields[19]))
-                stack.append(pid)
-    return found
-
-
-def still_alive(procs: set[tuple[int, str]]) -> set[tuple[int, str]]:
-    alive = set()
-    for pid, start in procs:
-        fields = _stat(pid)
-        if fields is not None and fields[19] == start and fields[0] != "Z":
-            alive.add((pid, start))
-    return alive
-
+from textbooklm.process_lifetime import descendants, still_alive
 
 SCRIPT = textwrap.dedent(
     """
@@ -67,17 +33,32 @@ SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         from slow_tasks import busy
-        map_shards(busy, [{"key": f"k{i}"} for i in range(4)], sys.argv[1], workers=2)
+        map_shards(busy, [{"key": f"k{i}"} for i in range(4)], sys.argv[1], workers=2,
+                   executor=sys.argv[2] if len(sys.argv) > 2 else "local")
     """
 )
 
 
-@pytest.mark.timeout(180)
-def test_sigkilled_main_process_leaves_no_pool_process(tmp_path):
+def start_busy_run(tmp_path, executor: str = "local") -> subprocess.Popen:
     (tmp_path / "slow_tasks.py").write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    main = subprocess.Popen([sys.executable, str(tmp_path / "slow_tasks.py"), str(tmp_path / "markers")],
-                            cwd=tmp_path, env=env)
+    return subprocess.Popen([sys.executable, str(tmp_path / "slow_tasks.py"), str(tmp_path / "markers"), executor],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def kill_and_count(main: subprocess.Popen, before: set[tuple[int, str]], grace_s: float) -> set[tuple[int, str]]:
+    """SIGKILL ``main``; what of ``before`` is still alive ``grace_s`` later (or sooner, once none is)."""
+    os.kill(main.pid, signal.SIGKILL)
+    main.wait()
+    deadline = time.time() + grace_s
+    while still_alive(before) and time.time() < deadline:
+        time.sleep(0.1)
+    return still_alive(before)
+
+
+@pytest.mark.timeout(180)
+def test_sigkilled_main_process_leaves_no_pool_process(tmp_path):
+    main = start_busy_run(tmp_path)
     before: set[tuple[int, str]] = set()
     try:
         # The pool is up when two workers, the fork server and the resource tracker all exist.
@@ -88,14 +69,41 @@ def test_sigkilled_main_process_leaves_no_pool_process(tmp_path):
             time.sleep(0.2)
         time.sleep(1.0)  # let the workers get into their task
         before = descendants(main.pid)
-        os.kill(main.pid, signal.SIGKILL)
-        main.wait()
-        deadline = time.time() + 5
-        while still_alive(before) and time.time() < deadline:
-            time.sleep(0.1)
-        left = still_alive(before)
+        left = kill_and_count(main, before, grace_s=5)
         assert len(before) >= 4
         assert left == set(), f"{len(left)} of {len(before)} processes outlived the SIGKILLed main process"
+    finally:
+        for pid, _ in still_alive(descendants(main.pid)) | still_alive(before):
+            os.kill(pid, signal.SIGKILL)
+        if main.poll() is None:
+            main.kill()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigkilled_ray_driver_leaves_no_local_cluster_process(tmp_path):
+    """Without the reaper Ray's DashboardAgent and RuntimeEnvAgent linger 60-90 s (measured)."""
+    pytest.importorskip("ray")
+    main = start_busy_run(tmp_path, executor="ray")
+    before: set[tuple[int, str]] = set()
+    try:
+        deadline = time.time() + 240
+        while not any("ray::_run_and_mark" in _cmdline(pid) for pid, _ in descendants(main.pid)):
+            assert main.poll() is None, "the script ended before Ray ran a task"
+            assert time.time() < deadline, "no Ray worker running a task after 240 s"
+            time.sleep(0.5)
+        before = descendants(main.pid)
+        names = {_cmdline(pid) for pid, _ in before}
+        assert any("raylet" in n for n in names) and any("Agent" in n for n in names), names
+        left = kill_and_count(main, before, grace_s=15)
+        assert left == set(), [_cmdline(pid)[:60] for pid, _ in left]
     finally:
         for pid, _ in still_alive(descendants(main.pid)) | still_alive(before):
             os.kill(pid, signal.SIGKILL)

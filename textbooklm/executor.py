@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from textbooklm.process_lifetime import die_with
+from textbooklm.process_lifetime import descendants, die_with, start_reaper
 from textbooklm.progress import progress_bar
 from textbooklm.store import atomic_write_json
 
@@ -127,6 +127,8 @@ def _map_ray(fn, todo, marker_dir, workers, ray_address, advance) -> dict[str, d
             kwargs["num_cpus"] = resolve_workers(workers)
         ray.init(**kwargs)
         started_here = True
+    # A local cluster started here must not outlive a SIGKILLed driver (see process_lifetime).
+    reaper = start_reaper(descendants(os.getpid())) if started_here and not ray_address else None
     try:
         remote = ray.remote(_run_and_mark)
         refs = {remote.remote(fn, t, str(marker_dir)): t["key"] for t in todo}
@@ -140,3 +142,6 @@ def _map_ray(fn, todo, marker_dir, workers, ray_address, advance) -> dict[str, d
     finally:
         if started_here:
             ray.shutdown()
+        if reaper is not None:
+            reaper.kill()
+            reaper.wait()
