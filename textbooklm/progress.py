@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -44,10 +45,15 @@ def progress_bar(description: str, total: int | None, completed: int = 0) -> Ite
         TimeRemainingColumn(),
     ]
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as prog:
-        task = prog.add_task(description, total=total, completed=completed)
+        # the column renders markup: escape so "teacher x [judge]" keeps its brackets
+        task = prog.add_task(escape(description), total=total, completed=completed)
         yield lambda n=1: prog.advance(task, n)
 
 
 def summary_line(text: str) -> None:
-    """Print a stage's one-line summary (always shown, TTY or not)."""
-    console.print(text, soft_wrap=True)
+    """Print a stage's one-line summary (always shown, TTY or not).
+
+    Printed as plain text, never as rich markup: summaries hold bracketed words (``[judge]``,
+    ``[teachers.x]``) and server messages that markup would eat or misread.
+    """
+    console.print(text, soft_wrap=True, markup=False)

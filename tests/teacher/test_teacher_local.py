@@ -49,9 +49,20 @@ def test_score_choices_sum_to_one(smol):
     probs = smol.score_choices("Rate the educational value of `print('hi')` from 0 to 5.", grades)
     assert len(probs) == 6 and sum(probs) == pytest.approx(1.0, abs=1e-5)
     assert all(0 <= p <= 1 for p in probs)
-    yn = smol.score_choices("Is Paris the capital of France? Answer yes or no.", ["yes", "no"])
-    assert sum(yn) == pytest.approx(1.0, abs=1e-5)
-    assert yn[0] > yn[1]
+    # An unambiguous few-shot prompt: the right label wins, and the labels cover most of the mass.
+    shots = [{"role": "user", "content": "Repeat: cat"}, {"role": "assistant", "content": "cat"},
+             {"role": "user", "content": "Repeat: dog"}, {"role": "assistant", "content": "dog"},
+             {"role": "user", "content": "Repeat: cat"}]
+    res = smol.score_choices_many([shots], ["cat", "dog"])[0]
+    assert sum(res.choice_probs) == pytest.approx(1.0, abs=1e-5)
+    assert res.choice_probs[0] > 0.9 and 0.5 < res.choice_mass <= 1.0
+    # Labels match with spaces and case ignored: every spelling of "yes"/"no" adds up, so asking for
+    # "YES"/" No" is asking the same question (SmolLM2 answers "No" to most yes/no questions).
+    yn = smol.score_choices_many(["Is Paris the capital of France? Answer yes or no."], ["yes", "no"])[0]
+    yn2 = smol.score_choices_many(["Is Paris the capital of France? Answer yes or no."], ["YES", " No"])[0]
+    assert yn.choice_probs == pytest.approx(yn2.choice_probs) and yn.choice_mass == pytest.approx(yn2.choice_mass)
+    variants = smol.backend.label_variants(("yes",))[0]
+    assert len(variants) >= 3  # at least "yes", "Yes", " yes"
     # multi-token choices score as whole sequences
     multi = smol.score_choices("Which is a Python keyword?", ["lambda", "banana split"])
     assert sum(multi) == pytest.approx(1.0, abs=1e-5)

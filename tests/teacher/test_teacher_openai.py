@@ -94,7 +94,7 @@ def test_client_error_is_not_retried(server, make_cfg):
     bad = make_cfg(base_url=server.base_url + "/nowhere")
     teacher = build_teacher(bad, None)
     res = teacher.complete([ask("x")], show_progress=False)[0]
-    assert res.error == "client_error: HTTP 404"
+    assert res.error == "client_error: http_404: not found"  # the server's own message
     assert len(server.hits) == 0  # the 404 comes before the hit log; nothing retried
     assert res.attempts == 1
 

@@ -58,10 +58,11 @@ class TeacherConfig(StrictModel):
     base_url: str | None = Field(
         None, description="Endpoint root, e.g. http://127.0.0.1:8000/v1 (vLLM); unset means api.openai.com."
     )
-    api_key_env: str = Field(
+    api_key_env: str | None = Field(
         "OPENAI_API_KEY",
         description="NAME of the environment variable holding the API key (the key itself never goes in "
-        "a config, a log or the cache).",
+        "a config, a log or the cache). It must be set, or the teacher is refused before any request; "
+        "set this to \"\" for a self-hosted server that needs no key.",
     )
     concurrency: int = Field(16, ge=1, description="Requests in flight at once (openai backend).")
     http: Literal["auto", "aiohttp", "httpx"] = Field(
@@ -84,6 +85,12 @@ class TeacherConfig(StrictModel):
     timeout_s: float = Field(120.0, gt=0, description="Per-request time limit (one attempt).")
     top_logprobs: int = Field(
         20, ge=1, le=20, description="Alternatives asked per token when scoring choices via logprobs."
+    )
+    min_choice_mass: float = Field(
+        0.5, ge=0, le=1,
+        description="Choice scoring over HTTP sees only the first token's top alternatives: when the "
+        "labels (case and spaces ignored) cover less than this share of its probability, the judge "
+        "generates a reply instead of trusting the renormalised label probabilities.",
     )
     batch_size: int = Field(8, ge=1, description="Prompts generated together (local backend).")
     device: str = Field("cpu", description="Torch device of the local model ('cpu', 'cuda', 'cuda:1').")
@@ -142,7 +149,7 @@ class StageEstimate(StrictModel):
 # Fields that can change what a teacher replies. Everything else (concurrency, transport, rate limits,
 # timeouts, retries, budgets, prices, batch size, device, cache switch, key variable) is transport or
 # policy: changing it must not re-run a stage, and the request cache (keyed by request content) is kept.
-REPLY_FIELDS = ("backend", "model", "base_url", "top_logprobs")
+REPLY_FIELDS = ("backend", "model", "base_url", "top_logprobs", "min_choice_mass")
 
 
 def reply_fields(cfg: TeacherConfig) -> dict[str, object]:

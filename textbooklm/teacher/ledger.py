@@ -30,6 +30,8 @@ class LedgerEntry:
     completed: int = 0
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+    # The first error of each reason, in the server's words: what a user needs to fix it.
+    failure_examples: dict[str, str] = field(default_factory=dict)
     retries: dict[str, int] = field(default_factory=dict)
     tokens_in: int = 0
     tokens_out: int = 0
@@ -58,6 +60,7 @@ class LedgerEntry:
             self.failed += 1
             reason = result.reason or "unknown"
             self.failures[reason] = self.failures.get(reason, 0) + 1
+            self.failure_examples.setdefault(reason, (result.error or "").split(": ", 1)[-1][:300])
 
     def to_dict(self) -> dict:
         """A snapshot (the per-reason dicts copied); cheaper than dataclasses.asdict's deep copy."""
@@ -65,11 +68,15 @@ class LedgerEntry:
 
     @classmethod
     def from_dict(cls, data: dict) -> LedgerEntry:
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def summary(self) -> str:
         cost = "cost unknown (no price)" if self.cost_usd is None else f"${self.cost_usd:,.4f}"
-        fails = ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items())) or "none"
+        fails = ", ".join(
+            f"{k} {v}" + (f": {self.failure_examples[k]}" if k in self.failure_examples else "")
+            for k, v in sorted(self.failures.items())
+        ) or "none"
         line = (
             f"teacher {self.model} [{self.stage}]: {self.completed} completed, {self.cached} from cache, "
             f"{self.failed} failed ({fails}); {self.tokens_in:,} tokens in, {self.tokens_out:,} out, "

@@ -5,8 +5,12 @@ Prompts are rendered with the model's chat template, sorted by length (less padd
 column, so one ``generate`` call continues all of them, which is several times faster per token on
 a CPU than one prompt at a time. Rows are only batched with rows of the same sampling parameters.
 
-Scoring requests (``Request.choices``) take one forward pass over every (prompt + choice) sequence and
-compare the choices' total log-probabilities, so multi-token choices score correctly too.
+Scoring requests (``Request.choices``): when every label has a one-token spelling, one forward pass
+over the prompts reads the next-token distribution, and each label's probability is the sum over every
+token that equals it with spaces and case ignored ("High", " high", "high"), as the openai backend
+sums the variants among a server's top logprobs; the labels' covered mass is kept in the result.
+Otherwise every (prompt + choice) sequence is run once and the choices' total log-probabilities
+compared, so multi-token choices score correctly too.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class LocalBackend:
         self.lm = AutoModelForCausalLM.from_pretrained(self.folder, dtype=torch.float32).to(cfg.device)
         self.lm.eval()
         self.torch = torch
+        self._vocab_keys: list[str] | None = None  # every token's text, spaces and case ignored
 
     # -- prompts -----------------------------------------------------------------------------
     def prompt_text(self, request: Request) -> str:
@@ -160,6 +165,21 @@ class LocalBackend:
         return Result(key=job.key, text=text, tokens_in=prompt_tokens, tokens_out=tokens_out,
                       finish_reason=finish_reason)
 
+    def label_variants(self, choices: tuple[str, ...]) -> list[list[int]] | None:
+        """Token ids spelling each label (spaces and case ignored); None if one has no one-token form."""
+        from textbooklm.teacher.openai_backend import label_key
+
+        if self._vocab_keys is None:
+            size = len(self.tokenizer)
+            self._vocab_keys = [label_key(t) for t in self.tokenizer.batch_decode([[i] for i in range(size)])]
+        wanted = [label_key(c) for c in choices]
+        found: list[list[int]] = [[] for _ in choices]
+        for token_id, key in enumerate(self._vocab_keys):
+            for i, w in enumerate(wanted):
+                if key == w:
+                    found[i].append(token_id)
+        return found if all(found) else None
+
     def score_batch(self, jobs: list[Job]) -> list[Result]:
         """Log-probability of each choice after its prompt; softmax over a prompt's choices.
 
@@ -172,7 +192,8 @@ class LocalBackend:
         prompt_lens = [len(p) for p in prompts]
         choice_ids = [[self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in job.request.choices or ()]
                       for job in jobs]
-        single = all(len(ids) == 1 for per_job in choice_ids for ids in per_job)
+        variants = [self.label_variants(job.request.choices or ()) for job in jobs]
+        single = all(v is not None for v in variants)
         if single:
             rows = prompts
             spans = [(len(p), len(p) + 1) for p in prompts]
@@ -196,8 +217,8 @@ class LocalBackend:
         if single:
             for i, (a, _) in enumerate(spans):
                 # token at position t is predicted by the logits at t-1: the prompt's last position
-                logp = torch.log_softmax(logits[i, a - 1].float(), dim=-1).cpu()
-                totals.extend(float(logp[c[0]]) for c in choice_ids[i])
+                prob = torch.softmax(logits[i, a - 1].float(), dim=-1).cpu()
+                totals.extend(float(prob[ids].sum().log()) for ids in variants[i] or ())
         else:
             for i, (a, b) in enumerate(spans):
                 logp = torch.log_softmax(logits[i, a - 1 : b - 1].float(), dim=-1).cpu()
@@ -206,13 +227,13 @@ class LocalBackend:
         k = 0
         for job, n_prompt in zip(jobs, prompt_lens, strict=True):
             n = len(job.request.choices or ())
-            scores = torch.tensor(totals[k : k + n])
+            scores = torch.tensor(totals[k : k + n], dtype=torch.float64)
             k += n
             probs = torch.softmax(scores, dim=0).tolist()
             best = max(range(n), key=lambda i: probs[i])
             results.append(
                 Result(key=job.key, text=(job.request.choices or ())[best], tokens_in=n_prompt, tokens_out=1,
-                       finish_reason="stop", choice_probs=probs)
+                       finish_reason="stop", choice_probs=probs, choice_mass=float(scores.exp().sum()))
             )
         return results
 

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -86,6 +87,69 @@ def _dropped_not_timed_out(exc: BaseException) -> bool:
     return any(type(e).__module__.startswith("aiohttp") for e in seen)
 
 
+def _refused(exc: BaseException) -> bool:
+    """Nothing listening at the address: no retry helps within a batch, so it is said at once."""
+    cause: BaseException | None = exc
+    for _ in range(16):
+        if cause is None:
+            return False
+        if isinstance(cause, ConnectionRefusedError) or "connection refused" in str(cause).lower():
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def server_message(exc: openai.APIStatusError) -> str:
+    """The server's own words for a failed request (its JSON ``error.message``, else its body text).
+
+    Why: "HTTP 400" alone hides what vLLM said, e.g. ``max_tokens=4096 cannot be greater than
+    max_model_len=2048`` or ``Requested sample logprobs of 20 ... max allowed: 5``.
+    """
+    body = exc.body
+    message: Any = None
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("detail")
+        elif isinstance(err, str):
+            message = err
+        message = message or body.get("message") or body.get("detail")
+    elif isinstance(body, str):
+        message = body
+    if not message:
+        try:
+            message = exc.response.text
+        except Exception:  # a streamed or closed response: nothing more to say
+            message = ""
+    text = " ".join(str(message).split())
+    return (text[:400] + "...") if len(text) > 400 else (text or "(the server gave no message)")
+
+
+# vLLM: "Requested sample logprobs of 20, which is greater than max allowed: 5"
+_LOGPROBS_CAP = re.compile(r"logprobs.*max(?:imum)? allowed:?\s*(\d+)", re.IGNORECASE)
+
+
+def allowed_top_logprobs(message: str) -> int | None:
+    """The server's top_logprobs cap when ``message`` is its refusal of too many, else None."""
+    m = _LOGPROBS_CAP.search(message)
+    return int(m.group(1)) if m else None
+
+
+def check_api_key(variable: str, key: str) -> None:
+    """Refuse a key with whitespace or control characters, naming the variable, never the value.
+
+    Why before any request: a trailing newline makes httpx log the Authorization header at debug
+    level and aiohttp fail with a bare ValueError, so the user would see the key or nothing useful.
+    """
+    bad = [ch for ch in key if ch.isspace() or ord(ch) < 32 or ord(ch) == 127]
+    if bad:
+        what = "a newline" if "\n" in bad or "\r" in bad else "whitespace or control characters"
+        raise TeacherError(
+            f"environment variable {variable} holds an API key with {what} "
+            f"({len(bad)} such character(s), e.g. a trailing newline from a file); fix the variable"
+        )
+
+
 class MalformedReply(ValueError):
     """The server answered 200 but not with a usable chat completion."""
 
@@ -111,7 +175,10 @@ Send = Callable[[dict[str, Any]], Awaitable[Outcome]]
 
 
 async def attempt_once(client: openai.AsyncOpenAI, body: dict[str, Any], timeout_s: float) -> Outcome:
-    """One chat-completions request through the SDK, classified; never raises for HTTP trouble."""
+    """One chat-completions request through the SDK, classified; never raises for HTTP trouble.
+
+    ``detail`` carries the server's own message (``http_400: <server text>``) wherever it sent one.
+    """
     try:
         # client.post (the SDK's documented raw call) skips the SDK's typed-params transform and
         # model construction, which cost more CPU than the HTTP exchange itself.
@@ -122,40 +189,58 @@ async def attempt_once(client: openai.AsyncOpenAI, body: dict[str, Any], timeout
         except ValueError as exc:
             return Outcome(reason=REASON_MALFORMED, detail=f"reply is not JSON ({exc})", pause=pause)
     except openai.RateLimitError as exc:
-        return Outcome(reason=REASON_RATE_LIMITED, detail="HTTP 429", wait_s=retry_after_s(exc.response.headers))
+        return Outcome(reason=REASON_RATE_LIMITED, detail=f"http_429: {server_message(exc)}",
+                       wait_s=retry_after_s(exc.response.headers))
     except openai.APITimeoutError as exc:
+        if _refused(exc):
+            return Outcome(reason=REASON_CONNECTION, detail=f"connection refused at {client.base_url} "
+                           "(nothing is listening there)", final=True)
         if _dropped_not_timed_out(exc):
             return Outcome(reason=REASON_CONNECTION, detail="connection failed (dropped by the server)")
         return Outcome(reason=REASON_TIMEOUT, detail=f"no reply within {timeout_s:g} s")
     except openai.APIConnectionError as exc:
+        if _refused(exc):
+            return Outcome(reason=REASON_CONNECTION, detail=f"connection refused at {client.base_url} "
+                           "(nothing is listening there)", final=True)
         return Outcome(reason=REASON_CONNECTION, detail=f"connection failed ({type(exc.__cause__).__name__})")
     except openai.APIStatusError as exc:
         status = exc.status_code
+        detail = f"http_{status}: {server_message(exc)}"
         if status >= 500 or status in (408, 409):
-            return Outcome(reason=REASON_SERVER, detail=f"HTTP {status}", wait_s=retry_after_s(exc.response.headers))
-        return Outcome(reason=REASON_CLIENT, detail=f"HTTP {status}", final=True)
+            return Outcome(reason=REASON_SERVER, detail=detail, wait_s=retry_after_s(exc.response.headers))
+        return Outcome(reason=REASON_CLIENT, detail=detail, final=True)
     except Exception as exc:  # a bug or an SDK surprise must still end the request with a reason
         log.exception("teacher request: unexpected error")
         return Outcome(reason=REASON_CLIENT, detail=type(exc).__name__, final=True)
 
 
-def choice_probs_from_top(top: list[tuple[str, float]], choices: tuple[str, ...]) -> list[float] | None:
-    """Probabilities of each choice from the first token's top logprobs, renormalised over the choices.
+def label_key(text: str) -> str:
+    """How a label and a token are compared: spaces and case ignored (" High" is "high")."""
+    return text.strip().lower()
 
-    A choice matches a returned token when they are equal after stripping whitespace (" 3" is "3").
-    None when no choice is among the returned tokens.
+
+def choice_probs_from_top(
+    top: list[tuple[str, float]], choices: tuple[str, ...]
+) -> tuple[list[float], float] | None:
+    """Each choice's probability from the first token's top logprobs, and the mass they covered.
+
+    Every returned token that equals a choice after :func:`label_key` adds its probability to that
+    choice (so "High", " high" and "high" are one answer). The probabilities are renormalised over
+    the choices; the covered mass (their sum before renormalising) says how much of the model's
+    answer they describe: 0.016 means the labels were barely among its guesses and the renormalised
+    figures mean little. None when no choice is among the returned tokens.
     """
     mass = [0.0] * len(choices)
-    wanted = [c.strip() for c in choices]
+    wanted = [label_key(c) for c in choices]
     for token, logprob in top:
-        t = token.strip()
+        t = label_key(token)
         for i, c in enumerate(wanted):
             if t == c:
                 mass[i] += math.exp(logprob)
     total = sum(mass)
     if total <= 0:
         return None
-    return [m / total for m in mass]
+    return [m / total for m in mass], total
 
 
 class OpenAIBackend:
@@ -167,15 +252,23 @@ class OpenAIBackend:
         self.cfg = cfg
         self.model = cfg.model
         self.queue_size = cfg.concurrency
-        key = os.environ.get(cfg.api_key_env)
-        if not key:
-            if cfg.base_url is None:
+        if cfg.api_key_env:
+            key = os.environ.get(cfg.api_key_env)
+            if not key:
+                hint = "" if cfg.base_url is None else "; for a server that needs no key set api_key_env = \"\""
                 raise TeacherError(
                     f"teacher {cfg.model!r}: environment variable {cfg.api_key_env} is not set "
-                    "(it must hold the API key)"
+                    f"(it must hold the API key{hint})"
                 )
-            key = "no-key"  # self-hosted servers (vLLM, llama.cpp) usually need none
+            check_api_key(cfg.api_key_env, key)
+        elif cfg.base_url is None:
+            raise TeacherError(f"teacher {cfg.model!r}: api.openai.com needs a key: set api_key_env")
+        else:
+            key = "no-key"  # the config says this self-hosted server needs none
         self._key = key
+        # Lowered once the server says it allows fewer alternatives than asked (vLLM --max-logprobs).
+        self.top_logprobs = cfg.top_logprobs
+        self.top_logprobs_capped = False
         self.limiter = RateLimiter(cfg.rpm, cfg.tpm, cfg.rate_burst_s)
         self._client: openai.AsyncOpenAI | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -248,7 +341,7 @@ class OpenAIBackend:
             }
         if request.choices:
             kw["logprobs"] = True
-            kw["top_logprobs"] = self.cfg.top_logprobs
+            kw["top_logprobs"] = self.top_logprobs
         return kw
 
     def _backoff(self, attempt: int) -> float:
@@ -283,7 +376,19 @@ class OpenAIBackend:
                     result.attempts = attempt
                     result.retries = retries
                     return result
+            if out.final and request.choices and reason == REASON_CLIENT and "logprobs" in detail:
+                cap = allowed_top_logprobs(detail)
+                if cap is not None and 1 <= cap < self.top_logprobs:
+                    # the server caps alternatives (vLLM --max-logprobs): ask for what it allows
+                    self.top_logprobs, self.top_logprobs_capped = cap, True
+                    retries["top_logprobs_capped"] = retries.get("top_logprobs_capped", 0) + 1
+                    log.info("teacher: the server allows top_logprobs <= %d; asking for that", cap)
+                    continue
+                # logprobs refused outright: the caller can still generate and parse a reply
+                return self._failed(job, f"{REASON_NO_LOGPROBS}: {detail}", attempt, retries, start)
             if out.final:  # a client error (4xx, or a bug): retrying cannot help
+                if detail.startswith("http_401") and self.cfg.api_key_env:
+                    detail += f" (the key came from ${self.cfg.api_key_env})"
                 return self._failed(job, f"{reason}: {detail}", attempt, retries, start)
             if reason == REASON_RATE_LIMITED and out.wait_s is not None:
                 self.limiter.pause(out.wait_s)  # the limit is shared: every worker waits
@@ -344,10 +449,13 @@ class OpenAIBackend:
                 top.append((str(first["token"]), float(first["logprob"])))
             except (KeyError, TypeError, ValueError):
                 raise MalformedReply("reply logprobs lack token/logprob") from None
-            probs = choice_probs_from_top(list(dict(top).items()), request.choices)
-            if probs is None:
-                result.error = f"{REASON_NO_LOGPROBS}: none of {list(request.choices)} among the top tokens"
-            result.choice_probs = probs
+            found = choice_probs_from_top(list(dict(top).items()), request.choices)
+            if found is None:
+                result.error = (f"{REASON_NO_LOGPROBS}: none of {list(request.choices)} among the "
+                                f"top {len(top) - 1} tokens")
+                result.choice_mass = 0.0
+            else:
+                result.choice_probs, result.choice_mass = found
         return result
 
     async def aclose(self) -> None:

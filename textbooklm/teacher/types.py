@@ -98,6 +98,9 @@ class Result:
     error: str | None = None
     attempts: int = 0
     choice_probs: list[float] | None = None
+    # The probability the choices covered before renormalising (first token's top alternatives over
+    # HTTP, the whole vocabulary locally): low means the labels were not what the model would say.
+    choice_mass: float | None = None
     cached: bool = False
     retries: dict[str, int] = field(default_factory=dict)
 
@@ -116,8 +119,10 @@ class Result:
 
     @classmethod
     def from_json(cls, text: str) -> Result:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_NAMES})  # rows of older versions too
 
 
 # What a cached result stores: everything but ``cached``, which says where this copy came from.
 _STORED_FIELDS = tuple(f.name for f in fields(Result) if f.name != "cached")
+_FIELD_NAMES = frozenset(f.name for f in fields(Result))
