@@ -2,7 +2,8 @@ import pytest
 from corpus_fixtures import BAD_FILES, filter_overrides, good_module
 
 from textbooklm.corpus.config import FilterConfig
-from textbooklm.corpus.filters import alnum_fraction, content_id, decode, quality_reason
+from textbooklm.corpus.filters import alnum_fraction, decode, quality_reason
+from textbooklm.record import content_id
 
 
 @pytest.mark.parametrize("reason", [r for r in BAD_FILES if r not in ("binary", "invalid-utf8", "too-large")])

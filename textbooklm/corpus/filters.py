@@ -6,7 +6,6 @@ short, stable names (``binary``, ``long-lines``...) with the measured value in a
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import numpy as np
@@ -38,16 +37,6 @@ def decode(data: bytes) -> tuple[str | None, str | None, str]:
         return data.decode("utf-8"), None, ""
     except UnicodeDecodeError as exc:
         return data.decode("utf-8", "replace"), "invalid-utf8", f"{exc.reason} at byte {exc.start}"
-
-
-def normalize(text: str) -> str:
-    """What counts as "the same file" for exact dedup: line endings, trailing spaces, edge blanks."""
-    return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
-
-
-def content_id(text: str) -> str:
-    """Stable record id: a hash of the normalized text (exact duplicates share it)."""
-    return hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def quality_reason(text: str, cfg: FilterConfig) -> tuple[str | None, str]:

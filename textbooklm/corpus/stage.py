@@ -28,11 +28,12 @@ import pyarrow.parquet as pq
 
 from textbooklm.corpus.config import CorpusConfig, DedupConfig, FilterConfig, SourceConfig
 from textbooklm.corpus.dedup_shards import decide_sharded
-from textbooklm.corpus.filters import content_id, decode, quality_reason
+from textbooklm.corpus.filters import decode, quality_reason
 from textbooklm.corpus.readers import RawItem, plan_units, read_unit
 from textbooklm.executor import map_shards
 from textbooklm.minhash import MinHasher, clusters, duplicate_pairs
 from textbooklm.progress import summary_line
+from textbooklm.record import content_id, with_provenance
 from textbooklm.store import Dataset, finish_dataset, shard_name, write_table
 from textbooklm.unicode_text import describe_surrogate, escape_path, escape_surrogates, first_surrogate
 
@@ -223,16 +224,12 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
     decisions = pq.read_table(work / "dedup" / "decisions" / task["key"]).sort_by("row")
     kept, dups = [], []
     for rec, dec in zip(read.drop_columns(["signature"]).to_pylist(), decisions.to_pylist(), strict=True):
-        prov = json.loads(rec["provenance"])
-        prov["corpus"].update(
-            cluster=dec["cluster"], cluster_size=dec["cluster_size"], decision=dec["decision"]
-        )
+        rec = with_provenance(rec, "corpus", cluster=dec["cluster"], cluster_size=dec["cluster_size"],
+                              decision=dec["decision"])
         if dec["decision"] == "keep":
-            rec["provenance"] = json.dumps(prov)
             kept.append(rec)
             continue
-        prov["corpus"].update(similarity=round(dec["similarity"], 4), duplicate_of=dec["duplicate_of"])
-        rec["provenance"] = json.dumps(prov)
+        rec = with_provenance(rec, "corpus", similarity=round(dec["similarity"], 4), duplicate_of=dec["duplicate_of"])
         detail = f"duplicate of {dec['duplicate_of']}"
         if dec["decision"] == "near-duplicate":
             detail += f" (estimated Jaccard {dec['similarity']:.2f})"

@@ -14,7 +14,6 @@ pruning table (``report.tau_table``) the run report reads. Training stages read 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from functools import lru_cache
@@ -31,6 +30,7 @@ from textbooklm.decontam.report import format_table, tau_table
 from textbooklm.embeddings import load_embedder
 from textbooklm.executor import map_shards
 from textbooklm.progress import summary_line
+from textbooklm.record import content_id, with_provenance
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset, shard_name, write_table
 
 REPORT_FILE = "report.json"
@@ -82,19 +82,11 @@ def sample_text(rec: dict[str, Any]) -> str:
 
 
 def sample_id(rec: dict[str, Any], text: str) -> str:
-    return str(rec.get("id") or hashlib.sha256(text.encode()).hexdigest()[:16])
+    return str(rec.get("id") or content_id(text))
 
 
 def is_match(row: dict[str, Any]) -> bool:
     return row["decision"] != "keep" or bool(row["matches"])
-
-
-def _provenance(rec: dict[str, Any]) -> dict[str, Any]:
-    try:
-        prov = json.loads(rec.get("provenance") or "{}")
-    except (TypeError, json.JSONDecodeError):
-        prov = {"previous": rec.get("provenance")}
-    return prov if isinstance(prov, dict) else {"previous": prov}
 
 
 def _decision_note(row: dict[str, Any]) -> dict[str, Any]:
@@ -117,16 +109,15 @@ def check_task(task: dict[str, Any]) -> dict[str, Any]:
     kept, rejected, matches = [], [], []
     for rec, text, row in zip(records, texts, rows, strict=True):
         row["dataset"] = name
-        prov = _provenance(rec)
-        prov["decontam"] = _decision_note(row)
+        noted = with_provenance(rec, "decontam", **_decision_note(row))
         if row["decision"] == "keep":
-            kept.append({**rec, "provenance": json.dumps(prov)})
+            kept.append(noted)
         else:
             score = {"ngram": f"{row['ngram_hits']} shared {cfg.ngram}-grams", "ast": f"AST tau {row['ast_tau']}",
                      "embedding": f"cosine {row['embedding_cosine']}"}[row["signal"]]
             rest = {k: v for k, v in rec.items() if k not in ("id", "text", "provenance")}
             rejected.append({
-                "id": row["id"], "dataset": name, "text": text, "provenance": json.dumps(prov),
+                "id": row["id"], "dataset": name, "text": text, "provenance": noted["provenance"],
                 "reason": f"contaminated-{row['signal']}", "detail": f"{row['problem_id']}: {score}",
                 "problem_id": row["problem_id"], "signal": row["signal"], "ngram_hits": row["ngram_hits"],
                 "ast_tau": row["ast_tau"], "embedding_cosine": row["embedding_cosine"],

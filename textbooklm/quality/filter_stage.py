@@ -18,7 +18,6 @@ with the share of the corpus each threshold keeps). Tokens are approximated as b
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from textbooklm.progress import summary_line
 from textbooklm.quality.classifier import QualityClassifier, pr_vs_threshold
 from textbooklm.quality.classify_stage import EMBEDDINGS_FILE, embedder_label
 from textbooklm.quality.config import QualityFilterConfig
+from textbooklm.record import with_provenance
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset, write_table
 
 SCORE_SCHEMA = pa.schema([("id", pa.string()), ("score", pa.float64()), ("n_bytes", pa.int64())])
@@ -111,9 +111,7 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
     tied = set(task.get("tied") or ())
     kept, dropped = [], []
     for rec, score in zip(table.to_pylist(), scores, strict=True):
-        prov = json.loads(rec["provenance"] or "{}")
-        prov["filter"] = {"score": round(score, 6), "threshold": round(cut, 6)}
-        rec["provenance"] = json.dumps(prov)
+        rec = with_provenance(rec, "filter", score=round(score, 6), threshold=round(cut, 6))
         keep = score > cut or (score == cut and (rec["id"] in tied if task.get("strict") else True))
         if keep:
             kept.append(rec)

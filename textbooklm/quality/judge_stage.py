@@ -34,6 +34,7 @@ from textbooklm.quality import heuristic
 from textbooklm.quality.agreement import agreement
 from textbooklm.quality.config import JudgeConfig
 from textbooklm.quality.sampling import stratified_sample
+from textbooklm.record import with_provenance
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset, write_table
 
 BASE_FIELDS = [
@@ -179,7 +180,6 @@ def _write(out: Path, shards, where, judged_rows, label_rows: set[int], heur, ll
         kept, rejected = [], []
         for g in per_shard[s]:
             rec = dict(table[where[g][1]])
-            prov = json.loads(rec["provenance"] or "{}")
             verdict: dict[str, Any] = {"label_from": cfg.label_from}
             h_score = heur[g][0] if g in heur else None
             l_score = llm[g]["score"] if g in llm else None
@@ -191,17 +191,15 @@ def _write(out: Path, shards, where, judged_rows, label_rows: set[int], heur, ll
             if g not in label_rows:
                 continue  # judged only by the other judge (cannot happen with the nested samples; safe)
             if score is None:
-                prov["judge"] = verdict
-                rec["provenance"] = json.dumps(prov)
+                rec = with_provenance(rec, "judge", **verdict)
                 reason = (llm.get(g) or {}).get("reason") or "unscored"
                 rejected.append({**rec, "reason": "unjudged", "detail": f"{cfg.label_from} judge: {reason}"})
                 rejected_reasons[reason.split(":", 1)[0]] += 1
                 continue
             label = int(score >= thresholds[cfg.label_from])
             verdict.update(score=score, label=label)
-            prov["judge"] = verdict
             positives += label
-            kept.append({**rec, "provenance": json.dumps(prov), "score": score, "label": label,
+            kept.append({**with_provenance(rec, "judge", **verdict), "score": score, "label": label,
                          "heuristic_score": h_score, "llm_score": l_score})
         write_table(out / path.name, pa.Table.from_pylist(kept, schema=JUDGED_SCHEMA))
         write_table(out / "rejected" / path.name, pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))

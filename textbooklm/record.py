@@ -1,0 +1,55 @@
+"""Records: the one content id, the provenance every stage adds to, and the rejected row.
+
+Every record carries ``id`` (a stable hash of its content) and ``provenance``: a JSON object with
+one entry per stage saying what that stage decided about it (score, label, dedup cluster,
+contamination match, execution result, teacher model and prompt hash). A user can always answer
+"why is this sample here?" from it. Stages go through these helpers instead of editing the JSON by
+hand, so the shape is the same everywhere and a stage cannot drop another stage's entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def normalize(text: str) -> str:
+    """What counts as "the same text": line endings, trailing spaces, blank lines at the edges."""
+    return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
+
+
+def content_id(text: str) -> str:
+    """Stable record id: a hash of the normalized text (exact duplicates share it).
+
+    ``surrogatepass`` keeps a text with a lone surrogate hashable, so it can be rejected by name.
+    """
+    return hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def provenance(row: dict[str, Any]) -> dict[str, Any]:
+    """The row's provenance as a dict (an empty one for a row without)."""
+    raw = row.get("provenance")
+    if not raw:
+        return {}
+    if isinstance(raw, dict):
+        return dict(raw)
+    try:
+        data = json.loads(raw)
+    except (TypeError, json.JSONDecodeError):  # a user's dataset with its own provenance text: kept, not lost
+        return {"previous": raw}
+    return data if isinstance(data, dict) else {"previous": data}
+
+
+def with_provenance(row: dict[str, Any], stage: str, **decision: Any) -> dict[str, Any]:
+    """A copy of ``row`` whose provenance entry for ``stage`` also holds ``decision`` (others kept)."""
+    prov = provenance(row)
+    entry = prov.get(stage)
+    prov[stage] = {**(entry if isinstance(entry, dict) else {}), **decision}
+    return {**row, "provenance": json.dumps(prov)}
+
+
+def rejected_row(row: dict[str, Any], stage: str, reason: str, detail: str = "", **decision: Any) -> dict[str, Any]:
+    """The row as the stage's ``rejected`` dataset keeps it: reason, detail, and the decision in provenance."""
+    out = with_provenance(row, stage, decision=reason, **decision)
+    return {**out, "reason": reason, "detail": detail}
