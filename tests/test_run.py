@@ -89,6 +89,11 @@ def test_default_training_sources_are_filtered_and_decontaminated(tmp_path):
     changed = parse_config({**_recipe(tmp_path / "code"), "filter": {"threshold": 0.9}})
     with pytest.raises(StageNotReady, match=r"filter \(stale\)"):
         run_pipeline(changed, run_dir, only=["decontam"])
+    stale_toml = tmp_path / "changed.toml"
+    stale_toml.write_text(_toml({**_recipe(tmp_path / "code"), "filter": {"threshold": 0.9}}))
+    result = CliRunner().invoke(app, ["synth", "textbooks", "--out", str(run_dir), "--config", str(stale_toml),
+                                      "--teacher", "smollm2"])
+    assert result.exit_code == 2 and "filter (stale)" in result.output, result.output
 
 
 def test_without_filter_the_corpus_is_the_training_data(tmp_path):

@@ -62,8 +62,7 @@ def corpus(
     Re-running with the same options does nothing; an interrupted run resumes.
     """
     from textbooklm.config import PipelineConfig, RunConfig
-    from textbooklm.pipeline import run_pipeline
-    from textbooklm.pipeline_cli import _load_or_exit
+    from textbooklm.pipeline_cli import _load_or_exit, run_or_exit
 
     cfg = _load_or_exit(config) if config else PipelineConfig(run=RunConfig())
     section = cfg.corpus or CorpusConfig()
@@ -84,7 +83,7 @@ def corpus(
         cfg = PipelineConfig(run=RunConfig(**run), corpus=CorpusConfig.model_validate(data))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    run_pipeline(cfg, out, only=["corpus"])
+    run_or_exit(cfg, out, only=["corpus"])
 
 
 def register(app: typer.Typer) -> None:

@@ -51,7 +51,7 @@ def _base_config(out: Path, config: Path | None) -> dict[str, Any]:
 
 def _run(raw: dict[str, Any], out: Path, stage: str, needs: list[str]) -> None:
     from textbooklm.config import ConfigError, parse_config
-    from textbooklm.pipeline import run_pipeline
+    from textbooklm.pipeline_cli import run_or_exit
     from textbooklm.store import Dataset
 
     for name in needs:
@@ -63,7 +63,7 @@ def _run(raw: dict[str, Any], out: Path, stage: str, needs: list[str]) -> None:
         cfg = parse_config(raw, source=str(out / "run.json"))
     except ConfigError as exc:
         _fail(str(exc))
-    run_pipeline(cfg, out, only=[stage])
+    run_or_exit(cfg, out, only=[stage])
 
 
 def _set(section: dict[str, Any], **values: Any) -> None:

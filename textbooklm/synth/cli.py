@@ -23,8 +23,7 @@ def _doc(model: type, name: str) -> str:
 
 def _run(stage: str, config: Path | None, out: Path, overrides: dict, seed: int | None, workers: int | None) -> None:
     from textbooklm.config import PipelineConfig, RunConfig
-    from textbooklm.pipeline import run_pipeline
-    from textbooklm.pipeline_cli import _load_or_exit
+    from textbooklm.pipeline_cli import _load_or_exit, run_or_exit
     from textbooklm.teacher import TeacherConfig
 
     cfg = _load_or_exit(config) if config else PipelineConfig(run=RunConfig())
@@ -46,7 +45,7 @@ def _run(stage: str, config: Path | None, out: Path, overrides: dict, seed: int 
         raise typer.BadParameter(str(exc)) from None
     if data["teacher"] not in cfg.teachers:
         raise typer.BadParameter(f"teacher {data['teacher']!r} is not configured; add [teachers.{data['teacher']}]")
-    run_pipeline(cfg, out, only=[stage])
+    run_or_exit(cfg, out, only=[stage])
 
 
 @synth_app.command("textbooks")
