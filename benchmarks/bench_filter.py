@@ -91,7 +91,7 @@ def compare_embedders(run_dir: Path, specs: list[tuple[str, int]], batch_size: i
             f1s.append(m["f1"])
             aucs.append(m["roc_auc"])
         rows.append({"embedder": spec, "max_chars": max_chars, "dim": int(x.shape[1]), "n": len(texts),
-                     "rate": len(texts) / (t_embed + t_score), "seconds": t_embed + t_score,
+                     "rate": len(texts) / (t_embed + t_score), "embed_s": t_embed, "score_s": t_score,
                      "f1": (float(np.mean(f1s)), float(np.std(f1s))),
                      "auc": (float(np.mean(aucs)), float(np.std(aucs))),
                      "load": (load0, os.getloadavg()[0])})
@@ -116,13 +116,14 @@ def main_compare(args: argparse.Namespace) -> None:
     n = rows[0]["n"]
     print(f"{n} judged stdlib records (heuristic labels, {os.cpu_count()} cores); random forest (100 trees, "
           f"balanced), 8 seeded 80/20 splits; records/s = embed + score every record in one process")
-    print("| embedder | chars | dim | records/s | held-out F1 | ROC-AUC | load (1 min) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| embedder | chars | dim | records/s | embed + score s | held-out F1 | ROC-AUC | load (1 min) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['embedder']} | {r['max_chars']} | {r['dim']} | {r['rate']:.1f} | {r['f1'][0]:.3f} +- "
+        print(f"| {r['embedder']} | {r['max_chars']} | {r['dim']} | {r['rate']:.1f} | {r['embed_s']:.2f} + "
+              f"{r['score_s']:.2f} | {r['f1'][0]:.3f} +- "
               f"{r['f1'][1]:.3f} | {r['auc'][0]:.3f} +- {r['auc'][1]:.3f} | {r['load'][0]:.1f}-{r['load'][1]:.1f} |")
     if not args.lm:
-        print("| lm:PATH | - | - | - | not measured: no pretrained model given (--lm RUN/pretrain/hf) | | |")
+        print("| lm:PATH | - | - | - | - | not measured: no pretrained model given (--lm RUN/pretrain/hf) | | |")
     mini, static = rows[0], rows[1]
     print(f"filter: static F1 {static['f1'][0] - mini['f1'][0]:+.3f} vs minilm ({static['f1'][0]:.3f} vs "
           f"{mini['f1'][0]:.3f}, ROC-AUC {static['auc'][0]:.3f} vs {mini['auc'][0]:.3f}) at {args.max_chars} chars; "
