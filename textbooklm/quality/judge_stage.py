@@ -220,15 +220,25 @@ def _summary(cfg, heur, llm, counts, agree, thresholds, llm_meta, teacher_line) 
         scored = [v["score"] for v in llm.values() if v["score"] is not None]
         fails = Counter(v["reason"].split(":", 1)[0] for v in llm.values() if v["score"] is None)
         how = Counter(v["how"] for v in llm.values())
+        # which way each score was read: label logprobs, or a generated reply (and why)
+        paths = Counter(v.get("path", v["how"]) for v in llm.values())
+        capped = {v["top_logprobs"] for v in llm.values() if "top_logprobs" in v}
         pos = sum(1 for s in scored if s >= thresholds["llm"])
         fail_text = ", ".join(f"{k} {n}" for k, n in fails.most_common())
+        first_error = next((v["reason"] for v in llm.values() if v["score"] is None
+                            and str(v["reason"]).startswith("request-failed")), None)
+        path_text = ", ".join(f"{k} {n}" for k, n in paths.most_common())
+        if capped:
+            path_text += f"; the server capped top_logprobs at {min(capped)}"
         parts.append(
-            f"llm {llm_meta.get('model')}/{llm_meta.get('prompt')} scored {len(scored)} of {len(llm)} "
-            f"({pos} educational at >= {thresholds['llm']:g}; {sum(fails.values())} unparseable"
-            + (f": {fail_text}" if fail_text else "") + ")"
+            f"llm judge ({llm_meta.get('prompt')} prompt, {llm_meta.get('model')}) scored {len(scored)} of "
+            f"{len(llm)} ({pos} educational at >= {thresholds['llm']:g}; {sum(fails.values())} unscored"
+            + (f": {fail_text}" if fail_text else "") + (f"; first: {first_error}" if first_error else "")
+            + f"; paths: {path_text})"
         )
         info["llm"] = {"n": len(llm), "scored": len(scored), "positives": pos, "failures": dict(fails),
-                       "how": dict(how), "mean": float(np.mean(scored)) if scored else None, **llm_meta}
+                       "how": dict(how), "paths": dict(paths),
+                       "mean": float(np.mean(scored)) if scored else None, **llm_meta}
         info["teacher"] = teacher_line
     if agree is not None:
         info["agreement"] = agree

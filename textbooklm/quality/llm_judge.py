@@ -6,7 +6,10 @@ Two ways to read a score (``judge.llm.method``):
   answer label as the reply ("high"/"low", or "0".."5"); the score is the expected value over them.
   On the local backend that is one forward pass per file, several times cheaper than generating a
   justification; on an OpenAI-compatible endpoint it reads the first token's top logprobs. Where the
-  endpoint returns no usable logprobs, that record falls back to generating and parsing.
+  endpoint returns no usable logprobs (or refuses them: a logprobs 400), or when the labels cover less
+  than the teacher's ``min_choice_mass`` of the first token's probability (labels matched with spaces
+  and case ignored, variants summed), that record falls back to generating and parsing. Each record
+  says which path it took (``how``, ``fallback``) and how much mass its labels covered (``mass``).
 * ``generate``: generate the reply and parse it (:func:`textbooklm.quality.prompts.parse_reply`).
 
 Every request goes through the teacher's SQLite cache, so a re-run (or a resumed run) sends nothing
@@ -22,23 +25,44 @@ from typing import Any
 from textbooklm.quality.config import LLMJudgeConfig
 from textbooklm.quality.prompts import CHOICES, Template, cut_head, parse_reply, score_from_probs
 from textbooklm.teacher import Request, Result, Teacher
+from textbooklm.teacher.tokens import WORD_TOKEN_MARGIN, PromptCounter, offsets_counter, prompt_counter
 from textbooklm.teacher.types import REASON_NO_LOGPROBS
+
+# Paths a record's score can take (counted in the judge summary).
+PATH_CHOICES = "choices"
+PATH_GENERATE = "generate"
+PATH_LOW_MASS = "generate after low label mass"
+PATH_NO_LOGPROBS = "generate after no logprobs"
 
 
 def token_counter(teacher: Teacher) -> Callable[[str], list[int]] | None:
-    """End offsets of each token under the teacher's own tokenizer, when it is a local model.
+    """End offsets of each token under the teacher's own tokenizer, when it is a local model."""
+    return offsets_counter(getattr(teacher.backend, "tokenizer", None))
 
-    Hosted models hide their tokenizer; :func:`cut_head` then counts words and punctuation instead.
+
+def fit_head(text: str, max_tokens: int, counter: PromptCounter) -> tuple[str, bool]:
+    """The head of ``text`` that is at most ``max_tokens`` tokens as ``counter`` counts them.
+
+    With offsets the cut is exact. With a count only (a server's /tokenize), the word-count cut is
+    shrunk by the measured ratio until the count fits. Without either, only ``1 / WORD_TOKEN_MARGIN``
+    of the budget is used, counted in words and punctuation marks.
     """
-    tokenizer = getattr(teacher.backend, "tokenizer", None)
-    if tokenizer is None or not getattr(tokenizer, "is_fast", False):
-        return None
-
-    def ends(text: str) -> list[int]:
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        return [end for _, end in enc["offset_mapping"]]
-
-    return ends
+    if counter.ends is not None:
+        return cut_head(text, max_tokens, counter.ends)
+    if counter.count is None:
+        return cut_head(text, max(1, int(max_tokens / WORD_TOKEN_MARGIN)))
+    budget = max_tokens
+    head, was_cut = cut_head(text, budget)
+    for _ in range(8):
+        n = counter.count(head)
+        if n is None:  # the server stopped answering /tokenize: the stated margin instead
+            return cut_head(text, max(1, int(max_tokens / WORD_TOKEN_MARGIN)))
+        if n <= max_tokens:
+            return head, was_cut
+        budget = max(1, min(budget - 1, int(budget * max_tokens / n * 0.98)))
+        head, was_cut = cut_head(text, budget)
+        was_cut = True
+    return head, was_cut
 
 
 def _messages(prompt: str) -> list[dict[str, str]]:
@@ -49,23 +73,38 @@ def judge_records(
     teacher: Teacher, texts: Sequence[str], cfg: LLMJudgeConfig, template: Template
 ) -> list[dict[str, Any]]:
     """Score ``texts`` with the LLM; one dict per text (score in [0, 1] or None, raw, reason, how)."""
-    counter = token_counter(teacher)
-    heads = [cut_head(t, cfg.max_file_tokens, counter) for t in texts]
+    counter = prompt_counter(teacher.backend)
+    heads = [fit_head(t, cfg.max_file_tokens, counter) for t in texts]
     out: list[dict[str, Any]] = [{} for _ in texts]
     to_generate: list[int] = []
+    fallback: dict[int, dict[str, Any]] = {}
     if cfg.method == "choices":
         labels = CHOICES[template.scale]
+        min_mass = teacher.cfg.min_choice_mass
         reqs = [Request(messages=_messages(template.render(h, for_choices=True)), max_tokens=1, temperature=0.0,
                         choices=labels) for h, _ in heads]
         for i, res in enumerate(teacher.complete(reqs, show_progress=True)):
-            if res.ok and res.choice_probs is not None:
+            mass = None if res.choice_mass is None else round(res.choice_mass, 4)
+            if res.ok and res.choice_probs is not None and (res.choice_mass is None or res.choice_mass >= min_mass):
                 score, raw = score_from_probs(res.choice_probs, template.scale)
                 out[i] = {"score": round(score, 4), "raw": round(raw, 4), "reason": None, "how": "choices",
-                          "probs": [round(p, 4) for p in res.choice_probs]}
+                          "path": PATH_CHOICES, "probs": [round(p, 4) for p in res.choice_probs], "mass": mass}
+            elif res.ok and res.choice_probs is not None:
+                # the labels are a small part of what the model would say: their renormalised
+                # probabilities mean little, so ask for a reply instead
+                to_generate.append(i)
+                fallback[i] = {"path": PATH_LOW_MASS, "mass": mass, "probs": [round(p, 4) for p in res.choice_probs],
+                               "fallback": f"labels covered {res.choice_mass:.3f} of the first token's "
+                                           f"probability (< min_choice_mass {min_mass:g})"}
             elif res.reason == REASON_NO_LOGPROBS:
                 to_generate.append(i)  # this endpoint cannot score labels: ask for a reply instead
+                fallback[i] = {"path": PATH_NO_LOGPROBS, "mass": mass, "fallback": res.error}
             else:
                 out[i] = _failed(res, "choices")
+        if getattr(teacher.backend, "top_logprobs_capped", False):
+            for o in out:
+                if o.get("how") == "choices":
+                    o["top_logprobs"] = teacher.backend.top_logprobs  # the server's cap, not the config's
     else:
         to_generate = list(range(len(texts)))
     if to_generate:
@@ -73,15 +112,17 @@ def judge_records(
                         max_tokens=cfg.max_reply_tokens, temperature=0.0) for i in to_generate]
         for i, res in zip(to_generate, teacher.complete(reqs, show_progress=True), strict=True):
             if not res.ok:
-                out[i] = _failed(res, "generate")
+                out[i] = {**_failed(res, "generate"), **fallback.get(i, {"path": PATH_GENERATE})}
                 continue
             parsed = parse_reply(res.text, template.scale)
             out[i] = {"score": None if parsed.score is None else round(parsed.score, 4), "raw": parsed.raw,
-                      "reason": parsed.reason, "how": "generate", "reply": res.text[:500]}
+                      "reason": parsed.reason, "how": "generate", "reply": res.text[:500],
+                      **fallback.get(i, {"path": PATH_GENERATE})}
     for i, (_, was_cut) in enumerate(heads):
         out[i]["cut"] = was_cut
     return out
 
 
 def _failed(res: Result, how: str) -> dict[str, Any]:
-    return {"score": None, "raw": None, "reason": f"request-failed: {res.error}", "how": how}
+    return {"score": None, "raw": None, "reason": f"request-failed: {res.error}", "how": how,
+            "path": PATH_CHOICES if how == "choices" else PATH_GENERATE}
