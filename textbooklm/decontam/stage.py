@@ -28,9 +28,9 @@ from textbooklm.decontam.config import DecontamConfig
 from textbooklm.decontam.index import ContaminationIndex, Sample
 from textbooklm.decontam.report import format_table, tau_table
 from textbooklm.embeddings import load_embedder
-from textbooklm.executor import map_shards
 from textbooklm.progress import summary_line
 from textbooklm.record import content_id, with_provenance
+from textbooklm.stage_context import StageContext
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset, shard_name, write_table
 
 REPORT_FILE = "report.json"
@@ -153,17 +153,15 @@ def plan_tasks(cfg: DecontamConfig, datasets: dict[str, Dataset], out: Path, wor
     return tasks
 
 
-def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: StageContext) -> Dataset:
     """Run the stage into ``out`` (resuming whatever an interrupted run finished)."""
     out = Path(out)
     work = out / "_work"
     datasets = select_inputs(inputs)
     if not datasets:
         raise ValueError("decontam: no training data to check; configure corpus/filter, textbooks or exercises")
-    run_cfg = ctx.run
     tasks = plan_tasks(cfg, datasets, out, work)
-    results = map_shards(check_task, tasks, work / "markers", description="decontam: check",
-                         executor=run_cfg.executor, workers=run_cfg.workers, ray_address=run_cfg.ray_address)
+    results = ctx.map(check_task, tasks, work / "markers", description="decontam: check")
     match_tables = [pq.read_table(work / "matches" / t["key"]) for t in tasks]
     matches = pa.concat_tables(match_tables) if match_tables else MATCH_SCHEMA.empty_table()
     for i in range(max(1, -(-matches.num_rows // 10_000))):
