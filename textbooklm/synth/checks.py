@@ -1,4 +1,5 @@
-"""``config check`` of textbooks and exercises: seed, names and template files exist."""
+"""``config check`` of textbooks and exercises: seed, names and template files exist; mined exercises
+have a filtered corpus to mine."""
 
 from __future__ import annotations
 
@@ -11,3 +12,5 @@ def check(cfg: Any, c: Checker) -> None:
     c.path("seeds.topics_file", cfg.seeds.topics_file, "file")
     c.path("seeds.words_file", cfg.seeds.words_file, "file")
     c.path("names_file", getattr(cfg, "names_file", None), "file")
+    if "corpus" in getattr(cfg, "sources", []) and getattr(c.cfg, "filter", None) is None:
+        c.problem("source", "'corpus' mines the filtered corpus, but this config runs no [filter] stage")

@@ -78,10 +78,48 @@ class TextbooksConfig(StrictModel):
     diversity: DiversityConfig = Field(default_factory=DiversityConfig)
 
 
-class ExercisesConfig(StrictModel):
-    """`synth exercises`: one HumanEval-style exercise per function name, kept only if its tests pass."""
+class CorpusMiningConfig(StrictModel):
+    """Exercises mined from the filtered corpus (``source`` includes "corpus"): real documented functions,
+    tests from running them in the sandbox."""
 
-    teacher: str = Field("smollm2", description="Name of the teacher ([teachers.NAME]) that writes the exercises.")
+    count: int = Field(200, ge=1, description="Stop mining after the round (one corpus shard) that reaches this many "
+                       "verified exercises.")
+    min_lines: int = Field(3, ge=1, description="Shortest function mined, in source lines (signature to end).")
+    max_lines: int = Field(60, ge=1, description="Longest function mined, in source lines.")
+    max_per_file: int = Field(20, ge=1, description="Most candidates taken from one file (variety).")
+    inputs: int = Field(12, ge=1, le=64, description="Inputs tried per function: its doctest calls, then type-aware "
+                        "generated ones (annotations, defaults, doctest values, body constants, mutations).")
+    per_call_s: float = Field(0.25, gt=0, description="Longest single call of the original function; slower inputs "
+                              "are dropped (too-slow when all are).")
+    rewrite_docstring: bool = Field(
+        False, description="Ask the stage's teacher to rewrite each kept function's docstring (never its body or "
+        "tests); a reply that is not a plain docstring keeps the original.",
+    )
+
+    @model_validator(mode="after")
+    def _lines(self) -> CorpusMiningConfig:
+        if self.min_lines > self.max_lines:
+            raise ValueError(f"min_lines ({self.min_lines}) > max_lines ({self.max_lines})")
+        return self
+
+
+ExerciseSource = Literal["teacher", "corpus"]
+
+
+class ExercisesConfig(StrictModel):
+    """`synth exercises`: HumanEval-style exercises, kept only if verified: written by a teacher (one per function
+    name) and/or mined from the filtered corpus with tests from execution."""
+
+    source: ExerciseSource | list[ExerciseSource] = Field(
+        "teacher", description="Where exercises come from: 'teacher' (a teacher writes one per function name), "
+        "'corpus' (documented functions of the filtered corpus, tests from running them), or both as a list.",
+    )
+    corpus: CorpusMiningConfig = Field(default_factory=CorpusMiningConfig)
+    teacher: str | None = Field(
+        "smollm2", description="Name of the teacher ([teachers.NAME]) that writes the exercises (and rewrites mined "
+        "docstrings). Cleared when nothing asks a teacher (source 'corpus' without rewrite_docstring), so a "
+        "corpus-only run needs no [teachers] table.",
+    )
     count: int = Field(40, ge=1, description="Exercises to ask for (one per function name).")
     per_round: int = Field(16, ge=1, description="Prompts per round; a round is the unit of resume and re-weighting.")
     max_tokens: int = Field(192, ge=16, description="Longest reply, in new tokens.")
@@ -124,6 +162,27 @@ class ExercisesConfig(StrictModel):
             raise ValueError(f"tests_from = 'consensus' needs solutions >= 2 (got {self.solutions}): agreement "
                              "needs another solution besides the exercise's own")
         return self
+
+    @property
+    def sources(self) -> list[str]:
+        """``source`` as a list without repeats, in the order given."""
+        items = [self.source] if isinstance(self.source, str) else self.source
+        return list(dict.fromkeys(items))
+
+    @model_validator(mode="after")
+    def _some_source(self) -> ExercisesConfig:
+        if not self.sources:
+            raise ValueError("exercises.source is empty: name 'teacher', 'corpus' or both")
+        if self.teacher is not None and not self.needs_teacher:
+            self.teacher = None
+        elif self.teacher is None and self.needs_teacher:
+            raise ValueError("exercises.teacher is unset, but source 'teacher' or corpus.rewrite_docstring asks one")
+        return self
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether any part of the stage asks a teacher."""
+        return "teacher" in self.sources or ("corpus" in self.sources and self.corpus.rewrite_docstring)
 
     @property
     def n_solutions(self) -> int:

@@ -1,4 +1,9 @@
-"""The `exercises` stage: one HumanEval-style exercise per function name, kept only when it is verified.
+"""The `exercises` stage: HumanEval-style exercises, kept only when they are verified.
+
+Two sources (``source``): ``teacher`` asks a teacher for one exercise per function name (below);
+``corpus`` mines documented functions of the filtered corpus and writes their tests by running them
+(corpus_exercises.py; one round per corpus shard, after the teacher's rounds, until ``corpus.count``
+are verified). Both give the same rows and problems; ``provenance.synth.source`` says which.
 
 phi-1's CodeExercises had no execution check ("GPT-3.5 data has a high error rate"); here every
 exercise's own solution must pass its own tests in the sandbox, and optionally ``solutions - 1``
@@ -11,7 +16,8 @@ kept exercises in the evals' problems format (task_id ``exercise/<name>``, canon
 completion). ``OUT/rejected/`` holds every failure with its reason: teacher-error, the parse
 reasons of exercise.py (no-code, syntax-error, no-function, wrong-name, several-definitions,
 no-docstring, no-solution, no-tests, too-few-tests), the sandbox verdicts (tests-failed, timeout,
-memory, crashed), disagree, duplicate, near-duplicate.
+memory, crashed), disagree, duplicate, near-duplicate; and for mined ones the reasons of mining.py
+and corpus_exercises.py (io, randomness, uses-globals, doctest-failed, raises, non-deterministic, ...).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from textbooklm.problems import Problem, write_problems_jsonl
 from textbooklm.progress import summary_line
@@ -39,6 +46,7 @@ from textbooklm.synth.consensus import (
     own_drop_reason,
     solution_code,
 )
+from textbooklm.synth.corpus_exercises import mine_round
 from textbooklm.synth.diversity import coverage, diversity_report, near_duplicate_roots
 from textbooklm.synth.exercise import TOO_FEW_TESTS, ExerciseError, ParsedExercise, parse_exercise, reply_code
 from textbooklm.synth.names import KINDS, VERBS, FunctionName, name_pool
@@ -199,7 +207,7 @@ def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: Exer
     rows: list[dict[str, Any]] = []
     for i, (fn, s, p, req, res) in enumerate(zip(names, audiences, prompts, requests, results, strict=True)):
         prov = {
-            "stage": STAGE, "round": k, "index": start + i, "name": fn.to_json(),
+            "stage": STAGE, "source": "teacher", "round": k, "index": start + i, "name": fn.to_json(),
             "seed": {"audience": s.audience, "words": s.words},
             "teacher": {**teacher.describe(), "request_key": t.key(req), "tokens_out": res.tokens_out,
                         "finish_reason": res.finish_reason},
@@ -294,6 +302,66 @@ def consensus_text(rounds: list[dict[str, Any]], cfg: ExercisesConfig) -> str:
             f"{tot['agreed']} agreed" + (f"; dropped {reasons_text(dropped)}" if dropped else "") + ")")
 
 
+def corpus_rounds(cfg: ExercisesConfig, corpus: Dataset | None, store: RoundStore, sandbox: LazySandbox,
+                  run_seed: int, first: int, rounds: list[dict[str, Any]]) -> int:
+    """Mine the filtered corpus one shard per round (rounds ``first``, ``first + 1``, ...) until
+    ``corpus.count`` exercises are verified; returns the number of rounds in all. Marked rounds are
+    read back, not re-run."""
+    if corpus is None:
+        raise ValueError("[exercises] source includes 'corpus', but the run has no filter stage: mining reads the "
+                         "filtered corpus; add a [filter] section (and its corpus/judge/classify) or use "
+                         "source = 'teacher'")
+    mc = cfg.corpus
+    kept = 0
+    k = first
+    for shard in corpus.shards():
+        if kept >= mc.count:
+            break
+        result = store.done(k)
+        if result is None:
+            names = set(pq.read_schema(shard).names)
+            if "text" not in names:
+                raise ValueError(f"{shard}: the corpus to mine has no 'text' column (has {sorted(names)})")
+            files = pq.read_table(shard, columns=[c for c in ("id", "text", "path") if c in names]).to_pylist()
+            kept_rows, rejected, result = mine_round(
+                k, files, min_tests=cfg.min_tests, inputs_per_function=mc.inputs, per_call_s=mc.per_call_s,
+                min_lines=mc.min_lines, max_lines=mc.max_lines, max_per_file=mc.max_per_file, sandbox=sandbox,
+                seed=run_seed, stage=STAGE)
+            result["shard"] = shard.name
+            store.write(k, kept_rows, rejected, result)
+        kept += result["kept"]
+        rounds.append(result)
+        k += 1
+    return k
+
+
+def corpus_totals(rounds: list[dict[str, Any]]) -> dict[str, int]:
+    """Files, functions, candidates and tests over the corpus rounds (for the summary)."""
+    tot: Counter[str] = Counter()
+    for r in rounds:
+        if r.get("source") == "corpus":
+            tot.update(r["mining"])
+            tot["tests"] += r["inputs"].get("tests", 0)
+            tot["kept"] += r["kept"]
+    return {k: tot[k] for k in ("files", "functions", "documented", "candidates", "tests", "kept")}
+
+
+def exercise_problems(rows: list[dict[str, Any]]) -> list[Problem]:
+    """Kept exercises in the evals' problems format; task ids ``exercise/<name>``, made unique with the
+    record id when two exercises (a mined one and a written one, two files) share a function name."""
+    problems, seen = [], set()
+    for r in rows:
+        task_id = f"exercise/{r['entry_point']}"
+        if task_id in seen:
+            task_id += f"-{r['id'][:8]}"
+        seen.add(task_id)
+        source = json.loads(r["provenance"])["synth"].get("source", "teacher")
+        problems.append(Problem(task_id=task_id, prompt=r["prompt"], entry_point=r["entry_point"], test=r["test"],
+                                canonical_solution=r["completion"],
+                                extra={"id": r["id"], "source": "synth.exercises", "origin": source}))
+    return problems
+
+
 def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
     """Run the exercises stage into ``out`` (resuming an interrupted run without re-sending requests)."""
     out = Path(out)
@@ -307,9 +375,9 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
     templates = (PromptTemplate.load("exercise", cfg.template, EXERCISE_FIELDS),
                  PromptTemplate.load("solution", cfg.solution_template, SOLUTION_FIELDS))
     store = RoundStore(out, SCHEMA, REJECTED_SCHEMA)
-    teacher = LazyTeacher(cfg.teacher, ctx, out, STAGE)
+    teacher = LazyTeacher(cfg.teacher, ctx, out, STAGE) if cfg.teacher is not None else None
     sandbox = LazySandbox(cfg.sandbox, ctx.run.workers)
-    n_rounds = -(-cfg.count // cfg.per_round)
+    n_rounds = -(-cfg.count // cfg.per_round) if "teacher" in cfg.sources else 0
     cov = Coverage()
     rounds: list[dict[str, Any]] = []
     try:
@@ -324,10 +392,13 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
             for seed in result["kept_seeds"]:
                 cov.add({"topic": seed["topic"], "audience": seed["audience"], "style": "", "words": seed["words"]})
             rounds.append(result)
+        if "corpus" in cfg.sources:
+            n_rounds = corpus_rounds(cfg, inputs.get("filter"), store, sandbox, run_seed, n_rounds, rounds)
     finally:
         sandbox.close()
-        teacher_line = teacher.summary()
-        teacher.close()
+        teacher_line = teacher.summary() if teacher is not None else "teacher not used (corpus exercises only)"
+        if teacher is not None:
+            teacher.close()
 
     d = cfg.diversity
     near = (lambda texts: near_duplicate_roots(texts, d.ngram, d.num_perm, d.bands, d.threshold).tolist()) \
@@ -335,17 +406,14 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
     final = store.finish(n_rounds, lambda r: r["text"], near)
     kept_ds = Dataset(out)
     kept_rows = list(kept_ds.iter_records()) if kept_ds.shards() else []
-    problems = [
-        Problem(task_id=f"exercise/{r['entry_point']}", prompt=r["prompt"], entry_point=r["entry_point"],
-                test=r["test"], canonical_solution=r["completion"], extra={"id": r["id"], "source": "synth.exercises"})
-        for r in kept_rows
-    ]
+    problems = exercise_problems(kept_rows)
     tmp = out / ".problems.jsonl.tmp"
     write_problems_jsonl(tmp, problems)
     atomic_write_bytes(out / "problems.jsonl", tmp.read_bytes())
     tmp.unlink()
 
-    provs = [json.loads(r["provenance"])["synth"] for r in kept_rows]
+    all_provs = [json.loads(r["provenance"])["synth"] for r in kept_rows]
+    provs = [p for p in all_provs if "name" in p]  # teacher exercises (corpus ones have no function-name seed)
     overall = diversity_report([r["text"] for r in kept_rows], ngram=d.ngram, num_perm=d.num_perm, bands=d.bands,
                                threshold=d.threshold, openings_words=d.openings_words)
     overall["coverage"] = {
@@ -355,7 +423,7 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
         "verbs": coverage([p["name"]["verb"] for p in provs if p["name"]["verb"]], VERBS),
         "audiences": coverage([p["seed"]["audience"] for p in provs], s.audiences),
     }
-    report = {"overall": overall, "rounds": [{"round": r["round"], **r["diversity"]} for r in rounds]}
+    report = {"overall": overall, "rounds": [{"round": r["round"], **r.get("diversity", {})} for r in rounds]}
     atomic_write_json(out / "diversity.json", report)
     asked = sum(r["asked"] for r in rounds)
     parsed = sum(r["parsed"] for r in rounds)
@@ -371,8 +439,19 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
         + f"; distinct-3 {overall['distinct_3']:.2f}, near-dup rate {overall['near_duplicate_rate']:.0%}"
         + f"; names {cv['names']['used']}/{cv['names']['available']}, kinds {cv['kinds']['used']}/"
         f"{cv['kinds']['available']}, audiences {cv['audiences']['used']}/{cv['audiences']['available']}"
+    ) if "teacher" in cfg.sources else (
+        f"exercises: {asked} asked, {final['kept']} verified and kept ({final['kept'] / max(asked, 1):.0%}), "
+        f"{final['rejected']} rejected"
+        + (f" ({reasons_text(final['rejected_by_reason'])})" if final["rejected"] else "")
     )
+    by_source = Counter(p.get("source", "teacher") for p in all_provs)
+    mined = corpus_totals(rounds)
+    if "corpus" in cfg.sources:
+        line += (f"; corpus: {mined['files']} files, {mined['documented']} documented functions, "
+                 f"{mined['candidates']} candidates run, {by_source['corpus']} kept with {mined['tests']} tests from "
+                 f"execution")
     summary = {"line": line, "asked": asked, "parsed": parsed, "passed_own_tests": own, **final,
+               "kept_by_source": dict(by_source), "corpus_mining": mined,
                "verified_rate": round(final["kept"] / max(asked, 1), 4), "diversity": overall, "teacher": teacher_line,
                "problems_jsonl": str(out / "problems.jsonl")}
     finish_dataset(out / "rejected", stage=f"{STAGE}.rejected", config_hash=ctx.config_hash, summary=summary)
