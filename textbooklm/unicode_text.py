@@ -9,6 +9,7 @@ so every place that stores text checks here first instead of crashing half-way t
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -63,3 +64,12 @@ def find_unwritable(record: dict[str, Any]) -> tuple[str, str] | None:
         if isinstance(value, str) and first_surrogate(value) is not None:
             return key, describe_surrogate(value)
     return None
+
+
+def json_text(obj: Any) -> str:
+    """``json.dumps(obj, ensure_ascii=False)`` unless that holds a lone surrogate; then ASCII escapes.
+
+    Both read back to the same object; only the ASCII form can be encoded as UTF-8 (SQLite, files).
+    """
+    text = json.dumps(obj, ensure_ascii=False)
+    return text if first_surrogate(text) is None else json.dumps(obj)

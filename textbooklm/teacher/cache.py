@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from textbooklm.teacher.types import Request, Result
+from textbooklm.unicode_text import json_text
 
 CACHE_FILE = "teacher_cache.sqlite"
 
@@ -92,7 +93,7 @@ class RequestCache:
                 result.key,
                 backend,
                 model,
-                json.dumps({"messages": list(request.messages), "params": request.params()}, ensure_ascii=False),
+                json_text({"messages": list(request.messages), "params": request.params()}),
                 result.to_json(),
                 now,
             )

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from textbooklm.unicode_text import json_text
+
 Message = dict[str, str]
 
 # Failure reasons (Result.error starts with one of these, then ': detail').
@@ -82,7 +84,7 @@ def request_key(backend: str, model: str, request: Request) -> str:
         sort_keys=True,
         ensure_ascii=False,
     )
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()  # same bytes for valid text
 
 
 @dataclass
@@ -115,7 +117,8 @@ class Result:
 
     def to_json(self) -> str:
         # Field by field rather than dataclasses.asdict: asdict deep-copies, and this runs per result.
-        return json.dumps({name: getattr(self, name) for name in _STORED_FIELDS}, ensure_ascii=False)
+        # json_text: a reply may hold a lone surrogate ("\\ud800" in the server's JSON), which SQLite refuses.
+        return json_text({name: getattr(self, name) for name in _STORED_FIELDS})
 
     @classmethod
     def from_json(cls, text: str) -> Result:
