@@ -178,3 +178,17 @@ def test_hf_scorer_matches_full_forward_and_drives_evals(tiny_hf_model, tmp_path
     ppl = perplexity(scorer, ["def add(a, b):\n    return a + b\n" * 3])
     assert ppl["tokens"] > 0 and math.isfinite(ppl["perplexity"]) and ppl["perplexity"] > 1
     assert ppl["nll_per_token"] == pytest.approx(math.log(ppl["perplexity"]))
+
+
+def test_perplexity_jsonl_input_names_every_bad_line(tmp_path):
+    from textbooklm.evals.perplexity import read_texts
+
+    path = tmp_path / "texts.jsonl"
+    path.write_bytes(b'{"text": "ok"}\n{"text": "half \\ud800"}\n{"text": 3}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(ValueError) as info:
+        read_texts(path)
+    message = str(info.value)
+    assert f"{path}:2: invalid Unicode" in message and f"{path}:3: no string 'text' key" in message
+    assert f"{path}:4: not valid UTF-8" in message
+    (tmp_path / "good.jsonl").write_text('{"text": "a"}\n\n{"text": "b"}\n')
+    assert read_texts(tmp_path / "good.jsonl") == ["a", "b"]

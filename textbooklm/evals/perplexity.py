@@ -6,7 +6,6 @@ scored on its own (conditioned on end-of-text), so no piece overflows the model'
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,13 +25,16 @@ def read_texts(path: str | Path, column: str = "text", limit: int | None = None)
 
         texts = [t for t in pq.read_table(path, columns=[column]).column(column).to_pylist() if t]
     elif path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if line.strip():
-                    rec = json.loads(line)
-                    if column not in rec:
-                        raise ValueError(f"{path}:{lineno}: no {column!r} key")
-                    texts.append(rec[column])
+        from textbooklm.jsonl import parse_jsonl
+
+        def text_of(where: str, rec: object) -> str:
+            if not isinstance(rec, dict) or not isinstance(rec.get(column), str):
+                raise ValueError(f"{where}: no string {column!r} key")
+            return rec[column]
+
+        # The one JSONL reader: every bad line (bad UTF-8 or JSON, a lone surrogate the tokenizer
+        # would choke on) is named at once as FILE:LINE.
+        texts = parse_jsonl(path, text_of)
     elif path.is_file():
         texts = [path.read_text(encoding="utf-8")]
     else:
