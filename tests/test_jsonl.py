@@ -124,3 +124,15 @@ def test_decontam_check_refuses_a_bad_file_listing_every_bad_line(tmp_path):
                           env={"COLUMNS": "400", **__import__("os").environ})
     _expect_refused(proc, path, out)
     assert "TypeError" not in proc.stderr
+
+
+def test_decontam_report_names_every_bad_matches_line(tmp_path):
+    from textbooklm.decontam.cli import load_report
+
+    path = write_lines(tmp_path / "matches.jsonl", [b'{"id": "a", "matches": []}', b'{"id": "b"}', b"\xff"])
+    with pytest.raises(JsonlError) as info:
+        load_report(path, ["humaneval"], [], None, 1)
+    assert info.value.problems == [
+        f"{path}:2: not a row written by `decontam check` (no \"matches\")",
+        f"{path}:3: not valid UTF-8 (invalid start byte at byte 0 of the line: b'\\xff')",
+    ]

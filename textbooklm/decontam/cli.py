@@ -110,15 +110,14 @@ def load_report(target: Path, benchmark: list[str], benchmark_path: list[str], e
         raise ValueError(f"{target}: no decontam/report.json or report.json (has the decontam stage run?)")
     if not target.is_file():
         raise ValueError(f"{target}: no such file or folder")
-    rows = []
-    for n, line in enumerate(target.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-                row["matches"]  # noqa: B018 - a matches row must have them
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{target}:{n}: not a row written by `decontam check`") from None
-            rows.append(row)
+    from textbooklm.jsonl import parse_jsonl
+
+    def match_row(where: str, row: object) -> dict:
+        if not isinstance(row, dict) or "matches" not in row:
+            raise ValueError(f"{where}: not a row written by `decontam check` (no \"matches\")")
+        return row
+
+    rows = parse_jsonl(target, match_row)
     cfg = DecontamConfig(benchmarks=_benchmarks(benchmark, benchmark_path))
     ids = [r.problem_id for r in load_references(cfg)]
     return tau_table(rows, ids, n_samples=len(rows), ngram_min_hits=ngram_min_hits,
@@ -137,6 +136,8 @@ def report(
     json_out: Path = typer.Option(None, "--json", help="Also write the table as JSON here."),
 ) -> None:
     """Print, for tau in 0.95 .. 0.8, how many samples would be removed and how many problems are similar."""
+    from rich.markup import escape
+
     from textbooklm.decontam.report import format_table
     from textbooklm.progress import console
     from textbooklm.store import atomic_write_json
@@ -144,7 +145,7 @@ def report(
     try:
         rep = load_report(target, benchmark, benchmark_path, embedding_threshold, ngram_min_hits)
     except ValueError as exc:
-        console.print(f"[red]decontam report:[/red] {exc}")
+        console.print(f"[red]decontam report:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     for line in format_table(rep):
         typer.echo(line)
