@@ -79,6 +79,30 @@ def test_sigkilled_main_process_leaves_no_pool_process(tmp_path):
             main.kill()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_sigkilled_corpus_command_leaves_no_process(tmp_path):
+    """The real command: `textbooklm corpus stdlib --workers 2` (~1,800 files), killed mid-read."""
+    cmd = [sys.executable, "-m", "textbooklm.cli", "corpus", "stdlib", "--out", str(tmp_path / "run"),
+           "--workers", "2"]
+    main = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    before: set[tuple[int, str]] = set()
+    try:
+        deadline = time.time() + 180
+        while len(descendants(main.pid)) < 4:  # 2 workers, the fork server, the resource tracker
+            assert main.poll() is None, "the corpus command ended before its pool was seen"
+            assert time.time() < deadline, "no worker pool after 180 s"
+            time.sleep(0.05)
+        before = descendants(main.pid)
+        left = kill_and_count(main, before, grace_s=5)
+        assert left == set(), [_cmdline(pid)[:60] for pid, _ in left]
+    finally:
+        for pid, _ in still_alive(descendants(main.pid)) | still_alive(before):
+            os.kill(pid, signal.SIGKILL)
+        if main.poll() is None:
+            main.kill()
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
