@@ -106,15 +106,28 @@ def test_teacher_check_command(server, make_cfg, tmp_path, api_key):
         f'[teachers.echo]\nbackend = "openai"\nmodel = "echo-1"\nbase_url = "{cfg.base_url}"\n'
         f'api_key_env = "{cfg.api_key_env}"\n'
     )
-    res = CliRunner().invoke(app, ["teacher", "check", str(path)], terminal_width=200)
+    server.state.top = {"cat": 0.9, "dog": 0.05, "Cat": 0.03}  # the few-shot probe's labels
+    res = CliRunner().invoke(app, ["teacher", "check", str(path)], terminal_width=250)
     assert res.exit_code == 0, res.output
-    assert "echo-1" in res.output and "yes" in res.output and " s" in res.output
+    assert "echo-1" in res.output and "yes: P(cat) 0.95, labels cover 1.00" in res.output and " s" in res.output
     assert api_key not in res.output
     assert len(server.hits) == 2  # one tiny request + one logprobs probe
+    # the echo server has no /v1/models and no /tokenize: said, not hidden
+    assert "warning: model name not verified" in res.output and "estimated" in res.output
 
-    server.inject("no_logprobs", count=1, match="water")
-    res = CliRunner().invoke(app, ["teacher", "check", str(path)], terminal_width=200)
+    server.inject("no_logprobs", count=1, match="cat")
+    res = CliRunner().invoke(app, ["teacher", "check", str(path)], terminal_width=250)
     assert res.exit_code == 0 and "no (no_choice_logprobs" in res.output
+
+    server.state.top = {"I": 0.9, "cat": 0.05, "dog": 0.05}  # labels far down the list: a weak probe
+    res = CliRunner().invoke(app, ["teacher", "check", str(path)], terminal_width=250)
+    assert res.exit_code == 0 and "weak: P(cat) 0.50, labels cover 0.10" in res.output
+
+    path.write_text(path.read_text() + "max_retries = 0\n")
+    server.inject("500", count=99)  # a server failing: its message, exit 1
+    res = CliRunner().invoke(app, ["teacher", "check", str(path)], terminal_width=250)
+    assert res.exit_code == 1 and "http_500: internal error" in res.output
+    server.state.faults.clear()
 
     res = CliRunner().invoke(app, ["teacher", "check", str(path), "--teacher", "nope"])
     assert res.exit_code == 2

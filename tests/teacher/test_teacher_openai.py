@@ -180,3 +180,42 @@ def test_gc_thresholds_restored_after_a_batch(server, make_cfg):
     finally:
         gc.set_threshold(*before)
     teacher.close()
+
+
+@pytest.mark.parametrize("bad", ["sk-abc\n", "sk-abc\r\n", " sk-abc", "sk-\tabc", "sk-\x1babc"])
+def test_key_with_whitespace_or_control_chars_is_refused_before_any_request(server, make_cfg, monkeypatch, bad):
+    from conftest import KEY_ENV
+
+    monkeypatch.setenv(KEY_ENV, bad)
+    with pytest.raises(TeacherError) as err:
+        build_teacher(make_cfg(), None)
+    assert KEY_ENV in str(err.value) and "sk-" not in str(err.value)
+    assert server.hits == []
+
+
+def test_unset_key_variable_is_named_before_any_request(server, make_cfg, monkeypatch):
+    cfg = make_cfg(api_key_env="TEXTBOOKLM_UNSET_KEY_VAR")
+    monkeypatch.delenv("TEXTBOOKLM_UNSET_KEY_VAR", raising=False)
+    with pytest.raises(TeacherError, match="TEXTBOOKLM_UNSET_KEY_VAR is not set.*api_key_env = \"\""):
+        build_teacher(cfg, None)
+    assert server.hits == []
+    # a keyless self-hosted server: api_key_env = "" sends no key of the user's
+    teacher = build_teacher(make_cfg(api_key_env=""), None)
+    assert teacher.complete([ask("keyless")], show_progress=False)[0].ok
+    assert server.hits[-1].auth == "Bearer no-key"
+    teacher.close()
+
+
+def test_connection_refused_is_said_at_once(make_cfg):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on (bound, never listening)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        for http in ("aiohttp", "httpx"):
+            teacher = build_teacher(make_cfg(base_url=f"http://127.0.0.1:{port}/v1", max_retries=6,
+                                             backoff_base_s=1.0, http=http), None)
+            res = teacher.complete([ask("anyone?")], show_progress=False)[0]
+            teacher.close()
+            assert res.reason == "connection" and "connection refused" in res.error, (http, res.error)
+            assert f"127.0.0.1:{port}" in res.error and res.attempts == 1 and res.latency_s < 2.0

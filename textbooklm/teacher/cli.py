@@ -7,7 +7,6 @@ they work on any config, whatever other sections it holds.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import typer
@@ -42,8 +41,12 @@ def check(
     config: Path = typer.Argument(..., help="Pipeline TOML with teachers.NAME tables."),
     name: list[str] = typer.Option(None, "--teacher", "-t", help="Check only these teachers (default: all)."),
 ) -> None:
-    """Send each teacher one tiny request (uncached); print model, latency, and whether logprobs work."""
-    from textbooklm.teacher import Request, TeacherError, build_teacher
+    """Check each teacher (uncached): its model name against the server's model list, one non-empty
+    reply, logprobs on an unambiguous prompt, the context length; prints what it found. Exit 1 when
+    a teacher cannot be used as configured."""
+    from rich.markup import escape
+
+    from textbooklm.teacher.check import check_teacher
 
     _, teachers = _teachers_or_exit(config)
     chosen = name or list(teachers)
@@ -51,30 +54,19 @@ def check(
     if unknown or not chosen:
         console.print(f"[red]{config}: no teacher named {', '.join(unknown) or '(none defined)'}[/red]")
         raise typer.Exit(2)
-    bad = 0
-    table = Table("teacher", "backend", "model", "latency", "reply", "logprobs")
-    for n in chosen:
-        cfg = teachers[n].model_copy(update={"cache": False})
-        try:
-            teacher = build_teacher(cfg, cache_dir=None, stage="check")
-        except TeacherError as exc:
-            table.add_row(n, cfg.backend, cfg.model, "-", f"[red]{exc}[/red]", "-")
-            bad += 1
-            continue
-        start = time.monotonic()
-        ask = [{"role": "user", "content": "Reply with the single word: ok"}]
-        result = teacher.complete([Request(messages=ask, max_tokens=8)], show_progress=False)[0]
-        latency = time.monotonic() - start
-        if not result.ok:
-            table.add_row(n, cfg.backend, cfg.model, f"{latency:.2f} s", f"[red]{result.error}[/red]", "-")
-            bad += 1
-            continue
-        scored = teacher.score_choices_many(["Is water wet? Answer yes or no."], ["yes", "no"])[0]
-        logprobs = "yes" if scored.ok else f"no ({scored.error})"
-        table.add_row(n, cfg.backend, cfg.model, f"{latency:.2f} s", repr(result.text[:40]), logprobs)
-        teacher.close()
-    _stdout().print(table)
-    if bad:
+    reports = [check_teacher(n, teachers[n]) for n in chosen]
+    out = _stdout()
+    for r in reports:  # one block per teacher, a line per finding: long server messages stay whole
+        verdict = "FAILED" if r.failed else ("ok, with warnings" if r.warnings else "ok")
+        out.print(f"teacher {r.name} ({r.backend}, model {r.model}): {verdict}", markup=False)
+        for label, value in (("model name", r.name_check), ("reply", f"{r.reply} ({r.latency})"),
+                             ("logprobs", r.logprobs), ("context", r.context), ("prompt tokens", r.tokens)):
+            out.print(f"  {label:<14} {value}", markup=False)
+        for text in r.failures:
+            out.print(f"  [red]error:[/red] {escape(text)}")
+        for text in r.warnings:
+            out.print(f"  [yellow]warning:[/yellow] {escape(text)}")
+    if any(r.failed for r in reports):
         raise typer.Exit(1)
 
 
