@@ -136,12 +136,13 @@ def read_shard(task: dict[str, Any]) -> dict[str, Any]:
                 text = item.data if isinstance(item.data, str) else None
                 rejected.append(_rejected_row(item, label, item.error, item.detail, text, path_prov))
                 continue
-            if isinstance(item.data, bytes):
+            if isinstance(item.data, bytes):  # strict UTF-8 decoding already refuses encoded surrogates
                 text, reason, detail = decode(item.data)
-            else:
-                text, reason, detail = item.data or "", None, ""
+            else:  # a JSON record's text may hold "\ud800"
+                text = item.data or ""
+                reason, detail = unicode_problem(text) or (None, "")
             if reason is None:
-                reason, detail = unicode_problem(text or "") or quality_reason(text or "", filters)
+                reason, detail = quality_reason(text or "", filters)
             if reason is not None:
                 rejected.append(_rejected_row(item, label, reason, detail, text, path_prov))
                 continue
