@@ -46,7 +46,9 @@ def test_static_mining_keeps_self_contained_functions_and_names_each_rejection()
 
 @pytest.mark.parametrize("src, reason", [
     ("def f(x):\n    '''Doc.'''\n    print(x)\n    return x\n", "io"),
-    ("import os\n\ndef f(x):\n    '''Doc.'''\n    return os.path.join(x, 'a')\n", "io"),
+    ("import os\n\ndef f(x):\n    '''Doc.'''\n    return os.path.join(os.getcwd(), x)\n", "io"),
+    ("import os\n\ndef f(x):\n    '''Doc.'''\n    return os.path.exists(x)\n", "io"),
+    ("import sys\n\ndef f(x):\n    '''Doc.'''\n    sys.stdout.write(x)\n", "io"),
     ("import time\n\ndef f(x):\n    '''Doc.'''\n    return time.time() + x\n", "io"),
     ("def f(x):\n    '''Doc.'''\n    return hash(x) + 1\n", "randomness"),
     ("import numpy\n\ndef f(x):\n    '''Doc.'''\n    return numpy.sum(x)\n", "non-stdlib-import"),
@@ -62,6 +64,14 @@ def test_static_rejection_reasons(src, reason):
     kept, rejected, _ = mine_functions(src)
     assert not kept
     assert [r.reason for r in rejected] == ([reason] if reason else [])
+
+
+def test_pure_os_path_and_sys_constants_are_allowed():
+    src = ("import os\nimport sys\nfrom os.path import splitext\n\n\n"
+           "def f(p):\n    '''Doc.'''\n    return os.path.join(p, 'a' + os.sep), splitext(p), sys.maxsize\n")
+    kept, rejected, _ = mine_functions(src)
+    assert [c.name for c in kept] == ["f"] and not rejected
+    assert kept[0].prompt.startswith("from os.path import splitext\nimport os\nimport sys\n")
 
 
 def test_helpers_are_carried_in_source_order_with_their_dependencies():

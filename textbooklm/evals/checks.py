@@ -16,6 +16,15 @@ def check(cfg: EvalConfig, c: Checker) -> None:
     c.path("gsm8k_path", cfg.gsm8k_path, "file")
     for i, task in enumerate(cfg.choice_tasks):
         c.path(f"choice_tasks.{i}.path", task.path, "file")
+    h = cfg.heldout_exercises
+    if h is not None:
+        if not Path(h.dataset).is_dir():
+            c.dataset("heldout_exercises.dataset", h.dataset)
+        ft = getattr(c.cfg, "finetune", None)
+        data = getattr(ft, "data", None)
+        if data is not None and data.val_fraction != h.fraction:
+            c.problem("heldout_exercises.fraction", f"{h.fraction} differs from [finetune] data.val_fraction "
+                      f"{data.val_fraction}: held-out exercises would be finetuned on (or left unscored)")
     for i, target in enumerate(cfg.perplexity):
         if not Path(target).exists():
             c.dataset(f"perplexity.{i}", target)

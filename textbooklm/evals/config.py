@@ -16,6 +16,17 @@ class ChoiceTask(StrictModel):
     limit: int | None = Field(None, ge=1, description="Score only the first N questions.")
 
 
+class HeldOutExercises(StrictModel):
+    """The run's verified exercises that finetuning never saw: pass@k and the NLL of their reference bodies."""
+
+    dataset: str = Field("exercises", description="Exercises stage of the run (its decontaminated copy) or folder.")
+    fraction: float = Field(
+        0.1, gt=0, lt=1, description="Held-out share, by the packer's hash rule: set it to [finetune] "
+        "data.val_fraction so that the held-out exercises are exactly the finetune's validation split.",
+    )
+    limit: int | None = Field(None, ge=1, description="Score only the first N held-out exercises.")
+
+
 class EvalConfig(StrictModel):
     """Evaluate the run's models: code pass@k, solution NLL, validation loss, phi-1.5 benchmarks."""
 
@@ -27,6 +38,8 @@ class EvalConfig(StrictModel):
     humaneval_limit: int | None = Field(None, ge=1, description="Only the first N HumanEval problems.")
     mbpp_path: str | None = Field(None, description="MBPP's standard JSONL: also report MBPP pass@k.")
     problems_path: str | None = Field(None, description="Any problems JSONL (e.g. held-out exercises).")
+    heldout_exercises: HeldOutExercises | None = Field(
+        None, description="Also score the run's held-out verified exercises (pass@k, reference NLL).")
     n_samples: int = Field(10, ge=1, description="Samples per problem (pass@1 and pass@k estimated from them).")
     temperature: float = Field(0.2, ge=0, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")

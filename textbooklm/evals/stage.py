@@ -23,6 +23,7 @@ from textbooklm.evals.choice_tasks import load_choice_task
 from textbooklm.evals.config import EvalConfig
 from textbooklm.evals.execute import read_samples, score
 from textbooklm.evals.generate import SamplingSettings, generate_samples
+from textbooklm.evals.heldout import heldout_problems
 from textbooklm.evals.perplexity import perplexity, read_texts
 from textbooklm.problems import Problem
 from textbooklm.progress import progress_bar, summary_line
@@ -62,18 +63,17 @@ def _code_task(label: str, task: str, problems: list[Problem], sampler: Any, cfg
     return code_task(label, task, problems, sampler, settings, cfg.limits, out, workers)
 
 
-def canonical_nll(scorer: Any, problems: list[Problem]) -> dict[str, float]:
+def canonical_nll(scorer: Any, problems: list[Problem], name: str = "humaneval canonical") -> dict[str, float]:
     """Negative log-likelihood of the problems' known-good solutions given their prompts."""
     pairs = [(p.prompt, p.canonical_solution) for p in problems if p.canonical_solution]
     scores = scorer.loglikelihood(pairs, batch_size=8)
     total = -sum(s.total for s in scores)
     tokens = sum(s.n_tokens for s in scores)
-    return {"humaneval canonical NLL/token": total / max(1, tokens),
-            "humaneval canonical NLL/problem": total / max(1, len(scores))}
+    return {f"{name} NLL/token": total / max(1, tokens), f"{name} NLL/problem": total / max(1, len(scores))}
 
 
 def evaluate_model(label: str, folder: Path, cfg: EvalConfig, out: Path, run_dir: Path,
-                   workers: int | None) -> dict[str, float]:
+                   workers: int | None, heldout: list[Problem] | None = None) -> dict[str, float]:
     """Every configured measurement of one model; returns ``{metric: value}``."""
     from textbooklm.evals.checkpoint_generator import CheckpointSampler
 
@@ -90,6 +90,10 @@ def evaluate_model(label: str, folder: Path, cfg: EvalConfig, out: Path, run_dir
         if path:
             metrics.update(_code_task(label, task, load_problems(task, path), sampler, cfg, out, workers,
                                       cfg.n_samples, cfg.temperature))
+    if heldout:
+        metrics.update(_code_task(label, "exercises", heldout, sampler, cfg, out, workers, cfg.n_samples,
+                                  cfg.temperature))
+        metrics.update(canonical_nll(scorer, heldout, "exercises reference"))
     if cfg.gsm8k_path:
         problems = load_problems("gsm8k", cfg.gsm8k_path)[: cfg.gsm8k_limit]
         got = _code_task(label, "gsm8k", problems, sampler, cfg, out, workers, 1, 0.0)
@@ -115,6 +119,13 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
     workers = ctx.run.workers or None
     from textbooklm.model.checkpoint import resolve_checkpoint
 
+    heldout = None
+    if cfg.heldout_exercises is not None:
+        h = cfg.heldout_exercises
+        ds = Dataset(h.dataset) if Path(h.dataset).is_dir() else ctx.dataset(h.dataset)
+        heldout = heldout_problems(ds, h.fraction, h.limit)
+        atomic_write_json(out / "heldout_exercises.json", {"dataset": str(ds.path), "fraction": h.fraction,
+                                                           "task_ids": [p.task_id for p in heldout]})
     per_model: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}
     for name in cfg.models:
@@ -125,7 +136,7 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
         except FileNotFoundError as exc:  # e.g. a finetune stage that had nothing to train on
             skipped[label] = str(exc)
             continue
-        per_model[label] = evaluate_model(label, folder, cfg, out, ctx.run_dir, workers)
+        per_model[label] = evaluate_model(label, folder, cfg, out, ctx.run_dir, workers, heldout)
     flat = {f"{m}: {k}": v for m, metrics in per_model.items() for k, v in metrics.items()}
     atomic_write_json(out / "results.json", {"models": per_model, "metrics": flat, "skipped": skipped,
                                              "settings": cfg.model_dump(mode="json")})
@@ -133,9 +144,11 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
     parts = []
     for m, ms in per_model.items():
         shown = [f"{k} {v:.2f}" for k, v in ms.items() if "pass@" in k or k == "validation loss"
-                 or k.startswith("humaneval canonical NLL/token")]
+                 or k.startswith("humaneval canonical NLL/token") or k == "exercises reference NLL/token"]
         parts.append(f"{m}: " + ", ".join(shown))
     parts += [f"{m}: no model to evaluate" for m in skipped]
+    if heldout is not None:
+        parts.append(f"{len(heldout)} held-out exercises")
     line = "eval: " + "; ".join(parts)
     ds = write_dataset(out, rows, stage="eval", config_hash=ctx.config_hash, summary={"line": line, **flat})
     summary_line(line)

@@ -11,7 +11,9 @@ A candidate is a top-level ``def`` with a docstring. It is rejected, with a reas
 * ``async``, ``decorated``, ``generator`` (its result is no value to assert on), ``no-parameters``
   (one call, one test), ``no-body`` (docstring only, or the body starts on the docstring's line);
 * ``io``: it uses open/print/input/eval/exec/..., or a module that touches the world (os, sys,
-  time, socket, subprocess, pathlib, threading, logging, ...);
+  time, socket, subprocess, pathlib, threading, logging, ...); of os, only the string functions of
+  ``os.path`` that read no file system (join, split, splitext, basename, dirname, normpath, ...)
+  and the separator constants are allowed, of sys only constants (maxsize, byteorder, ...);
 * ``randomness``: random, secrets, uuid, hash() or id() (values change between processes);
 * ``non-stdlib-import``: it needs a module outside the standard library;
 * ``uses-globals``: it reads a module-level name that cannot be carried along, or declares
@@ -33,7 +35,7 @@ from typing import Any
 
 BUILTINS = frozenset(dir(builtins))
 IO_BUILTINS = frozenset({"open", "print", "input", "exec", "eval", "compile", "__import__", "breakpoint", "exit",
-                         "quit", "globals", "locals", "vars", "help", "memoryview", "delattr", "setattr"})
+                         "quit", "globals", "locals", "vars", "help", "delattr", "setattr"})
 RANDOM_BUILTINS = frozenset({"hash", "id"})
 IO_MODULES = frozenset({
     "os", "sys", "io", "time", "socket", "subprocess", "shutil", "pathlib", "tempfile", "glob", "urllib", "http",
@@ -41,11 +43,11 @@ IO_MODULES = frozenset({
     "concurrent", "asyncio", "logging", "sqlite3", "webbrowser", "getpass", "platform", "ctypes", "mmap", "fcntl",
     "pty", "tty", "termios", "curses", "tkinter", "turtle", "importlib", "pkgutil", "site", "atexit", "gc",
     "resource", "pwd", "grp", "zipfile", "tarfile", "gzip", "bz2", "lzma", "shelve", "dbm", "pickle", "marshal",
-    "wave", "warnings", "pdb", "trace", "locale", "xmlrpc", "socketserver", "imaplib", "poplib", "queue", "sched",
+    "wave", "pdb", "trace", "locale", "xmlrpc", "socketserver", "imaplib", "poplib", "queue", "sched",
     "faulthandler", "tracemalloc", "inspect", "linecache", "tokenize", "runpy", "code", "codeop", "filecmp",
     "fileinput", "netrc", "mailbox", "zipimport", "ensurepip", "venv", "idlelib", "msvcrt", "winreg", "_winapi",
     "nt", "posix", "builtins", "unittest", "doctest", "test", "distutils", "sysconfig", "readline", "rlcompleter",
-    "syslog", "cProfile", "profile", "timeit", "zoneinfo", "email", "mimetypes", "smtpd", "asyncore", "asynchat",
+    "syslog", "cProfile", "profile", "timeit", "zoneinfo", "mimetypes", "smtpd", "asyncore", "asynchat",
     "telnetlib", "nntplib", "crypt", "spwd", "nis", "ossaudiodev", "audioop", "sndhdr", "imghdr", "contextvars",
 })
 RANDOM_MODULES = frozenset({"random", "secrets", "uuid"})
@@ -246,7 +248,7 @@ def _resolve(node: ast.AST, m: _Module, carried: list[str] | None = None,
             continue
         if name in m.imports:
             problem = _module_problem(m.import_module[name])
-            if problem:
+            if problem and not (problem[0] == IO and _pure_os_use(name, m.imports[name], node)):
                 return problem, carried
             carried.append(name)
             continue
@@ -273,6 +275,48 @@ def _resolve(node: ast.AST, m: _Module, carried: list[str] | None = None,
         if problem:
             return (problem[0], f"{name}: {problem[1]}"), carried
     return None, carried
+
+
+PURE_OS_PATH = frozenset({"join", "split", "splitext", "basename", "dirname", "normpath", "normcase",
+                          "commonprefix", "isabs", "splitdrive", "commonpath"})
+PURE_SYS = frozenset({"maxsize", "maxunicode", "byteorder", "float_info", "int_info", "version_info", "hexversion"})
+PURE_OS = frozenset({"sep", "altsep", "extsep", "pathsep", "curdir", "pardir", "linesep", "fspath", "path"})
+
+
+def _pure_os_use(name: str, imp: ast.stmt, node: ast.AST) -> bool:
+    """Whether ``node`` uses the os binding ``name`` only for string functions of ``os.path`` that touch
+    no file system (join, splitext, basename, ...) or os's separator constants."""
+    if isinstance(imp, ast.ImportFrom):
+        mod, attr = imp.module or "", imp.names[0].name
+        return (mod in ("os.path", "posixpath") and attr in PURE_OS_PATH) or (mod == "os" and attr in PURE_OS - {
+            "path"})
+    if isinstance(imp, ast.Import) and imp.names[0].name == "sys":
+        return _only_attributes(name, node, PURE_SYS)
+    if not isinstance(imp, ast.Import) or imp.names[0].name not in ("os", "os.path", "posixpath"):
+        return False
+    parents: dict[int, ast.AST] = {}
+    for parent in ast.walk(node):
+        for child in ast.iter_child_nodes(parent):
+            parents[id(child)] = parent
+    uses = [n for n in ast.walk(node) if isinstance(n, ast.Name) and n.id == name]
+    for use in uses:
+        first = parents.get(id(use))
+        if not isinstance(first, ast.Attribute):
+            return False
+        if imp.names[0].name == "posixpath" or (imp.names[0].name == "os" and first.attr == "path"):
+            second = first if imp.names[0].name == "posixpath" else parents.get(id(first))
+            if not (isinstance(second, ast.Attribute) and second.attr in PURE_OS_PATH):
+                return False
+        elif first.attr not in PURE_OS - {"path"}:
+            return False
+    return bool(uses)
+
+
+def _only_attributes(name: str, node: ast.AST, allowed: frozenset[str]) -> bool:
+    """Every use of ``name`` in ``node`` reads one of ``allowed`` attributes of it."""
+    attrs = {id(n.value): n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)}
+    uses = [n for n in ast.walk(node) if isinstance(n, ast.Name) and n.id == name]
+    return bool(uses) and all(attrs.get(id(u)) in allowed for u in uses)
 
 
 def _reads(node: ast.AST) -> set[str]:
