@@ -19,9 +19,10 @@ executor's (record ids and provenance of corpus, filter and decontam; classify's
 
 Last line: the worst stage's time exponent, and the extrapolation of the 16x run to phi-1's 35B tokens
 (tokens ~ bytes / 4): per sharded stage (corpus, filter, decontam) t16 * (35B / tokens16) ** max(exponent,
-1) (a measured exponent below 1 is start-up cost being amortised, so linear is the floor), judge and
-classify constant (a fixed sample); summed on 2 cores, and on a 64-core cluster with the sharded stages
-divided by 32 (assumes they scale out linearly, which the per-worker memory figures support).
+1) (a measured exponent below 1 is start-up cost being amortised, so linear is the floor); judge and
+classify read a fixed sample, so they are scaled from ``--judge-sample`` to phi-1's 100k judged files
+(linearly); summed on 2 cores, and on a 64-core cluster with the sharded stages divided by 32 (assumes
+they scale out linearly, which the flat per-worker memory supports; judge and classify not divided).
 
     python benchmarks/bench_scale.py [--base-files 300] [--scales 1,4,16] [--workers 2] [--no-ray]
 """
@@ -48,6 +49,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 STAGES = ["corpus", "judge", "classify", "filter", "decontam"]
 SHARDED = {"corpus", "filter", "decontam"}  # divided over cores in the cluster extrapolation
 TARGET_TOKENS = 35e9
+PHI1_JUDGED = 100_000  # files phi-1's GPT-4 judge labelled
 _IDENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]{3,})\b")
 
 
@@ -304,13 +306,16 @@ def main() -> None:
     for stage in STAGES:
         # Sharded stages: at least linear (a smaller measured exponent is fixed start-up cost being
         # amortised, not a sub-linear algorithm); judge and classify read a fixed sample: constant.
-        e = max(exps[stage], 1.0) if stage in SHARDED else 0.0
-        t = local[hi][stage]["seconds"] * factor ** e / 3600
+        if stage in SHARDED:
+            t = local[hi][stage]["seconds"] * factor ** max(exps[stage], 1.0) / 3600
+        else:  # phi-1 judged 100k files: the fixed-sample stages grow with the sample, not the corpus
+            t = local[hi][stage]["seconds"] * PHI1_JUDGED / args.judge_sample / 3600
         hours2 += t
         hours64 += t / 32 if stage in SHARDED else t
     worst = max(STAGES, key=lambda s: exps[s])
     print(f"scale: worst stage {worst} grows with exponent {exps[worst]:.2f} ({lo}x->{hi}x); extrapolated to 35B "
-          f"tokens ({factor:,.0f}x the {hi}x corpus): {hours2:,.0f} 2-core hours, {hours64:,.0f} hours on 64 cores "
+          f"tokens ({factor:,.0f}x the {hi}x corpus; judge + classify on 100k files): {hours2:,.1f} 2-core hours, "
+          f"{hours64:,.1f} hours on 64 cores "
           f"(load {max(loads['local']):.1f})")
     if args.keep is None:
         shutil.rmtree(root, ignore_errors=True)

@@ -15,9 +15,10 @@ holds more than one read shard or one hash partition, and the parent holds only 
    exactly as the single-process banding makes them (every pair; a star to the first member above
    ``max_bucket``); a pair is a duplicate edge when its signatures agree on at least ``threshold``.
 5. ``components`` (parent, second pass): connected components of all edges; root = the component's
-   first record in source order. Memory grows with the number of near duplicates, not the corpus.
+   first record in source order, with its id, path and signature (each read shard read at most once).
+   Memory grows with the number of near duplicates, not the corpus.
 6. ``decisions`` (per read shard): the shard's rows with their exact/near decision, cluster, size and
-   estimated Jaccard to the kept record (whose path and signature are read from its own read shard).
+   estimated Jaccard to the kept record; it reads only its own shard and the index ranges it needs.
 
 Every map step is resumable through the executor's shard markers; step 5 writes one file atomically.
 ``P`` (partitions) grows with the corpus so a partition stays near ``rows_per_partition`` band rows:
@@ -56,7 +57,9 @@ EXACT_SCHEMA = pa.schema(
 BANDS_SCHEMA = pa.schema([("band", pa.int32()), ("key", pa.uint64()), ("gidx", pa.int64()),
                           ("signature", pa.binary())])
 EDGES_SCHEMA = pa.schema([("i", pa.int64()), ("j", pa.int64())])
-COMPONENTS_SCHEMA = pa.schema([("gidx", pa.int64()), ("root", pa.int64()), ("size", pa.int64())])
+COMPONENTS_SCHEMA = pa.schema([("gidx", pa.int64()), ("root", pa.int64()), ("size", pa.int64()),
+                               ("root_id", pa.string()), ("root_path", pa.string()), ("root_signature", pa.binary())])
+ROW_GROUP = 65_536  # rows per row group of the files read by global-index range (statistics skip the rest)
 ROWS_PER_PARTITION = 400_000  # band rows (~0.55 KB each with the signature) a pairs worker holds at most
 MAX_BUCKET = 2000  # as candidate_pairs: larger buckets are linked as a star
 
@@ -74,6 +77,23 @@ def _part_name(p: int) -> str:
 
 def _shard_range(task: dict[str, Any]) -> tuple[int, int]:
     return int(task["offset"]), int(task["offset"]) + int(task["n"])
+
+
+def write_sorted(path: Path, table: pa.Table) -> None:
+    """Atomic write in row groups of ``ROW_GROUP`` rows: a reader filtering on a sorted column reads only
+    the row groups it needs."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_partitioned(path: Path, table: pa.Table, part: np.ndarray, partitions: int) -> None:
@@ -147,7 +167,7 @@ def exact_partition(task: dict[str, Any]) -> dict[str, Any]:
                     rows["first_path"].append(paths[start])
             start = end
     out = pa.table(rows, schema=EXACT_SCHEMA).sort_by("gidx")
-    write_table(dedup / "exact" / f"{task['part']}.parquet", out)
+    write_sorted(dedup / "exact" / f"{task['part']}.parquet", out)
     return {"groups": len(set(rows["first"])), "duplicates": len(rows["gidx"]) - len(set(rows["first"]))}
 
 
@@ -225,8 +245,10 @@ def pairs_partition(task: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- 5. components ---------------------------------------------------------------------------------
-def components(dedup: Path, partitions: int) -> pa.Table:
-    """Connected components of every duplicate edge; root = smallest global index. Written atomically."""
+def components(dedup: Path, partitions: int, work: Path, tasks: list[dict[str, Any]]) -> pa.Table:
+    """Connected components of every duplicate edge; root = smallest global index; with each root's id,
+    path and signature (read here, each read shard at most once, so no decisions worker has to read
+    other shards). Memory: the duplicates only. Written atomically, sorted by global index."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -246,8 +268,13 @@ def components(dedup: Path, partitions: int) -> pa.Table:
         root = np.full(label.max() + 1, np.iinfo(np.int64).max)
         np.minimum.at(root, label, nodes)  # nodes are sorted, so this is the first member
         size = np.bincount(label)
-        out = pa.table({"gidx": nodes, "root": root[label], "size": size[label]}, schema=COMPONENTS_SCHEMA)
-    write_table(path, out)
+        roots = root[label]
+        known = _lookup(work, tasks, np.unique(roots))
+        info = [known[int(r)] for r in roots]
+        out = pa.table({"gidx": nodes, "root": roots, "size": size[label], "root_id": [x[0] for x in info],
+                        "root_path": [x[1] for x in info], "root_signature": [x[2] for x in info]},
+                       schema=COMPONENTS_SCHEMA)
+    write_sorted(path, out)
     return out
 
 
@@ -289,12 +316,10 @@ def decisions_shard(task: dict[str, Any]) -> dict[str, Any]:
     comps = pq.read_table(dedup / "components.parquet", filters=[("gidx", ">=", lo), ("gidx", "<", hi)])
     comp = comps.to_pylist()
     if comp:
-        roots = np.unique(np.asarray([c["root"] for c in comp], np.int64))
-        known = _lookup(work, task["all_tasks"], roots)
         sig_bytes = read.column("signature").to_pylist()
         for c in comp:
             k = c["gidx"] - lo
-            root_id, root_path, root_sig = known[c["root"]]
+            root_id, root_path, root_sig = c["root_id"], c["root_path"], c["root_signature"]
             cluster[k], size[k] = root_id, c["size"]
             if c["gidx"] != c["root"]:
                 decision[k], dup_of[k] = "near-duplicate", root_path
@@ -335,10 +360,8 @@ def decide_sharded(
         pairs = {}
         for p in range(parts):
             write_table(dedup_dir / "edges" / f"{_part_name(p)}.parquet", EDGES_SCHEMA.empty_table())
-    comps = components(dedup_dir, parts)
+    comps = components(dedup_dir, parts, work, tasks)
     roots = comps.column("root").to_numpy()
-    for t in tasks:
-        t["all_tasks"] = [{"key": x["key"], "offset": x["offset"]} for x in tasks]
     done = map_fn(decisions_shard, tasks, markers / "dedup-decisions", description="corpus: dedup decide")
     return {
         "partitions": parts, "records": total,
