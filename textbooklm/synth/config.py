@@ -74,6 +74,14 @@ class TextbooksConfig(StrictModel):
         False, description="Reject textbooks with a Python block that does not parse or fails when run ('code-failed')."
     )
     require_code: bool = Field(False, description="Reject textbooks without any Python block ('no-code').")
+    drop_cut_off: bool = Field(
+        True, description="A reply that ended at max_tokens mid-sentence or mid-block keeps its complete sections "
+        "(if still min_chars long), else it is rejected ('cut-off').",
+    )
+    max_prompt_echo: float = Field(
+        0.3, gt=0, le=1, description="Reject a reply repeating at least this share of the prompt's word 8-grams, or "
+        "opening with the prompt ('prompt-echo'; 1 keeps all but replies that open with the prompt).",
+    )
     sandbox: Limits = Field(default_factory=lambda: Limits(timeout_s=3.0, memory_mb=1024))
     diversity: DiversityConfig = Field(default_factory=DiversityConfig)
 

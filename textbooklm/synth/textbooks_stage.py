@@ -5,8 +5,9 @@ stored with the textbook.
 Output ``OUT/`` (id, text, seed, provenance) and ``OUT/rejected/`` (the same + reason, detail), plus
 ``OUT/diversity.json`` (per round and overall: distinct n-grams, near-duplicate rate, coverage of
 topics / audiences / styles / words, most repeated openings). Rejection reasons: teacher-error,
-too-short, no-code (with require_code), code-failed (with drop_failing_code), duplicate,
-near-duplicate.
+cut-off (ended at max_tokens mid-sentence or mid-block, and no complete section of min_chars to
+keep), prompt-echo (repeats the prompt), too-short, no-code (with require_code), code-failed (with
+drop_failing_code), duplicate, near-duplicate.
 
 Blocks run like a notebook: block ``i`` runs after the runnable blocks before it, so a later block
 may use an earlier block's definitions; its status is that program's verdict.
@@ -39,11 +40,13 @@ from textbooklm.synth.rounds import (
     short_hash,
 )
 from textbooklm.synth.seeds import Coverage, Seed, SeedSampler, derived_seed, load_topics, load_words
+from textbooklm.synth.textbook_checks import is_cut_off, prompt_echo, salvage_cut_off
 from textbooklm.teacher import Request
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("seed", pa.string()), ("provenance", pa.string())])
 REJECTED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string()))
 STAGE = "textbooks"
+CUT_OFF, PROMPT_ECHO = "cut-off", "prompt-echo"
 
 
 def build_sampler(cfg: TextbooksConfig, seed: int, excerpts: list[dict[str, str]]) -> SeedSampler:
@@ -68,6 +71,30 @@ def check_code(text: str, tid: str, sandbox: LazySandbox | None) -> tuple[list[d
         programs.append(Program(id=f"{tid}#{b['index']}", code="\n\n".join([*prefix, b["code"]])))
         prefix.append(b["code"])
     return blocks, programs
+
+
+def screen_reply(text: str, prompt: str, finish_reason: str | None,
+                 cfg: TextbooksConfig) -> tuple[str, str | None, str, dict[str, Any]]:
+    """(text to keep, rejection reason or None, detail, provenance notes) for the cut-off and echo checks.
+
+    A reply cut off at max_tokens mid-sentence or mid-block keeps its last complete section when that
+    is still ``min_chars`` long (textbook_checks.py), else it is ``cut-off``; a reply that repeats at
+    least ``max_prompt_echo`` of the prompt's word 8-grams (or opens with the prompt) is ``prompt-echo``.
+    """
+    notes: dict[str, Any] = {}
+    if cfg.drop_cut_off and is_cut_off(text, finish_reason):
+        salvaged = salvage_cut_off(text)
+        if salvaged is None or len(salvaged.strip()) < cfg.min_chars:
+            left = len(salvaged.strip()) if salvaged else 0
+            return text, CUT_OFF, (f"ended at max_tokens mid-sentence or mid-block; {left} characters of complete "
+                                   f"sections, at least {cfg.min_chars} needed"), {"cut_off": {"salvaged_chars": left}}
+        notes["cut_off"] = {"original_chars": len(text), "salvaged_chars": len(salvaged)}
+        text = salvaged
+    echo = prompt_echo(text, prompt)
+    notes["prompt_echo"] = round(echo, 3)
+    if echo >= cfg.max_prompt_echo:
+        return text, PROMPT_ECHO, f"{echo:.0%} of the prompt's word 8-grams are repeated in the reply", notes
+    return text, None, "", notes
 
 
 def code_summary(blocks: list[dict[str, Any]]) -> dict[str, int]:
@@ -96,16 +123,20 @@ def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptT
     all_programs: list[Program] = []
     for s, p, req, res in zip(seeds, prompts, requests, results, strict=True):
         text = res.text.strip() + "\n" if res.ok else ""
+        text, pre_reason, pre_detail, screen = screen_reply(text, p, res.finish_reason, cfg) if res.ok else (
+            text, None, "", {})
         tid = sample_id(text) if text.strip() else sample_id(f"{STAGE}:{s.index}:{p}")
-        blocks, programs = check_code(text, tid, sandbox) if res.ok else ([], [])
+        blocks, programs = check_code(text, tid, sandbox) if res.ok and pre_reason is None else ([], [])
         all_programs += programs
         prov = {
             "stage": STAGE, "round": k, "seed": s.to_json(),
             "teacher": {**teacher.describe(), "request_key": t.key(req), "tokens_in": res.tokens_in,
                         "tokens_out": res.tokens_out, "finish_reason": res.finish_reason},
             "template": {"path": template.source, "hash": template.hash}, "prompt_hash": short_hash(p),
+            **screen,
         }
-        rows.append({"id": tid, "text": text, "seed": s, "prov": prov, "blocks": blocks, "res": res})
+        rows.append({"id": tid, "text": text, "seed": s, "prov": prov, "blocks": blocks, "res": res,
+                     "pre": (pre_reason, pre_detail)})
     verdicts = {r.id: r for r in (sandbox.run(all_programs) if sandbox else [])}
     kept, rejected = [], []
     for row in rows:
@@ -118,6 +149,8 @@ def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptT
         reason, detail = None, ""
         if not row["res"].ok:
             reason, detail = TEACHER_ERROR, row["res"].error or ""
+        elif row["pre"][0] is not None:
+            reason, detail = row["pre"]
         elif len(row["text"].strip()) < cfg.min_chars:
             reason, detail = "too-short", f"{len(row['text'].strip())} characters, at least {cfg.min_chars} needed"
         elif cfg.require_code and summary["python"] == 0:
