@@ -201,7 +201,8 @@ def test_stage_with_consensus_tests(monkeypatch, tmp_path, teacher_table):
         cfg = PipelineConfig.model_validate({
             "run": {"workers": 1, "seed": 1}, "teachers": {"t": table},
             "exercises": {"teacher": "t", "count": 4, "names_file": str(names), "tests_from": "consensus",
-                          "min_tests": 2, "solution_max_tokens": 64, "diversity": {"drop_near_duplicates": False}}})
+                          "min_tests": 2, "solution_max_tokens": 64, "generate_inputs": False,
+                          "diversity": {"drop_near_duplicates": False}}})
         record = run_pipeline(cfg, tmp_path / "run")
         out = tmp_path / "run" / "exercises"
         kept = {r["entry_point"]: r for r in Dataset(out).iter_records()}
@@ -228,3 +229,13 @@ def test_stage_with_consensus_tests(monkeypatch, tmp_path, teacher_table):
 
         again = run_pipeline(cfg, tmp_path / "run")  # finished: nothing re-runs, nothing is sent
         assert len(srv.hits) == len(hits) and again["stages"]["exercises"]["line"] == line
+
+        # With generated inputs, the reply without calls gets inputs from its signature (s: str), and the
+        # agreeing solutions give their values: it is kept too.
+        cfg = cfg.model_copy(update={"exercises": cfg.exercises.model_copy(update={"generate_inputs": True})})
+        run_pipeline(cfg, tmp_path / "run2")
+        kept = {r["entry_point"]: r for r in Dataset(tmp_path / "run2" / "exercises").iter_records()}
+        assert set(kept) == {"reverse_a", "reverse_b", "noinputs_d"}
+        c = json.loads(kept["noinputs_d"]["provenance"])["synth"]["consensus"]
+        assert c["inputs_found"] == 8 and set(c["input_origins"]) == {"annotation"}
+        assert "candidate('Hello World') == 'dlroW olleH'" in kept["noinputs_d"]["test"]

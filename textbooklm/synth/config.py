@@ -160,6 +160,11 @@ class ExercisesConfig(StrictModel):
         None, ge=16, description="Longest extra solution, in new tokens (default: max_tokens). A solution is "
         "shorter than an exercise, and the teacher's time is the stage's cost.",
     )
+    generate_inputs: bool = Field(
+        True, description="Consensus mode: a reply whose function parses but whose calls give fewer than min_tests "
+        "inputs gets type-aware inputs generated from the function's signature (annotations, defaults, names, "
+        "usage); only inputs on which all solutions agree become tests.",
+    )
     min_tests: int = Field(2, ge=1, description="Fewest assert statements an exercise's tests must have.")
     sandbox: Limits = Field(default_factory=lambda: Limits(timeout_s=3.0, memory_mb=1024))
     diversity: DiversityConfig = Field(default_factory=lambda: DiversityConfig(threshold=0.85))

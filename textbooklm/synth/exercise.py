@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from textbooklm.codeblocks import parsable_prefix, python_blocks, syntax_problem, unfenced_code
-from textbooklm.synth.call_inputs import call_inputs, defined_names, variable_bindings
+from textbooklm.synth.call_inputs import MAX_INPUTS, call_inputs, defined_names, variable_bindings
+from textbooklm.synth.input_gen import generate_inputs
 
 # Rejection reasons (also the `reason` column of the rejected dataset).
 NO_CODE = "no-code"
@@ -48,6 +49,7 @@ class ParsedExercise:
     helpers: list[str] = field(default_factory=list)
     dropped_statements: int = 0
     inputs: list[str] = field(default_factory=list)  # consensus mode: argument texts of the reply's calls
+    input_origins: list[str] = field(default_factory=list)  # "reply", or input_gen.py's origin of a generated one
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,13 +171,16 @@ def _has_docstring(func: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         b[0].value.value, str)
 
 
-def parse_exercise(reply: str, name: str, min_tests: int = 1, tests_from: str = "teacher") -> ParsedExercise:
+def parse_exercise(reply: str, name: str, min_tests: int = 1, tests_from: str = "teacher",
+                   generate: bool = False) -> ParsedExercise:
     """Split a reply into prompt / completion / test for function ``name``; raise ExerciseError if it cannot.
 
     With ``tests_from="consensus"`` the reply's asserts are not the tests: ``inputs`` gets the distinct
     self-contained arguments of its calls to ``name`` (in asserts, prints, bare calls; call_inputs.py),
     ``test`` is left empty for the consensus step to fill, and fewer than ``min_tests`` inputs is a
-    rejection (no-test-inputs when there are none).
+    rejection (no-test-inputs when there are none). With ``generate``, a reply with fewer usable calls
+    than ``min_tests`` gets type-aware inputs generated from its function's signature (input_gen.py)
+    to fill up to MAX_INPUTS: the consensus of independent solutions then decides their values.
     """
     code = reply_code(reply)
     problem = syntax_problem(code)
@@ -220,6 +225,12 @@ def parse_exercise(reply: str, name: str, min_tests: int = 1, tests_from: str = 
                   for s in (n.body if _is_main_guard(n) else [n])]  # type: ignore[attr-defined]
         scopes += [s for n in tree.body if id(n) in test_owners and isinstance(n, ast.FunctionDef) for s in n.body]
         inputs = call_inputs(tests, name, allowed, variable_bindings(scopes, allowed))
+        origins = ["reply"] * len(inputs)
+        if generate and len(inputs) < min_tests and isinstance(entry, ast.FunctionDef):
+            for g in generate_inputs(entry, limit=MAX_INPUTS):
+                if g.args not in inputs and len(inputs) < MAX_INPUTS:
+                    inputs.append(g.args)
+                    origins.append(g.origin)
         if not inputs:
             raise ExerciseError(NO_TEST_INPUTS, f"no self-contained call of {name} to take test inputs from")
         if len(inputs) < min_tests:
@@ -256,7 +267,7 @@ def parse_exercise(reply: str, name: str, min_tests: int = 1, tests_from: str = 
     prompt = ("\n\n".join(head) + "\n\n\n" if head else "") + signature_and_doc
 
     if consensus:
-        return ParsedExercise(name, prompt, completion, "", 0, helpers, dropped, inputs)
+        return ParsedExercise(name, prompt, completion, "", 0, helpers, dropped, inputs, origins)
     renamed = [ast.fix_missing_locations(_Rename(name, "candidate").visit(s)) for s in tests]
     test_body = "\n".join(ast.unparse(s) for s in renamed)
     test = "def check(candidate):\n" + "".join(f"    {ln}\n" for ln in test_body.splitlines())

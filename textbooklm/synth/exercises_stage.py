@@ -132,6 +132,7 @@ def consensus_round(parsed: list[dict[str, Any]], cfg: ExercisesConfig, sol_temp
             r.update(reason=TOO_FEW_TESTS, detail=f"{len(usable)} of {len(r['ex'].inputs)} inputs give a literal value "
                      f"on the exercise's own solution, at least {cfg.min_tests} needed ({reasons_text(first.dropped)})")
             r["prov"]["consensus"] = {"tests_from": "consensus", "n_solutions": n_sol, "inputs": r["ex"].inputs,
+                                      "input_origins": r["ex"].input_origins,
                                       "inputs_found": len(r["ex"].inputs), "inputs_agreed": 0,
                                       "dropped": dict(first.dropped), "solutions": []}
         else:
@@ -172,6 +173,7 @@ def consensus_round(parsed: list[dict[str, Any]], cfg: ExercisesConfig, sol_temp
             d = decide(own[id(r)], others[id(r)])
             agreed = [ex.inputs[i] for i in d.agreed]
             r["prov"]["consensus"] = {"tests_from": "consensus", "n_solutions": n_sol, "inputs": ex.inputs,
+                                      "input_origins": ex.input_origins,
                                       "inputs_found": len(ex.inputs), "inputs_agreed": len(agreed),
                                       "dropped": dict(d.dropped), "solutions": sols[id(r)]}
             if len(agreed) >= cfg.min_tests:
@@ -218,7 +220,7 @@ def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: Exer
             row.update(reason=TEACHER_ERROR, detail=res.error or "")
         else:
             try:
-                row["ex"] = parse_exercise(res.text, fn.name, cfg.min_tests, cfg.tests_from)
+                row["ex"] = parse_exercise(res.text, fn.name, cfg.min_tests, cfg.tests_from, cfg.generate_inputs)
             except ExerciseError as exc:
                 row.update(reason=exc.reason, detail=exc.detail)
         rows.append(row)
