@@ -147,9 +147,11 @@ _DICT_METHODS = {"items", "keys", "values", "get", "setdefault", "update"}
 _INT_CALLS = {"range", "bin", "hex", "oct", "chr"}
 
 
-def kind_from_usage(func: ast.FunctionDef, param: str) -> Kind | None:
-    """The type a function body implies for a parameter it does not annotate."""
+def kind_from_usage(func: ast.FunctionDef, param: str, _depth: int = 0) -> Kind | None:
+    """The type a function body implies for a parameter it does not annotate (a loop over it also
+    types its elements)."""
     votes: dict[str, int] = {}
+    elems: list[Kind] = []
 
     def vote(k: str) -> None:
         votes[k] = votes.get(k, 0) + 1
@@ -177,12 +179,16 @@ def kind_from_usage(func: ast.FunctionDef, param: str) -> Kind | None:
                     vote(kind_of_value(c.value).name)
         elif isinstance(n, (ast.For, ast.comprehension)) and isinstance(n.iter, ast.Name) and n.iter.id == param:
             vote("list")
+            if isinstance(n.target, ast.Name) and n.target.id != param and _depth < 1:
+                elem = kind_from_usage(func, n.target.id, _depth + 1)  # for c in cols: c.center() -> list[str]
+                if elem is not None and elem.name in ("str", "int", "float", "bytes"):
+                    elems.append(elem)
     votes.pop("any", None)
     if not votes:
         return None
     best = max(votes, key=lambda k: votes[k])
     return {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "bytes": BYTES,
-            "list": Kind("list", (INT,)), "dict": Kind("dict", (STR, INT))}.get(best)
+            "list": Kind("list", (elems[0] if elems else INT,)), "dict": Kind("dict", (STR, INT))}.get(best)
 
 
 _NAME_HINTS: list[tuple[tuple[str, ...], Kind]] = [

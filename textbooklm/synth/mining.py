@@ -8,8 +8,9 @@ source (nothing runs here) and decides which functions can stand alone as an exe
 A candidate is a top-level ``def`` with a docstring. It is rejected, with a reason, when it is
 
 * ``too-short`` / ``too-long``: outside ``min_lines..max_lines`` source lines (signature to end);
-* ``async``, ``decorated``, ``generator`` (its result is no value to assert on), ``no-parameters``
-  (one call, one test), ``no-body`` (docstring only, or the body starts on the docstring's line);
+* ``async``, ``decorated`` (except functools.lru_cache/cache), ``generator`` (its result is no value
+  to assert on), ``no-parameters`` (one call, one test), ``no-body`` (docstring only, or the body
+  starts on the docstring's line);
 * ``io``: it uses open/print/input/eval/exec/..., or a module that touches the world (os, sys,
   time, socket, subprocess, pathlib, threading, logging, ...); of os, only the string functions of
   ``os.path`` that read no file system (join, split, splitext, basename, dirname, normpath, ...)
@@ -53,6 +54,8 @@ IO_MODULES = frozenset({
 RANDOM_MODULES = frozenset({"random", "secrets", "uuid"})
 STDLIB = frozenset(sys.stdlib_module_names)
 MAX_HELPERS = 3
+# Decorators that leave a function's results alone (memoising): kept with the function.
+PURE_DECORATORS = frozenset({"functools.lru_cache", "functools.cache", "lru_cache", "cache"})
 
 # Rejection reasons of a candidate (the `reason` column of the exercises' rejected dataset).
 TOO_SHORT, TOO_LONG, ASYNC, DECORATED, GENERATOR = "too-short", "too-long", "async", "decorated", "generator"
@@ -219,8 +222,9 @@ def _own_problem(func: ast.FunctionDef | ast.AsyncFunctionDef) -> tuple[str, str
     """What rules a function out by itself (before looking at the names it reads from its module)."""
     if isinstance(func, ast.AsyncFunctionDef):
         return ASYNC, "an async function"
-    if func.decorator_list:
-        return DECORATED, "decorated: " + ", ".join(ast.unparse(d) for d in func.decorator_list)[:100]
+    odd = [d for d in func.decorator_list if ast.unparse(d).split("(")[0] not in PURE_DECORATORS]
+    if odd:
+        return DECORATED, "decorated: " + ", ".join(ast.unparse(d) for d in odd)[:100]
     for n in ast.walk(func):
         if isinstance(n, (ast.Yield, ast.YieldFrom)):
             return GENERATOR, "a generator (yields)"
