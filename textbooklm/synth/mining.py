@@ -53,7 +53,7 @@ IO_MODULES = frozenset({
 })
 RANDOM_MODULES = frozenset({"random", "secrets", "uuid"})
 STDLIB = frozenset(sys.stdlib_module_names)
-MAX_HELPERS = 3
+MAX_HELPERS = 6
 # Decorators that leave a function's results alone (memoising): kept with the function.
 PURE_DECORATORS = frozenset({"functools.lru_cache", "functools.cache", "lru_cache", "cache"})
 
