@@ -12,13 +12,20 @@
     not the network, sets the rate; and a ceiling: the SDK alone (a bare AsyncOpenAI loop on the same
     transport, 64 workers, nothing else), which no client built on the SDK can beat on this machine.
 
+(c) ``--base-url URL --model NAME``: any OpenAI-compatible server (vLLM, llama.cpp, a hosted API):
+    the Teacher (cache on, fresh) and a bare AsyncOpenAI loop on the same transport, at the same
+    concurrency, on requests of the same shape; the ratio Teacher / bare prints last. Against a
+    real model the server is the bound, so the ratio says what the Teacher costs on top of it.
+
 The ratio line prints last.  Usage: python benchmarks/bench_teacher.py [--requests 2000] [--prompts 16]
-[--only http|local]
+[--only http|local]; or python benchmarks/bench_teacher.py --base-url URL --model NAME
+[--concurrency 8] [--requests 128] [--max-tokens 16] [--api-key-env VAR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -228,6 +235,80 @@ def bench_local(n_prompts: int, max_new_tokens: int) -> float:
     return b_rate / s_rate
 
 
+def bench_external(url: str, model: str, n_requests: int, concurrency: int, max_tokens: int,
+                   key_env: str) -> float:
+    """(c) Teacher vs a bare AsyncOpenAI loop against an external server; returns the rate ratio."""
+    import asyncio
+    import importlib
+    import importlib.util
+
+    import openai
+
+    from textbooklm.teacher import Request, TeacherConfig, build_teacher
+    from textbooklm.teacher.openai_backend import make_http_client
+
+    http = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")
+    cfg = TeacherConfig(backend="openai", model=model, base_url=url, api_key_env=key_env, concurrency=concurrency,
+                        max_retries=2, timeout_s=600)
+    key = os.environ.get(key_env) if key_env else None
+    load = os.getloadavg()[0]
+
+    def prompt(kind: str, i: int) -> str:  # same shape for both sides, different text (no shared prefix cache)
+        return f"{kind} {i:05d}: write one sentence about sorting a list."
+
+    def line(name: str, n: int, elapsed: float, ok: int, tokens_out: int) -> float:
+        rate = n / elapsed
+        print(f"{name}: {n} requests in {elapsed:.2f} s = {rate:.2f} req/s, {tokens_out / elapsed:.1f} tokens "
+              f"out/s, {ok}/{n} ok ({concurrency} concurrent, max_tokens {max_tokens})")
+        return rate
+
+    with tempfile.TemporaryDirectory() as cache:
+        teacher = build_teacher(cfg, cache, stage="bench")
+        warm = [Request(messages=[{"role": "user", "content": prompt("warm", i)}], max_tokens=max_tokens)
+                for i in range(concurrency)]
+        teacher.complete(warm, show_progress=False)
+        reqs = [Request(messages=[{"role": "user", "content": prompt("teacher", i)}], max_tokens=max_tokens,
+                        temperature=0.0) for i in range(n_requests)]
+        start = time.perf_counter()
+        results = teacher.complete(reqs, show_progress=False)
+        elapsed = time.perf_counter() - start
+        teacher.close()
+    t_rate = line("teacher", n_requests, elapsed, sum(r.ok for r in results), sum(r.tokens_out for r in results))
+    errors = {r.error for r in results if not r.ok}
+    if errors:
+        print(f"  teacher errors: {sorted(errors)[:3]}")
+
+    async def bare() -> tuple[float, int, int]:
+        client = openai.AsyncOpenAI(api_key=key or "no-key", base_url=url, max_retries=0, timeout=600,
+                                    http_client=make_http_client(cfg))
+        todo: list[str] = []
+        done = {"ok": 0, "tokens": 0}
+
+        async def worker() -> None:
+            while todo:
+                text = todo.pop()
+                raw = await client.post("/chat/completions", cast_to=http.Response, body={
+                    "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
+                    "temperature": 0.0})
+                body = json.loads(raw.content)
+                done["ok"] += bool(body.get("choices"))
+                done["tokens"] += int((body.get("usage") or {}).get("completion_tokens") or 0)
+        todo.extend(prompt("bare-warm", i) for i in range(concurrency))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        done.update(ok=0, tokens=0)
+        todo.extend(prompt("bare", i) for i in reversed(range(n_requests)))
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+        await client.close()
+        return elapsed, done["ok"], done["tokens"]
+
+    b_elapsed, b_ok, b_tokens = asyncio.run(bare())
+    b_rate = line("bare AsyncOpenAI loop", n_requests, b_elapsed, b_ok, b_tokens)
+    print(f"  server {url}, model {model}; load average before {load:.2f} ({os.cpu_count()} cores)")
+    return t_rate / b_rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -235,7 +316,20 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--only", choices=["http", "local"], help="run just (a) http or (b) local")
+    parser.add_argument("--base-url", help="(c) only: an external OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--model", help="(c) the model name the server serves")
+    parser.add_argument("--concurrency", type=int, default=8, help="(c) requests in flight, both sides")
+    parser.add_argument("--max-tokens", type=int, default=16, help="(c) max_tokens per request")
+    parser.add_argument("--api-key-env", default="", help="(c) variable holding the key; empty: none")
     args = parser.parse_args()
+    if args.base_url:
+        if not args.model:
+            parser.error("--base-url needs --model")
+        n = args.requests if args.requests != 2000 else 128
+        ratio = bench_external(args.base_url, args.model, n, args.concurrency, args.max_tokens, args.api_key_env)
+        print(f"teacher: {ratio:.2f} of a bare AsyncOpenAI loop's rate against {args.base_url} ({args.model}, "
+              f"{n} requests, {args.concurrency} concurrent)")
+        return
     parts = []
     if args.only != "local":
         frac, vs_seq = bench_http(args.requests, args.sequential)

@@ -94,6 +94,9 @@ def test_judge_stage_with_two_judges(server, tmp_path):
     summary = out.manifest["summary"]
     assert "1 unscored: request-failed 1" in summary["line"] and "agreement on 9" in summary["line"]
     assert summary["heuristic"]["n"] == 24
+    # every record's path is counted (the failed one was on the choices path), with the server's words
+    assert summary["llm"]["paths"] == {"choices": 10} and "paths: choices 10" in summary["line"]
+    assert "first: request-failed: server_error: http_500: internal error" in summary["line"]
     # re-running the unchanged config sends nothing and changes nothing
     hits = len(server.hits)
     run_pipeline(parse_config(raw), tmp_path / "run")
