@@ -22,8 +22,8 @@ holds more than one read shard or one hash partition, and the parent holds only 
 
 Every map step is resumable through the executor's shard markers; step 5 writes one file atomically.
 ``P`` (partitions) grows with the corpus so a partition stays near ``rows_per_partition`` band rows:
-memory per worker stays flat as the corpus grows. The decisions equal the single-process decide's
-(tested on the stdlib).
+memory per worker stays flat as the corpus grows (below that, it grows to that bound). The decisions
+equal the single-process decide's (tested on the stdlib).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ EDGES_SCHEMA = pa.schema([("i", pa.int64()), ("j", pa.int64())])
 COMPONENTS_SCHEMA = pa.schema([("gidx", pa.int64()), ("root", pa.int64()), ("size", pa.int64()),
                                ("root_id", pa.string()), ("root_path", pa.string()), ("root_signature", pa.binary())])
 ROW_GROUP = 65_536  # rows per row group of the files read by global-index range (statistics skip the rest)
-ROWS_PER_PARTITION = 400_000  # band rows (~0.55 KB each with the signature) a pairs worker holds at most
+ROWS_PER_PARTITION = 2_000_000  # band rows a pairs worker sorts (~36 bytes each: ~70 MB plus the candidates)
 MAX_BUCKET = 2000  # as candidate_pairs: larger buckets are linked as a star
 
 MapFn = Callable[..., dict[str, dict[str, Any]]]
@@ -148,27 +148,32 @@ def ids_shard(task: dict[str, Any]) -> dict[str, Any]:
 
 # -- 2. exact --------------------------------------------------------------------------------------
 def exact_partition(task: dict[str, Any]) -> dict[str, Any]:
-    """Worker: exact-duplicate groups of one id partition (first in source order is kept)."""
+    """Worker: exact-duplicate groups of one id partition (first in source order is kept).
+
+    Grouped in Arrow (sort, compare neighbours), so no Python object per record is made; only the
+    members of duplicate groups are written.
+    """
     dedup = Path(task["dedup_dir"])
     table = read_partition(dedup / "ids", task["shards"], task["index"], IDS_SCHEMA)
     table = table.sort_by([("id", "ascending"), ("gidx", "ascending")])
-    ids = table.column("id").to_pylist()
-    gidx = table.column("gidx").to_numpy()
-    paths = table.column("path").to_pylist()
-    rows: dict[str, list] = {"gidx": [], "first": [], "size": [], "first_path": []}
-    start = 0
-    for end in range(1, len(ids) + 1):
-        if end == len(ids) or ids[end] != ids[start]:
-            if end - start > 1:
-                for k in range(start, end):
-                    rows["gidx"].append(int(gidx[k]))
-                    rows["first"].append(int(gidx[start]))
-                    rows["size"].append(end - start)
-                    rows["first_path"].append(paths[start])
-            start = end
-    out = pa.table(rows, schema=EXACT_SCHEMA).sort_by("gidx")
-    write_sorted(dedup / "exact" / f"{task['part']}.parquet", out)
-    return {"groups": len(set(rows["first"])), "duplicates": len(rows["gidx"]) - len(set(rows["first"]))}
+    n = table.num_rows
+    out = EXACT_SCHEMA.empty_table()
+    groups = duplicates = 0
+    if n > 1:
+        ids = table.column("id")
+        same = pc.equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(np.r_[True, ~same])
+        sizes = np.diff(np.r_[starts, n])
+        group = np.repeat(np.arange(len(starts)), sizes)
+        rows = np.flatnonzero(np.repeat(sizes > 1, sizes))
+        gidx = table.column("gidx").to_numpy()
+        first_row = starts[group[rows]]
+        out = pa.table({"gidx": gidx[rows], "first": gidx[first_row], "size": sizes[group[rows]],
+                        "first_path": table.column("path").take(pa.array(first_row))}, schema=EXACT_SCHEMA)
+        groups = int((sizes > 1).sum())
+        duplicates = len(rows) - groups
+    write_sorted(dedup / "exact" / f"{task['part']}.parquet", out.sort_by("gidx"))
+    return {"groups": groups, "duplicates": duplicates}
 
 
 def _exact_rows(dedup: Path, partitions: int, lo: int, hi: int) -> pa.Table:
@@ -212,34 +217,57 @@ def bands_shard(task: dict[str, Any]) -> dict[str, Any]:
 
 # -- 4. pairs --------------------------------------------------------------------------------------
 def pairs_partition(task: dict[str, Any]) -> dict[str, Any]:
-    """Worker: candidate pairs of every bucket in one partition, kept where the signatures agree enough."""
-    dedup = Path(task["dedup_dir"])
-    table = read_partition(dedup / "bands", task["shards"], task["index"], BANDS_SCHEMA)
-    table = table.sort_by([("band", "ascending"), ("key", "ascending"), ("gidx", "ascending")])
-    band = table.column("band").to_numpy()
-    key = table.column("key").to_numpy()
-    gidx = table.column("gidx").to_numpy()
-    n = len(gidx)
+    """Worker: candidate pairs of every bucket in one partition, kept where the signatures agree enough.
+
+    Buckets are found on the light columns (band, key, index: 20 bytes a row); signatures are then read
+    only for the records in a bucket of two or more, so a worker holds ~36 bytes per band row plus the
+    candidates' signatures, not every signature of its partition.
+    """
+    folder = Path(task["dedup_dir"]) / "bands"
+    p = task["index"]
+    light = [pq.read_table(folder / key, columns=["band", "key", "gidx"], filters=[("part", "==", p)])
+             for key in task["shards"]]
+    counts = np.asarray([t.num_rows for t in light], dtype=np.int64)
+    n = int(counts.sum())
     found: list[np.ndarray] = []
     if n > 1:
-        boundary = np.r_[True, (band[1:] != band[:-1]) | (key[1:] != key[:-1])]
-        starts = np.flatnonzero(boundary)
+        band = np.concatenate([t.column("band").to_numpy() for t in light])
+        key = np.concatenate([t.column("key").to_numpy() for t in light])
+        gidx = np.concatenate([t.column("gidx").to_numpy() for t in light])
+        src = np.repeat(np.arange(len(light)), counts)
+        local = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+        del light
+        order = np.lexsort((gidx, key, band))
+        band, key, gidx, src, local = band[order], key[order], gidx[order], src[order], local[order]
+        starts = np.flatnonzero(np.r_[True, (band[1:] != band[:-1]) | (key[1:] != key[:-1])])
         sizes = np.diff(np.r_[starts, n])
         multi = sizes > 1
         if multi.any():
-            sig_bytes = table.column("signature")
+            need = np.repeat(multi, sizes)
+            wanted, first = np.unique(gidx[need], return_index=True)  # one row per candidate record
+            rows_src, rows_local = src[need][first], local[need][first]
+            sigs: np.ndarray | None = None
+            for f in np.unique(rows_src):
+                table = pq.read_table(folder / task["shards"][int(f)], columns=["signature"],
+                                      filters=[("part", "==", p)])
+                pick = np.flatnonzero(rows_src == f)
+                got = table.column("signature").take(pa.array(rows_local[pick])).to_pylist()
+                block = np.stack([np.frombuffer(b, dtype=np.uint32) for b in got])
+                if sigs is None:
+                    sigs = np.zeros((len(wanted), block.shape[1]), dtype=np.uint32)
+                sigs[pick] = block
+            assert sigs is not None
             for s, size in zip(starts[multi], sizes[multi], strict=True):
-                sigs = np.stack([np.frombuffer(sig_bytes[int(k)].as_py(), dtype=np.uint32) for k in range(s, s + size)])
-                members = gidx[s : s + size]  # sorted by gidx
+                members = gidx[s : s + size]  # sorted by gidx within the bucket
+                rows = sigs[np.searchsorted(wanted, members)]
                 if size > task["max_bucket"]:
                     ii, jj = np.zeros(size - 1, dtype=np.int64), np.arange(1, size)
                 else:
                     ii, jj = np.triu_indices(size, k=1)
-                agree = (sigs[ii] == sigs[jj]).mean(axis=1)
-                ok = agree >= task["threshold"]
+                ok = (rows[ii] == rows[jj]).mean(axis=1) >= task["threshold"]
                 found.append(np.stack([members[ii[ok]], members[jj[ok]]], axis=1))
     edges = np.unique(np.concatenate(found), axis=0) if found else np.zeros((0, 2), np.int64)
-    write_table(dedup / "edges" / f"{task['part']}.parquet",
+    write_table(Path(task["dedup_dir"]) / "edges" / f"{task['part']}.parquet",
                 pa.table({"i": edges[:, 0].astype(np.int64), "j": edges[:, 1].astype(np.int64)}, schema=EDGES_SCHEMA))
     return {"band_rows": n, "edges": len(edges)}
 
