@@ -48,6 +48,7 @@ from textbooklm.synth.consensus import (
 )
 from textbooklm.synth.corpus_exercises import mine_round
 from textbooklm.synth.diversity import coverage, diversity_report, near_duplicate_roots
+from textbooklm.synth.docstring_rewrite import clean_reply, replace_docstring, rewrite_requests
 from textbooklm.synth.exercise import TOO_FEW_TESTS, ExerciseError, ParsedExercise, parse_exercise, reply_code
 from textbooklm.synth.names import KINDS, VERBS, FunctionName, name_pool
 from textbooklm.synth.prompts import EXERCISE_FIELDS, SOLUTION_FIELDS, PromptTemplate, words_line
@@ -304,8 +305,48 @@ def consensus_text(rounds: list[dict[str, Any]], cfg: ExercisesConfig) -> str:
             f"{tot['agreed']} agreed" + (f"; dropped {reasons_text(dropped)}" if dropped else "") + ")")
 
 
+def rewrite_docstrings(rows: list[dict[str, Any]], teacher: LazyTeacher, sandbox: LazySandbox,
+                       cfg: ExercisesConfig, run_seed: int, k: int) -> None:
+    """Ask the teacher for a new docstring of each mined exercise (docstring_rewrite.py); a usable one
+    replaces the original when the exercise still passes its tests. Rows are updated in place."""
+    if not rows:
+        return
+    t = teacher.get()
+    requests = [Request(messages=[{"role": "user", "content": p}], max_tokens=cfg.max_tokens,
+                        temperature=cfg.temperature, top_p=cfg.top_p,
+                        seed=derived_seed(STAGE, "docstring", run_seed, k, i) % 2**31)
+                for i, p in enumerate(rewrite_requests(rows))]
+    notes: list[dict[str, Any]] = []
+    candidates: list[tuple[int, str]] = []
+    for i, (r, req, res) in enumerate(zip(rows, requests, t.complete(requests), strict=True)):
+        note: dict[str, Any] = {"request_key": t.key(req)}
+        notes.append(note)
+        if not res.ok:
+            note["kept_original"] = f"{TEACHER_ERROR}: {res.error}"
+            continue
+        doc, why = clean_reply(res.text)
+        new_prompt = replace_docstring(r["prompt"], r["completion"], r["entry_point"], doc) if doc else None
+        if new_prompt is None:
+            note["kept_original"] = why or "the docstring could not be replaced"
+        else:
+            candidates.append((i, new_prompt))
+    programs = [Program(id=str(i), code=p + rows[i]["completion"], test=rows[i]["test"],
+                        entry_point=rows[i]["entry_point"]) for i, p in candidates]
+    for (i, new_prompt), v in zip(candidates, sandbox.run(programs), strict=True):
+        r = rows[i]
+        if v.passed:
+            notes[i]["original_prompt"] = r["prompt"]
+            r.update(prompt=new_prompt, text=new_prompt + r["completion"], id=sample_id(new_prompt + r["completion"]))
+        else:
+            notes[i]["kept_original"] = f"re-verification {v.status}: {v.error}"
+    for r, note in zip(rows, notes, strict=True):
+        prov = json.loads(r["provenance"])
+        prov["synth"]["docstring_rewrite"] = note
+        r["provenance"] = json.dumps(prov)
+
+
 def corpus_rounds(cfg: ExercisesConfig, corpus: Dataset | None, store: RoundStore, sandbox: LazySandbox,
-                  run_seed: int, first: int, rounds: list[dict[str, Any]]) -> int:
+                  run_seed: int, first: int, rounds: list[dict[str, Any]], teacher: LazyTeacher | None = None) -> int:
     """Mine the filtered corpus one shard per round (rounds ``first``, ``first + 1``, ...) until
     ``corpus.count`` exercises are verified; returns the number of rounds in all. Marked rounds are
     read back, not re-run."""
@@ -329,6 +370,8 @@ def corpus_rounds(cfg: ExercisesConfig, corpus: Dataset | None, store: RoundStor
                 k, files, min_tests=cfg.min_tests, inputs_per_function=mc.inputs, per_call_s=mc.per_call_s,
                 min_lines=mc.min_lines, max_lines=mc.max_lines, max_per_file=mc.max_per_file, sandbox=sandbox,
                 seed=run_seed, stage=STAGE)
+            if mc.rewrite_docstring and teacher is not None:
+                rewrite_docstrings(kept_rows, teacher, sandbox, cfg, run_seed, k)
             result["shard"] = shard.name
             store.write(k, kept_rows, rejected, result)
         kept += result["kept"]
@@ -395,7 +438,7 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
                 cov.add({"topic": seed["topic"], "audience": seed["audience"], "style": "", "words": seed["words"]})
             rounds.append(result)
         if "corpus" in cfg.sources:
-            n_rounds = corpus_rounds(cfg, inputs.get("filter"), store, sandbox, run_seed, n_rounds, rounds)
+            n_rounds = corpus_rounds(cfg, inputs.get("filter"), store, sandbox, run_seed, n_rounds, rounds, teacher)
     finally:
         sandbox.close()
         teacher_line = teacher.summary() if teacher is not None else "teacher not used (corpus exercises only)"
