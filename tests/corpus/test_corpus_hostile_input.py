@@ -168,3 +168,21 @@ def test_tar_members_that_are_not_files_are_rejected(tmp_path):
         ("pkg/link.py", "not-a-regular-file", "archive member is a symlink"),
         ("pkg/x.py", "not-a-regular-file", "archive member is a directory"),
     ]
+
+
+@pytest.mark.timeout(30)
+def test_entries_swapped_for_a_fifo_after_planning_never_block(tmp_path):
+    from corpus_fixtures import make_parquet
+
+    folder = tmp_path / "code"
+    folder.mkdir()
+    (folder / "a.py").write_text(good_module(1))
+    sources = [SourceConfig(kind="folder", path=str(folder)),
+               SourceConfig(kind="parquet", path=str(make_parquet(tmp_path / "t.parquet")))]
+    planned = [(source, plan_units(source)) for source in sources]
+    for path in (folder / "a.py", tmp_path / "t.parquet"):
+        path.unlink()
+        os.mkfifo(path)
+    for source, units in planned:
+        items = [i for u in units for i in read_unit(u, source, 10**6)]
+        assert {(i.error, i.detail) for i in items} == {("not-a-regular-file", "a FIFO")}, source.kind

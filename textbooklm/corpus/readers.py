@@ -263,6 +263,10 @@ def _read_parquet(unit: dict[str, Any], source: SourceConfig) -> Iterator[RawIte
     if unit.get("row_group", 0) < 0:
         yield RawItem(path, None, _size(Path(path)), unit.get("reason", "unreadable"), unit.get("error", ""))
         return
+    problem = not_regular(Path(path))  # again: the entry may have changed since it was planned
+    if problem is not None:
+        yield RawItem(path, None, 0, *problem)
+        return
     try:
         pf = pq.ParquetFile(path)
         names = pf.schema_arrow.names
