@@ -56,7 +56,7 @@ def test_killed_exercises_stage_resumes_without_resending(scripted_server, teach
     )
     proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = run_dir / "exercises" / "teacher" / CACHE_FILE
+    db = run_dir / "_cache" / CACHE_FILE  # the run-level cache (a stage re-run never deletes it)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
