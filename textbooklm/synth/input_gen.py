@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import random
+import re
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
@@ -177,6 +178,13 @@ def kind_from_usage(func: ast.FunctionDef, param: str, _depth: int = 0) -> Kind 
             for c in n.comparators:
                 if isinstance(c, ast.Constant):
                     vote(kind_of_value(c.value).name)
+        elif (isinstance(n, ast.Compare) and isinstance(n.left, ast.Subscript) and isinstance(n.left.value, ast.Name)
+              and n.left.value.id == param and isinstance(n.left.slice, ast.Constant)
+              and type(n.left.slice.value) is int):
+            for c in n.comparators:  # argv[1] == '--fork': a list of str
+                if isinstance(c, ast.Constant) and type(c.value) in (str, int):
+                    vote("list")
+                    elems.append(kind_of_value(c.value))
         elif isinstance(n, (ast.For, ast.comprehension)) and isinstance(n.iter, ast.Name) and n.iter.id == param:
             vote("list")
             if isinstance(n.target, ast.Name) and n.target.id != param and _depth < 1:
@@ -291,7 +299,7 @@ def constant_values(kind: Kind, consts: list[Any]) -> list[Any]:
         return [v for c in ints[:4] for v in (c, c + 1)]
     if kind.name == "list" and kind.args and kind.args[0].name in ("str", "int"):
         vals = constant_values(kind.args[0], consts)
-        return [vals[:3]] if vals else []
+        return [vals[:3], ["x", *vals[:2]]] if vals else []
     return []
 
 
@@ -457,6 +465,8 @@ def generate_inputs(func: ast.FunctionDef, *, limit: int = 12, seed: int = 0,
             if ok and idx is not None:
                 doc_values.setdefault(idx, []).append(v)
     rng = random.Random(f"{seed}:{name}")
+    mentions_bytes = bool(re.search(r"\bbytes?\b|bytes-like|bytestring|byte string", ast.get_docstring(func) or "",
+                                    re.I))
     for i, p in enumerate(params):
         pool: list[tuple[Any, str]] = [(v, "doctest-value") for v in doc_values.get(i, [])]
         if p.has_default and p.default is not None:
@@ -465,6 +475,9 @@ def generate_inputs(func: ast.FunctionDef, *, limit: int = 12, seed: int = 0,
         if kind is None and pool:
             kind = kind_of_value(pool[0][0])
         seeds = [(v, p.kind_origin) for v in seed_values(kind or ANY)]
+        if p.kind_origin in ("name", "any") and mentions_bytes:  # "Encode bytes-like object s": try bytes too
+            seeds = [x for pair in zip_longest(seeds, [(b, "docstring") for b in _SEEDS["bytes"]]) for x in pair
+                     if x is not None]
         consts = [(v, "body-constant") for v in constant_values(kind or ANY, body_constants(func))]
         # Interleaved: the function's own constants early, so that the walk over the pool reaches them.
         pool += [x for pair in zip_longest(seeds[:4], consts[:6]) for x in pair if x is not None] + seeds[4:]
