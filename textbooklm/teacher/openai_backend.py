@@ -362,7 +362,8 @@ class OpenAIBackend:
         while True:
             attempt += 1
             await self.limiter.acquire(self._rate_tokens(request))
-            out = await send(self._kwargs(request))
+            body = self._kwargs(request)
+            out = await send(body)
             if out.pause:
                 self.limiter.pause(out.pause)
             reason, detail = out.reason, out.detail
@@ -378,9 +379,10 @@ class OpenAIBackend:
                     return result
             if out.final and request.choices and reason == REASON_CLIENT and "logprobs" in detail:
                 cap = allowed_top_logprobs(detail)
-                if cap is not None and 1 <= cap < self.top_logprobs:
+                if cap is not None and 1 <= cap < body.get("top_logprobs", 0):
                     # the server caps alternatives (vLLM --max-logprobs): ask for what it allows
-                    self.top_logprobs, self.top_logprobs_capped = cap, True
+                    # (compared with what THIS attempt sent: its siblings in flight got the same 400)
+                    self.top_logprobs, self.top_logprobs_capped = min(cap, self.top_logprobs), True
                     retries["top_logprobs_capped"] = retries.get("top_logprobs_capped", 0) + 1
                     log.info("teacher: the server allows top_logprobs <= %d; asking for that", cap)
                     continue
