@@ -142,3 +142,16 @@ def test_probe_verdicts_constant_identity_and_too_few(pool):
 def test_observed_check_is_a_humaneval_check():
     text = observed_check([{"args": "1, 2", "origin": "doctest", "expected": "3"}])
     assert text == "def check(candidate):\n    assert candidate(1, 2) == 3\n"
+
+
+@pytest.mark.slow
+def test_doctest_inputs_may_use_what_the_doctest_imports(pool):
+    src = ('def first_two(stream):\n    r"""Read two bytes.\n\n    >>> import io\n'
+           "    >>> first_two(io.BytesIO(b'abc'))\n    b'ab'\n    >>> first_two(io.BytesIO(b'x'))\n    b'x'\n"
+           '    """\n    data = stream.read(2)\n    return data\n')
+    kept, rejected, _ = mine_round(0, [{"id": "d", "text": src, "path": "d.py"}], min_tests=2,
+                                   inputs_per_function=6, per_call_s=0.2, min_lines=3, max_lines=60,
+                                   max_per_file=5, sandbox=pool, seed=0)
+    assert [r["entry_point"] for r in kept] == ["first_two"], [r["detail"] for r in rejected]
+    assert kept[0]["test"].startswith("def check(candidate):\n    import io\n")
+    assert "assert candidate(io.BytesIO(b'abc')) == b'ab'" in kept[0]["test"]

@@ -31,7 +31,7 @@ from typing import Any
 from textbooklm.sandbox import Program
 from textbooklm.sandbox import Result as SandboxResult
 from textbooklm.synth.consensus import literal
-from textbooklm.synth.input_gen import GeneratedInput, doctest_calls, generate_inputs
+from textbooklm.synth.input_gen import GeneratedInput, doctest_calls, doctest_imports, generate_inputs, names_read
 from textbooklm.synth.mining import Candidate
 
 MARK = "@@textbooklm-mine@@"
@@ -43,12 +43,14 @@ IDENTITY_OUTPUT = "identity-output"
 
 
 def probe_program(cand: Candidate, inputs: list[GeneratedInput], pid: str, per_call_s: float,
-                  run_doctests: bool = True) -> Program:
-    """The sandbox program that calls the original function on each input twice, then its doctests."""
+                  run_doctests: bool = True, setup: list[str] | None = None) -> Program:
+    """The sandbox program that calls the original function on each input twice, then its doctests.
+    ``setup``: import lines the inputs need (from the doctests), run first inside ``check``."""
     calls = "".join(f"        (lambda: candidate({i.args})),\n" for i in inputs)
     test = (
         "def check(candidate):\n"
-        "    import json as _j, signal as _s, time as _t\n"
+        + "".join(f"    {line}\n" for line in setup or [])
+        + "    import json as _j, signal as _s, time as _t\n"
         "    class _Slow(BaseException):\n"
         "        pass\n"
         "    def _alarm(*_a):\n"
@@ -199,10 +201,17 @@ def _counts(c: Counter[str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in c.most_common()) or "none dropped"
 
 
-def observed_check(tests: list[dict[str, str]]) -> str:
-    """HumanEval-style ``check(candidate)`` from observed (input, value) pairs."""
-    return "def check(candidate):\n" + "".join(
+def observed_check(tests: list[dict[str, str]], setup: list[str] | None = None) -> str:
+    """HumanEval-style ``check(candidate)`` from observed (input, value) pairs (after the ``setup`` imports
+    that doctest-derived inputs need, only when some input uses one)."""
+    used = [ln for ln in setup or [] if any(_binds(ln) & names_read(t["args"]) for t in tests)]
+    return "def check(candidate):\n" + "".join(f"    {ln}\n" for ln in used) + "".join(
         f"    assert candidate({t['args']}) == {t['expected']}\n" for t in tests)
+
+
+def _binds(import_line: str) -> set[str]:
+    node = ast.parse(import_line).body[0]
+    return {(a.asname or a.name).split(".")[0] for a in node.names}  # type: ignore[attr-defined]
 
 
 def candidate_inputs(cand: Candidate, limit: int, seed: int) -> list[GeneratedInput]:
@@ -247,10 +256,13 @@ def mine_round(k: int, files: list[dict[str, Any]], *, min_tests: int, inputs_pe
     counts["candidates"] = len(cands)
 
     plans = [(c, candidate_inputs(c, inputs_per_function, seed)) for c in cands]
-    probes = sandbox.run([probe_program(c, ins, str(j), per_call_s) for j, (c, ins) in enumerate(plans)])
+    setups = [doctest_imports(ast.get_docstring(c.func)) if c.func is not None else [] for c in cands]
+    probes = sandbox.run([probe_program(c, ins, str(j), per_call_s, setup=setups[j])
+                          for j, (c, ins) in enumerate(plans)])
     kept_plans: list[tuple[Candidate, Judgement, dict[str, Any]]] = []
     input_counts: Counter[str] = Counter()
-    for (c, ins), res in zip(plans, probes, strict=True):
+    setups_of = {id(c): su for c, su in zip(cands, setups, strict=True)}
+    for (c, ins), res, setup in zip(plans, probes, setups, strict=True):
         probe = read_probe(res)
         j = judge(ins, probe, min_tests) if ins else Judgement([], Counter(), TOO_FEW_TESTS,
                                                                  "no inputs could be generated from its signature")
@@ -265,19 +277,19 @@ def mine_round(k: int, files: list[dict[str, Any]], *, min_tests: int, inputs_pe
                 "tests": j.tests}
         if j.reason is not None:
             rejected.append(reject_row(prov, c.code, c.name, j.reason, j.detail, c.prompt, c.completion,
-                                       observed_check(j.tests) if j.tests else ""))
+                                       observed_check(j.tests, setup) if j.tests else ""))
         else:
             kept_plans.append((c, j, prov))
 
     # Verification: the exercise as it will be stored (prompt + completion, then its tests) in a fresh run.
-    programs = [Program(id=str(n), code=c.code, test=observed_check(j.tests), entry_point=c.name)
-                for n, (c, j, _p) in enumerate(kept_plans)]
+    programs = [Program(id=str(n), code=c.code, test=observed_check(j.tests, setups_of[id(c)]),
+                        entry_point=c.name) for n, (c, j, _p) in enumerate(kept_plans)]
     kept: list[dict[str, Any]] = []
     reasons = {"failed": "tests-failed", "timeout": "timeout", "memory": "memory", "crashed": "crashed"}
     for (c, j, prov), v in zip(kept_plans, sandbox.run(programs), strict=True):
         prov["verification"] = {"status": v.status, "error": v.error, "duration_s": round(v.duration_s, 3),
                                 "n_tests": len(j.tests), "wall_limit_s": v.wall_limit_s}
-        test = observed_check(j.tests)
+        test = observed_check(j.tests, setups_of[id(c)])
         if v.passed:
             kept.append({"id": sample_id(c.code), "prompt": c.prompt, "completion": c.completion, "text": c.code,
                          "entry_point": c.name, "test": test, "provenance": json.dumps({"synth": prov})})

@@ -146,6 +146,7 @@ _STR_METHODS = {"lower", "upper", "strip", "lstrip", "rstrip", "split", "rsplit"
 _LIST_METHODS = {"append", "extend", "insert", "pop", "sort", "reverse", "remove"}
 _DICT_METHODS = {"items", "keys", "values", "get", "setdefault", "update"}
 _INT_CALLS = {"range", "bin", "hex", "oct", "chr"}
+_SEQ_CALLS = {"list", "tuple", "sorted", "enumerate", "reversed", "sum", "zip", "any", "all", "frozenset"}
 
 
 def kind_from_usage(func: ast.FunctionDef, param: str, _depth: int = 0) -> Kind | None:
@@ -168,6 +169,9 @@ def kind_from_usage(func: ast.FunctionDef, param: str, _depth: int = 0) -> Kind 
         elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _INT_CALLS:
             if any(isinstance(a, ast.Name) and a.id == param for a in n.args):
                 vote("int")
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _SEQ_CALLS:
+            if any(isinstance(a, ast.Name) and a.id == param for a in n.args):
+                vote("list")
         elif isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod,
                                                              ast.Pow, ast.RShift, ast.LShift, ast.BitAnd)):
             sides = (n.left, n.right)
@@ -384,8 +388,7 @@ def parameters(func: ast.FunctionDef) -> list[Param]:
     return out
 
 
-def doctest_calls(docstring: str | None, name: str) -> list[str]:
-    """Argument texts of the docstring's ``>>> name(...)`` examples (with ``>>> x = ...`` substituted)."""
+def _doctest_statements(docstring: str | None) -> list[ast.stmt]:
     if not docstring or ">>>" not in docstring:
         return []
     import doctest
@@ -400,7 +403,32 @@ def doctest_calls(docstring: str | None, name: str) -> list[str]:
             stmts += ast.parse(ex.source).body
         except SyntaxError:
             continue
+    return stmts
+
+
+def doctest_imports(docstring: str | None) -> list[str]:
+    """The standard-library imports a docstring's examples make (``>>> import io``), as source lines."""
+    import sys
+
+    out = []
+    for s in _doctest_statements(docstring):
+        if isinstance(s, (ast.Import, ast.ImportFrom)):
+            mods = [a.name for a in s.names] if isinstance(s, ast.Import) else [s.module or ""]
+            if all(m.split(".")[0] in sys.stdlib_module_names for m in mods) and not getattr(s, "level", 0):
+                out.append(ast.unparse(s))
+    return list(dict.fromkeys(out))
+
+
+def doctest_calls(docstring: str | None, name: str) -> list[str]:
+    """Argument texts of the docstring's ``>>> name(...)`` examples (with ``>>> x = ...`` substituted;
+    names the examples import, such as ``io`` in ``f(io.BytesIO(b'x'))``, may be read: a test then needs
+    :func:`doctest_imports` first)."""
+    stmts = _doctest_statements(docstring)
+    if not stmts:
+        return []
     allowed = {name}
+    for line in doctest_imports(docstring):
+        allowed |= {(a.asname or a.name).split(".")[0] for a in ast.parse(line).body[0].names}  # type: ignore[attr-defined]
     return call_inputs(stmts, name, allowed, variable_bindings(stmts, allowed), limit=16)
 
 
