@@ -158,3 +158,38 @@ def test_exit_with_a_process_already_gone_kills_at_once():
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert subprocess.run([sys.executable, "-c", code % gone.pid], timeout=20).returncode == -signal.SIGKILL
+
+
+SANDBOX_SCRIPT = textwrap.dedent(
+    """
+    from textbooklm.sandbox import Limits, Program, SandboxPool
+
+    with SandboxPool(Limits(timeout_s=60, max_timeout_s=60), workers=2) as pool:
+        pool.run([Program(id=str(i), code="import time\\ntime.sleep(120)\\n") for i in range(2)])
+    """
+)
+
+
+@pytest.mark.timeout(180)
+def test_sigkilled_sandbox_owner_leaves_no_zygote_or_program(tmp_path):
+    """The sandbox's workers (and the programs they run) die with the pool's process, not at the wall limit."""
+    (tmp_path / "sandbox_owner.py").write_text(SANDBOX_SCRIPT)
+    main = subprocess.Popen([sys.executable, str(tmp_path / "sandbox_owner.py")], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    before: set[tuple[int, str]] = set()
+    try:
+        deadline = time.time() + 120
+        # Two zygotes, each with its namespace's PID 1 and a running program (plus its fork): >= 6.
+        while len(procs := descendants(main.pid)) < 6:
+            assert main.poll() is None, "the pool ended before its programs ran"
+            assert time.time() < deadline, f"only {len(procs)} sandbox processes after 120 s"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        before = descendants(main.pid)
+        left = kill_and_count(main, before, grace_s=5)
+        assert left == set(), f"{len(left)} of {len(before)} sandbox processes outlived their owner"
+    finally:
+        for pid, _ in still_alive(descendants(main.pid)) | still_alive(before):
+            os.kill(pid, signal.SIGKILL)
+        if main.poll() is None:
+            main.kill()

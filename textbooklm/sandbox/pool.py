@@ -58,7 +58,7 @@ class _WorkerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "textbooklm.sandbox.zygote", "--tmp-root", tmp_root, "--uid", str(uid),
                  "--isolate-network", str(int(isolate_network)), "--max-processes", str(max_processes),
-                 *cg_args],
+                 "--owner-pid", str(os.getpid()), *cg_args],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env, cwd=tmp_root,
             )
         except BaseException:

@@ -372,6 +372,54 @@ def _enter_cgroup(args: argparse.Namespace, info: dict, uid: int | None) -> tupl
     return None, "none"
 
 
+def _watch_owner(pid: int) -> None:
+    """Exit the moment the pool's process ends (its SIGKILL runs no cleanup of ours)."""
+    if pid > 0:
+        from textbooklm.process_lifetime import exit_with
+
+        exit_with(pid)
+
+
+def _wait_or_follow_owner(child: int, owner: int) -> int:
+    """Wait for the namespace's PID 1; SIGKILL it when the pool's process ends first.
+
+    No thread here: after ``unshare(CLONE_NEWPID)`` this process may not create threads (EINVAL), so
+    the owner is watched with a pidfd (or ``kill(owner, 0)``) between non-blocking waits.
+    """
+    import select
+
+    fd = None
+    if owner > 0:
+        try:
+            fd = os.pidfd_open(owner)
+        except (AttributeError, OSError):
+            fd = None
+    while True:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            return status
+        if fd is not None:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            owner_gone = bool(ready)
+        else:
+            time.sleep(0.5)
+            owner_gone = owner > 0 and not _alive(owner)
+        if owner_gone:
+            os.kill(child, signal.SIGKILL)
+            _, status = os.waitpid(child, 0)
+            return status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tmp-root", default=tempfile.gettempdir())
@@ -381,6 +429,7 @@ def main() -> None:
     parser.add_argument("--cgroup", default="", help="A pids cgroup made for this worker by the pool.")
     parser.add_argument("--cgroup-kind", default="", help="cgroup-v1 or cgroup-v2.")
     parser.add_argument("--cgroup-note", default="", help="Why the pool could not make a cgroup.")
+    parser.add_argument("--owner-pid", type=int, default=0, help="Die as soon as this process (the pool's) ends.")
     args = parser.parse_args()
 
     proto_in = os.fdopen(os.dup(0), "rb")
@@ -394,7 +443,9 @@ def main() -> None:
         if child:
             proto_in.close()
             os.close(proto_out)
-            _, status = os.waitpid(child, 0)
+            # A SIGKILLed pool owner closes no pipe we would notice while a program runs: watch it, and
+            # take PID 1 (and with it every program of the namespace) down with it.
+            status = _wait_or_follow_owner(child, args.owner_pid)
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     else:
@@ -422,6 +473,8 @@ def main() -> None:
               "isolation_notes": list(info["notes"])}
     worker = Worker(args.tmp_root, uid, bool(info["pid_namespace"]), bool(info["network_isolated"]),
                     cgroup, process_limit, report)
+    if not info["pid_namespace"]:
+        _watch_owner(args.owner_pid)  # threads only now: unshare() wants a single-threaded process
     hello = {"ready": True, **info}
     os.write(proto_out, (json.dumps(hello) + "\n").encode())
     for line in proto_in:
