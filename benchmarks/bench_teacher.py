@@ -14,12 +14,13 @@
 
 (c) ``--base-url URL --model NAME``: any OpenAI-compatible server (vLLM, llama.cpp, a hosted API):
     the Teacher (cache on, fresh) and a bare AsyncOpenAI loop on the same transport, at the same
-    concurrency, on requests of the same shape; the ratio Teacher / bare prints last. Against a
+    concurrency, on requests of the same shape, in ABBA order (each side twice, early and late, as
+    the server drifts); the ratio of their mean rates, Teacher / bare, prints last. Against a
     real model the server is the bound, so the ratio says what the Teacher costs on top of it.
 
 The ratio line prints last.  Usage: python benchmarks/bench_teacher.py [--requests 2000] [--prompts 16]
 [--only http|local]; or python benchmarks/bench_teacher.py --base-url URL --model NAME
-[--concurrency 8] [--requests 128] [--max-tokens 16] [--api-key-env VAR]
+[--concurrency 8] [--requests 64] [--max-tokens 16] [--api-key-env VAR] [--bare-first]
 """
 
 from __future__ import annotations
@@ -236,7 +237,7 @@ def bench_local(n_prompts: int, max_new_tokens: int) -> float:
 
 
 def bench_external(url: str, model: str, n_requests: int, concurrency: int, max_tokens: int,
-                   key_env: str) -> float:
+                   key_env: str, bare_first: bool = False) -> float:
     """(c) Teacher vs a bare AsyncOpenAI loop against an external server; returns the rate ratio."""
     import asyncio
     import importlib
@@ -253,6 +254,8 @@ def bench_external(url: str, model: str, n_requests: int, concurrency: int, max_
     key = os.environ.get(key_env) if key_env else None
     load = os.getloadavg()[0]
 
+    runs = iter(range(1_000_000))
+
     def prompt(kind: str, i: int) -> str:  # same shape for both sides, different text (no shared prefix cache)
         return f"{kind} {i:05d}: write one sentence about sorting a list."
 
@@ -262,21 +265,26 @@ def bench_external(url: str, model: str, n_requests: int, concurrency: int, max_
               f"out/s, {ok}/{n} ok ({concurrency} concurrent, max_tokens {max_tokens})")
         return rate
 
-    with tempfile.TemporaryDirectory() as cache:
+    def run_teacher() -> float:
+        with tempfile.TemporaryDirectory() as cache:
+            return _teacher_side(cache)
+
+    def _teacher_side(cache: str) -> float:
         teacher = build_teacher(cfg, cache, stage="bench")
         warm = [Request(messages=[{"role": "user", "content": prompt("warm", i)}], max_tokens=max_tokens)
                 for i in range(concurrency)]
         teacher.complete(warm, show_progress=False)
-        reqs = [Request(messages=[{"role": "user", "content": prompt("teacher", i)}], max_tokens=max_tokens,
+        run = next(runs)
+        reqs = [Request(messages=[{"role": "user", "content": prompt(f"teacher{run}", i)}], max_tokens=max_tokens,
                         temperature=0.0) for i in range(n_requests)]
         start = time.perf_counter()
         results = teacher.complete(reqs, show_progress=False)
         elapsed = time.perf_counter() - start
         teacher.close()
-    t_rate = line("teacher", n_requests, elapsed, sum(r.ok for r in results), sum(r.tokens_out for r in results))
-    errors = {r.error for r in results if not r.ok}
-    if errors:
-        print(f"  teacher errors: {sorted(errors)[:3]}")
+        errors = {r.error for r in results if not r.ok}
+        if errors:
+            print(f"  teacher errors: {sorted(errors)[:3]}")
+        return line("teacher", n_requests, elapsed, sum(r.ok for r in results), sum(r.tokens_out for r in results))
 
     async def bare() -> tuple[float, int, int]:
         client = openai.AsyncOpenAI(api_key=key or "no-key", base_url=url, max_retries=0, timeout=600,
@@ -296,15 +304,24 @@ def bench_external(url: str, model: str, n_requests: int, concurrency: int, max_
         todo.extend(prompt("bare-warm", i) for i in range(concurrency))
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         done.update(ok=0, tokens=0)
-        todo.extend(prompt("bare", i) for i in reversed(range(n_requests)))
+        run = next(runs)
+        todo.extend(prompt(f"bare{run}", i) for i in reversed(range(n_requests)))
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
         await client.close()
         return elapsed, done["ok"], done["tokens"]
 
-    b_elapsed, b_ok, b_tokens = asyncio.run(bare())
-    b_rate = line("bare AsyncOpenAI loop", n_requests, b_elapsed, b_ok, b_tokens)
+    def run_bare() -> float:
+        return line("bare AsyncOpenAI loop", n_requests, *asyncio.run(bare()))
+
+    # ABBA order: the server drifts between runs (here whichever side ran first was ~15% faster), so
+    # each side runs once early and once late and the rates are averaged.
+    if bare_first:
+        b1, t1, t2, b2 = run_bare(), run_teacher(), run_teacher(), run_bare()
+    else:
+        t1, b1, b2, t2 = run_teacher(), run_bare(), run_bare(), run_teacher()
+    t_rate, b_rate = (t1 + t2) / 2, (b1 + b2) / 2
     print(f"  server {url}, model {model}; load average before {load:.2f} ({os.cpu_count()} cores)")
     return t_rate / b_rate
 
@@ -321,12 +338,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="(c) requests in flight, both sides")
     parser.add_argument("--max-tokens", type=int, default=16, help="(c) max_tokens per request")
     parser.add_argument("--api-key-env", default="", help="(c) variable holding the key; empty: none")
+    parser.add_argument("--bare-first", action="store_true", help="(c) measure the bare loop first")
     args = parser.parse_args()
     if args.base_url:
         if not args.model:
             parser.error("--base-url needs --model")
-        n = args.requests if args.requests != 2000 else 128
-        ratio = bench_external(args.base_url, args.model, n, args.concurrency, args.max_tokens, args.api_key_env)
+        n = args.requests if args.requests != 2000 else 64
+        ratio = bench_external(args.base_url, args.model, n, args.concurrency, args.max_tokens, args.api_key_env,
+                               args.bare_first)
         print(f"teacher: {ratio:.2f} of a bare AsyncOpenAI loop's rate against {args.base_url} ({args.model}, "
               f"{n} requests, {args.concurrency} concurrent)")
         return
