@@ -106,7 +106,8 @@ class ClassifyConfig(StrictModel):
     embedder: str = Field(
         "minilm",
         description="Embeddings: 'minilm' (all-MiniLM-L6-v2, offline), 'static' (a model2vec static embedder "
-        "distilled offline from that MiniLM once and cached; no transformer at run time, ~100x faster), "
+        "distilled offline from that MiniLM once and cached; no transformer at run time: 30-345x MiniLM's records/s "
+        "at the same held-out F1 on the stdlib), "
         "'hashing[-DIM]' (no model), 'st:PATH' (a sentence-transformers folder), 'static:PATH' (a model2vec folder) "
         "or 'lm:PATH' (a trained LM's hidden states).",
     )
