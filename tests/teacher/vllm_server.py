@@ -22,7 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-VLLM_VENV = REPO / ".venv-vllm"
+# where `make vllm-venv` built it; TEXTBOOKLM_VLLM_VENV points elsewhere (e.g. to check the skip)
+VLLM_VENV = Path(os.environ.get("TEXTBOOKLM_VLLM_VENV") or REPO / ".venv-vllm")
 SERVED_NAME = "smollm2"
 START_TIMEOUT_S = 600.0
 
