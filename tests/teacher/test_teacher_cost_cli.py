@@ -131,3 +131,34 @@ def test_teacher_check_command(server, make_cfg, tmp_path, api_key):
 
     res = CliRunner().invoke(app, ["teacher", "check", str(path), "--teacher", "nope"])
     assert res.exit_code == 2
+
+
+def test_teacher_check_model_name_against_the_server_list(tmp_path, api_key):
+    """A server that lists another model: answering anyway is a warning (it ignores the name)."""
+    import json
+
+    from textbooklm.teacher.echo_server import EchoServer, _Handler
+
+    class ListsOneModel(_Handler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path.rstrip("/") == "/v1/models":
+                self._send(200, json.dumps({"object": "list", "data": [
+                    {"id": "served-model", "object": "model", "max_model_len": 4096}]}).encode())
+            else:
+                self._send(404, b'{"error": {"message": "not found"}}')
+
+    with EchoServer() as srv:
+        srv._httpd.RequestHandlerClass = ListsOneModel
+        srv.state.top = {"cat": 0.9, "dog": 0.1}
+        path = tmp_path / "t.toml"
+        for model in ("served-model", "some-other-name"):
+            path.write_text(f'[teachers.x]\nbackend = "openai"\nmodel = "{model}"\nbase_url = "{srv.base_url}"\n'
+                            'api_key_env = "TEXTBOOKLM_TEST_TEACHER_KEY"\n')
+            res = CliRunner().invoke(app, ["teacher", "check", str(path)], terminal_width=250)
+            assert res.exit_code == 0, res.output
+            if model == "served-model":
+                assert "model name     served" in res.output and "context        4096 tokens" in res.output
+                assert "warning" not in res.output
+            else:
+                assert "not listed (server has: served-model); it answered anyway" in res.output
+                assert "warning: the server ignores the model name" in res.output
