@@ -87,10 +87,12 @@ class TeacherConfig(StrictModel):
         20, ge=1, le=20, description="Alternatives asked per token when scoring choices via logprobs."
     )
     min_choice_mass: float = Field(
-        0.5, ge=0, le=1,
-        description="Choice scoring over HTTP sees only the first token's top alternatives: when the "
-        "labels (case and spaces ignored) cover less than this share of its probability, the judge "
-        "generates a reply instead of trusting the renormalised label probabilities.",
+        0.2, ge=0, le=1,
+        description="When the answer labels (case and spaces ignored, every spelling summed) cover less "
+        "than this share of the first token's probability, the judge generates a reply instead of "
+        "trusting the labels' renormalised probabilities (over HTTP a label outside the top "
+        "alternatives counts as 0). SmolLM2 measured 0.26-0.38 on phi1's high/low, 0.01-0.03 on "
+        "fineweb-edu's digits.",
     )
     batch_size: int = Field(8, ge=1, description="Prompts generated together (local backend).")
     device: str = Field("cpu", description="Torch device of the local model ('cpu', 'cuda', 'cuda:1').")
