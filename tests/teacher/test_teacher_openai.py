@@ -219,3 +219,23 @@ def test_connection_refused_is_said_at_once(make_cfg):
             teacher.close()
             assert res.reason == "connection" and "connection refused" in res.error, (http, res.error)
             assert f"127.0.0.1:{port}" in res.error and res.attempts == 1 and res.latency_s < 2.0
+
+
+def test_401_carries_the_servers_message_and_names_the_key_variable(make_cfg, api_key):
+    from conftest import KEY_ENV
+
+    from textbooklm.teacher.echo_server import EchoServer, _Handler
+
+    class Refuses(_Handler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._send(401, b'{"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}')
+
+    with EchoServer() as srv:
+        srv._httpd.RequestHandlerClass = Refuses
+        teacher = build_teacher(make_cfg(base_url=srv.base_url), None)
+        res = teacher.complete([ask("who am I")], show_progress=False)[0]
+        teacher.close()
+    assert res.error == f"client_error: http_401: Incorrect API key provided (the key came from ${KEY_ENV})"
+    assert api_key not in res.error and res.attempts == 1
+    assert f"client_error 1: http_401: Incorrect API key provided (the key came from ${KEY_ENV})" in teacher.summary()
