@@ -209,16 +209,25 @@ def test_server_messages_reach_the_result_and_the_summary(vllm):
 
 
 def test_judge_cuts_heads_by_the_servers_tokenizer(vllm):
-    """Word counting sent 2,788-token prompts for max_file_tokens = 2000; /tokenize makes them fit."""
+    """Word counting sent 2,788-token prompts for max_file_tokens = 2000; /tokenize makes them fit, and
+    the head is lowered so that template + head + a generated reply fit the 2048-token context."""
+    from textbooklm.quality.llm_judge import head_budget
+    from textbooklm.teacher.tokens import prompt_counter
+
     code = "".join(f"result_{i} = compute_value({i}, [{i}, {i + 1}])  # note {i}\n" for i in range(400))
-    cfg = LLMJudgeConfig(prompt="phi1", max_file_tokens=1900)
-    teacher = build_teacher(served(vllm.base_url), None)
+    cfg = LLMJudgeConfig(prompt="phi1", max_file_tokens=2000, max_reply_tokens=64)
+    template = load_template(cfg)
+    teacher = build_teacher(served(vllm.base_url, min_choice_mass=1.0), None)  # every record also generates
     try:
-        out = judge_records(teacher, [code], cfg, load_template(cfg))
+        counter = prompt_counter(teacher.backend)
+        assert counter.how == "server" and counter.context == 2048
+        budget = head_budget(cfg, template, counter)
+        assert 1700 < budget < 2048 - 64
+        out = judge_records(teacher, [code], cfg, template)
     finally:
         teacher.close()
-    assert out[0]["cut"] and not str(out[0]["reason"]).startswith("request-failed"), out[0]
-    assert out[0]["how"] in ("choices", "generate")
+    assert out[0]["cut"] and out[0]["how"] == "generate", out[0]
+    assert not str(out[0]["reason"]).startswith("request-failed"), out[0]
 
 
 def test_synth_textbooks_and_exercises_end_to_end(vllm, tmp_path):

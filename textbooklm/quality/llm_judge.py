@@ -40,6 +40,23 @@ def token_counter(teacher: Teacher) -> Callable[[str], list[int]] | None:
     return offsets_counter(getattr(teacher.backend, "tokenizer", None))
 
 
+# Tokens the chat template wraps around a prompt (role markers, a default system prompt): SmolLM2's
+# adds ~30; kept generous since it is not counted.
+CHAT_OVERHEAD_TOKENS = 48
+
+
+def head_budget(cfg: LLMJudgeConfig, template: Template, counter: PromptCounter) -> int:
+    """``max_file_tokens``, lowered where the model's context could not hold the template, the head
+    and a generated reply (choices may fall back to generating) together."""
+    if counter.context is None:
+        return cfg.max_file_tokens
+    overhead = counter.tokens(template.render("", for_choices=False))
+    if overhead is None:
+        return cfg.max_file_tokens
+    room = counter.context - overhead - CHAT_OVERHEAD_TOKENS - cfg.max_reply_tokens
+    return max(16, min(cfg.max_file_tokens, room))
+
+
 def fit_head(text: str, max_tokens: int, counter: PromptCounter) -> tuple[str, bool]:
     """The head of ``text`` that is at most ``max_tokens`` tokens as ``counter`` counts them.
 
@@ -74,7 +91,7 @@ def judge_records(
 ) -> list[dict[str, Any]]:
     """Score ``texts`` with the LLM; one dict per text (score in [0, 1] or None, raw, reason, how)."""
     counter = prompt_counter(teacher.backend)
-    heads = [fit_head(t, cfg.max_file_tokens, counter) for t in texts]
+    heads = [fit_head(t, head_budget(cfg, template, counter), counter) for t in texts]
     out: list[dict[str, Any]] = [{} for _ in texts]
     to_generate: list[int] = []
     fallback: dict[int, dict[str, Any]] = {}

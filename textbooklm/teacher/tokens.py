@@ -33,6 +33,13 @@ class PromptCounter:
     how: str  # "tokenizer" | "server" | "estimate"
     ends: Callable[[str], list[int]] | None = None  # token end offsets (exact cut)
     count: Callable[[str], int | None] | None = None  # token count (cut by shrinking); None: failed
+    context: int | None = None  # the model's context length, where known (prompt + reply must fit)
+
+    def tokens(self, text: str) -> int | None:
+        """Tokens of ``text`` by whichever counter there is (None for the estimate)."""
+        if self.ends is not None:
+            return len(self.ends(text))
+        return self.count(text) if self.count is not None else None
 
     def describe(self) -> str:
         if self.how == "estimate":
@@ -70,6 +77,13 @@ def server_root(base_url: str) -> str:
 
 def tokenize_count(base_url: str, model: str, key: str | None, text: str, timeout_s: float = 30.0) -> int | None:
     """Tokens of ``text`` by the server's ``POST /tokenize``; None when the server has no such endpoint."""
+    return tokenize(base_url, model, key, text, timeout_s)[0]
+
+
+def tokenize(
+    base_url: str, model: str, key: str | None, text: str, timeout_s: float = 30.0
+) -> tuple[int | None, int | None]:
+    """(tokens of ``text``, the model's context length) by ``POST /tokenize``; Nones where unknown."""
     body = json.dumps({"model": model, "prompt": text, "add_special_tokens": False, "content": text}).encode()
     headers = {"Content-Type": "application/json"}
     if key:
@@ -79,19 +93,24 @@ def tokenize_count(base_url: str, model: str, key: str | None, text: str, timeou
         with urllib.request.urlopen(req, timeout=timeout_s) as reply:
             data = json.loads(reply.read())
     except (urllib.error.URLError, OSError, ValueError):
-        return None
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    context = data.get("max_model_len") if isinstance(data.get("max_model_len"), int) else None
     if isinstance(data.get("count"), int):
-        return data["count"]
+        return data["count"], context
     if isinstance(data.get("tokens"), list):  # llama.cpp's server
-        return len(data["tokens"])
-    return None
+        return len(data["tokens"]), context
+    return None, None
 
 
 def prompt_counter(backend: Any) -> PromptCounter:
     """The best way to count prompt tokens for ``backend`` (a teacher's backend)."""
     ends = offsets_counter(getattr(backend, "tokenizer", None))
     if ends is not None:
-        return PromptCounter("tokenizer", ends=ends)
+        model_config = getattr(getattr(backend, "lm", None), "config", None)
+        context = getattr(model_config, "max_position_embeddings", None)
+        return PromptCounter("tokenizer", ends=ends, context=context if isinstance(context, int) else None)
     cfg = getattr(backend, "cfg", None)
     if getattr(backend, "name", "") == "openai" and cfg is not None:
         tok = folder_tokenizer(cfg.model)
@@ -99,8 +118,10 @@ def prompt_counter(backend: Any) -> PromptCounter:
             return PromptCounter("tokenizer", ends=ends)
         if cfg.base_url:
             key = getattr(backend, "_key", None)
-            if tokenize_count(cfg.base_url, cfg.model, key, "def f(): pass", timeout_s=cfg.timeout_s) is not None:
+            probe, context = tokenize(cfg.base_url, cfg.model, key, "def f(): pass", timeout_s=cfg.timeout_s)
+            if probe is not None:
                 return PromptCounter(
-                    "server", count=lambda text: tokenize_count(cfg.base_url, cfg.model, key, text, cfg.timeout_s)
+                    "server", count=lambda text: tokenize_count(cfg.base_url, cfg.model, key, text, cfg.timeout_s),
+                    context=context,
                 )
     return PromptCounter("estimate")
