@@ -362,14 +362,18 @@ def decisions_shard(task: dict[str, Any]) -> dict[str, Any]:
 # -- the whole decide ------------------------------------------------------------------------------
 def decide_sharded(
     shards: list[tuple[str, int]], dedup: DedupConfig, work: Path, map_fn: MapFn,
-    rows_per_partition: int = ROWS_PER_PARTITION, max_bucket: int = MAX_BUCKET,
+    rows_per_partition: int = ROWS_PER_PARTITION, max_bucket: int = MAX_BUCKET, min_partitions: int = 1,
 ) -> dict[str, Any]:
     """Run steps 1-6 over read shards ``[(key, records)]`` in source order; ``map_fn(fn, tasks, markers,
     description=...)`` is the executor's map (resumable through its markers). Decisions land in
-    ``work/dedup/decisions/<key>``; returns counts (and the near-duplicate cluster count)."""
+    ``work/dedup/decisions/<key>``; returns counts (and the near-duplicate cluster count).
+
+    ``min_partitions`` (the stage passes its worker count): at least that many partitions, so the
+    exact and pairs steps run in parallel on the workers even on a small corpus (the executor runs a
+    lone task in the calling process, which would put a partition's memory in the parent)."""
     dedup_dir = work / "dedup"
     total = sum(n for _, n in shards)
-    parts = partitions_for(total, dedup.bands, rows_per_partition)
+    parts = max(partitions_for(total, dedup.bands, rows_per_partition), min_partitions)
     tasks, offset = [], 0
     for key, n in shards:
         tasks.append({"key": key, "offset": offset, "n": n, "work": str(work), "dedup_dir": str(dedup_dir),

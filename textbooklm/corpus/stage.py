@@ -30,7 +30,7 @@ from textbooklm.corpus.config import CorpusConfig, DedupConfig, FilterConfig, So
 from textbooklm.corpus.dedup_shards import decide_sharded
 from textbooklm.corpus.filters import decode, quality_reason
 from textbooklm.corpus.readers import RawItem, plan_units, read_unit
-from textbooklm.executor import map_shards
+from textbooklm.executor import map_shards, resolve_workers
 from textbooklm.minhash import MinHasher, clusters, duplicate_pairs
 from textbooklm.progress import summary_line
 from textbooklm.record import content_id, with_provenance
@@ -260,7 +260,7 @@ def run(cfg: CorpusConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> D
     # The decide step as sharded work on the same executor (same decisions as decide(), bounded memory).
     read_sizes = [(t["key"], int(read_results[t["key"]]["kept"])) for t in tasks]
     dedup = decide_sharded(read_sizes, cfg.dedup, work, lambda fn, ts, markers, description: map_shards(
-        fn, ts, markers, description=description, **exec_kw))
+        fn, ts, markers, description=description, **exec_kw), min_partitions=resolve_workers(exec_kw["workers"]))
 
     write_tasks = [{"key": t["key"], "work": str(work), "out": str(out)} for t in tasks]
     write_results = map_shards(
