@@ -106,5 +106,6 @@ def test_judge_stage_with_two_judges(server, tmp_path):
 def test_judge_stage_needs_a_known_teacher(tmp_path):
     folder = make_corpus_folder(tmp_path / "code", n_good=3, n_bad=3)
     raw = base_config(folder, judge={"judges": ["llm"], "label_from": "llm", "teacher": "nope"})
-    with pytest.raises(ValueError, match="judge.teacher 'nope' is not a teachers entry"):
-        run_pipeline(parse_config(raw), tmp_path / "run")
+    with pytest.raises(ValueError, match=r"judge.teacher: no teacher named 'nope': add \[teachers.nope\]"):
+        run_pipeline(parse_config(raw), tmp_path / "run")  # refused by the run check, before anything runs
+    assert not (tmp_path / "run" / "corpus").exists()
