@@ -67,7 +67,10 @@ def bench_mining(files: list[dict[str, Any]], workers: int) -> dict[str, Any]:
 
 def _recorded_server(path: Path) -> Any:
     """A local OpenAI-compatible server answering each recorded request (by prompt and seed) with its reply."""
-    from textbooklm.teacher.echo_server import EchoServer, _Handler
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the echo server is a test fake
+    from fakes.echo_server import EchoServer, _Handler
 
     table: dict[tuple[str, Any], dict[str, Any]] = {}
     for line in path.read_text().splitlines():

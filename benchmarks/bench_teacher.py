@@ -35,14 +35,17 @@ import time
 
 LATENCY_S = 0.05
 SLOTS = 64
+# The echo servers are test fakes: they live in tests/fakes, not in the package.
+TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests")
 
 
 def start_server() -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "textbooklm.teacher.echo_server", "--latency", str(LATENCY_S),
+        [sys.executable, "-m", "fakes.echo_server", "--latency", str(LATENCY_S),
          "--max-concurrent", str(SLOTS)],
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (TESTS, os.environ.get("PYTHONPATH")) if p)},
     )
     url = proc.stdout.readline().strip()
     return proc, url

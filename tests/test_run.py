@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
+from fakes.echo_server import EchoServer
 from typer.testing import CliRunner
 
 from textbooklm.cli import app
@@ -20,7 +21,6 @@ from textbooklm.pipeline import StageNotReady, run_pipeline, run_status
 from textbooklm.run import Run
 from textbooklm.run_check import check_run
 from textbooklm.store import Dataset
-from textbooklm.teacher.echo_server import EchoServer
 
 KEY_ENV = "TEXTBOOKLM_TEST_RUN_KEY"
 

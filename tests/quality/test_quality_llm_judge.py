@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from fakes.echo_server import EchoServer
 from quality_fixtures import base_config, make_corpus_folder
 
 from textbooklm.config import parse_config
@@ -15,7 +16,6 @@ from textbooklm.quality.llm_judge import judge_records
 from textbooklm.quality.prompts import load_template
 from textbooklm.store import Dataset
 from textbooklm.teacher import TeacherConfig, build_teacher
-from textbooklm.teacher.echo_server import EchoServer
 
 KEY_ENV = "TEXTBOOKLM_TEST_QUALITY_KEY"
 # The echo server's first-token distribution over the digits (weights 0.05 0.05 0.15 0.4 0.2 0.05):

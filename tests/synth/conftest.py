@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from textbooklm.teacher.echo_server import EchoServer, _Handler
+from fakes.echo_server import EchoServer, _Handler
 
 KEY_ENV = "TEXTBOOKLM_TEST_SYNTH_KEY"
 

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from fakes.echo_server import EchoServer, _Handler
 
 from textbooklm.config import PipelineConfig
 from textbooklm.pipeline import run_pipeline
@@ -30,7 +31,6 @@ from textbooklm.synth.consensus import (
 from textbooklm.synth.exercise import ExerciseError, parse_exercise
 from textbooklm.synth.exercises_stage import program_of
 from textbooklm.synth.rounds import LazySandbox
-from textbooklm.teacher.echo_server import EchoServer, _Handler
 
 
 def inputs_of(code: str, name: str = "f", min_tests: int = 1) -> list[str]:

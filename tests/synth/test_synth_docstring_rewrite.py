@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.echo_server import EchoServer, _Handler
 
 from textbooklm.config import parse_config
 from textbooklm.pipeline import run_pipeline
 from textbooklm.store import Dataset
 from textbooklm.synth.docstring_rewrite import clean_reply, replace_docstring
-from textbooklm.teacher.echo_server import EchoServer, _Handler
 
 PROMPT = 'import re\n\n\ndef f(a: int, b: int) -> int:\n    """Old.\n\n    More old.\n    """\n'
 COMPLETION = "    return a + b\n"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fakes.echo_server import EchoServer
+from fakes.echo_server_async import AsyncEchoServer
 
 from textbooklm.teacher import TeacherConfig
-from textbooklm.teacher.echo_server import EchoServer
-from textbooklm.teacher.echo_server_async import AsyncEchoServer
 
 SECRET = "sk-test-DO-NOT-LEAK-7f3a9c1e5b"
 KEY_ENV = "TEXTBOOKLM_TEST_TEACHER_KEY"

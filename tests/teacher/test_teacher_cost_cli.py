@@ -137,7 +137,7 @@ def test_teacher_check_model_name_against_the_server_list(tmp_path, api_key):
     """A server that lists another model: answering anyway is a warning (it ignores the name)."""
     import json
 
-    from textbooklm.teacher.echo_server import EchoServer, _Handler
+    from fakes.echo_server import EchoServer, _Handler
 
     class ListsOneModel(_Handler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming

@@ -223,8 +223,7 @@ def test_connection_refused_is_said_at_once(make_cfg):
 
 def test_401_carries_the_servers_message_and_names_the_key_variable(make_cfg, api_key):
     from conftest import KEY_ENV
-
-    from textbooklm.teacher.echo_server import EchoServer, _Handler
+    from fakes.echo_server import EchoServer, _Handler
 
     class Refuses(_Handler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from textbooklm.teacher.echo_server import (
+from fakes.echo_server import (
     Hit,
     ServerState,
     _EchoBase,

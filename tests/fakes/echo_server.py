@@ -9,12 +9,12 @@ what a client really sent, and how often.
 
 Two engines answer the same protocol with the same faults: :class:`EchoServer` (a thread per
 connection, http.server; tests swap in their own ``_Handler`` subclass) and
-:class:`~textbooklm.teacher.echo_server_async.AsyncEchoServer` (one asyncio loop, about a third of
+:class:`~fakes.echo_server_async.AsyncEchoServer` (one asyncio loop, about a third of
 the CPU per request, which matters when server and client share two cores).
 
 Run standalone (the benchmark does, to keep the server off the client's interpreter)::
 
-    python -m textbooklm.teacher.echo_server --latency 0.05 --max-concurrent 64 [--engine threads]
+    python -m fakes.echo_server --latency 0.05 --max-concurrent 64 [--engine threads]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from textbooklm.teacher.echo_server_async import AsyncEchoServer
+    from fakes.echo_server_async import AsyncEchoServer
 
 FAULTS = ("429", "500", "hang", "drop", "malformed", "no_logprobs")
 
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     server: EchoServer | AsyncEchoServer
     if args.engine == "asyncio":
-        from textbooklm.teacher.echo_server_async import AsyncEchoServer
+        from fakes.echo_server_async import AsyncEchoServer
 
         server = AsyncEchoServer(args.latency, args.max_concurrent, args.reply_tokens)
     else:
