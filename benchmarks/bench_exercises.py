@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import sysconfig
 import tempfile
@@ -117,8 +118,10 @@ def bench_teacher(path: Path, exercises: dict[str, Any], workers: int) -> dict[s
             record = run_pipeline(cfg, run_dir)
             kept = Dataset(run_dir / "exercises").num_rows
             asked = exercises["config"]["count"]
+            m = re.search(r"inputs: (\d+) found, (\d+) agreed", record["stages"]["exercises"]["line"])
             out["with" if generate else "without"] = {
                 "verified": kept, "asked": asked, "rate": round(kept / asked, 3),
+                "inputs_found": int(m.group(1)) if m else 0, "inputs_agreed": int(m.group(2)) if m else 0,
                 "wall_s": round(time.perf_counter() - t0, 1), "line": record["stages"]["exercises"]["line"]}
     return out
 
@@ -149,9 +152,12 @@ def main() -> None:
     load = open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
     print(f"load average after: {' '.join(load)}")
     ratio_a = m["per_cpu_minute"] / ANCHOR_PER_CPU_MINUTE
-    ratio_b = t["with"]["verified"] / max(1, t["without"]["verified"])
+    w, wo = t["with"], t["without"]
+    ratio_b = (f"{w['verified'] / wo['verified']:.2f}x" if wo["verified"] else
+               "no ratio (none verified without)" if not w["verified"] else "inf (none verified without)")
     print(f"ratio (a) mining vs anchor: {ratio_a:.2f}x; ratio (b) verified with / without generated inputs: "
-          f"{t['with']['verified']}/{t['without']['verified']} = {ratio_b:.2f}x")
+          f"{w['verified']}/{wo['verified']} = {ratio_b} (inputs found {w['inputs_found']} vs {wo['inputs_found']}, "
+          f"agreed {w['inputs_agreed']} vs {wo['inputs_agreed']})")
 
 
 if __name__ == "__main__":
