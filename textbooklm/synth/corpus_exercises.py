@@ -17,7 +17,8 @@ is, by definition, the expected value. So (mining.py finds the candidates, input
    verified like every exercise: ``prompt + completion`` against its tests in a fresh sandbox run.
 
 Rejection reasons (besides mining.py's static ones): doctest-failed, raises (on every input),
-too-slow, non-deterministic, constant-output, identity-output, too-few-tests, tests-failed, timeout, memory, crashed.
+too-slow, probe-failed (the program failed before any call), non-deterministic, constant-output,
+identity-output, too-few-tests, tests-failed, timeout, memory, crashed.
 """
 
 from __future__ import annotations
@@ -146,8 +147,7 @@ def judge(inputs: list[GeneratedInput], probe: Probe, min_tests: int) -> Judgeme
         what = f"{failed} of {attempted} doctest examples failed" if failed > 0 else "the doctests could not run"
         return Judgement([], dropped, DOCTEST_FAILED, f"{what}: {' '.join(text.split())[:300]}")
     if probe.status != "passed" and not probe.calls:
-        reason = TOO_SLOW if probe.status == "timeout" else probe.status
-        return Judgement([], dropped, reason, probe.error or probe.status)
+        return Judgement([], dropped, _probe_reason(probe.status), probe.error or probe.status)
     tests: list[dict[str, str]] = []
     values: set[str] = set()
     for i, inp in enumerate(inputs):
@@ -177,8 +177,7 @@ def judge(inputs: list[GeneratedInput], probe: Probe, min_tests: int) -> Judgeme
         if dropped["slow"] and not (dropped.keys() - {"slow", "no-result"}):
             return Judgement([], dropped, TOO_SLOW, f"{dropped['slow']} of {len(inputs)} inputs ran too long")
         if probe.status != "passed":
-            return Judgement([], dropped, TOO_SLOW if probe.status == "timeout" else probe.status,
-                             probe.error or probe.status)
+            return Judgement([], dropped, _probe_reason(probe.status), probe.error or probe.status)
     if tests and len(values) < 2:
         return Judgement(tests, dropped, CONSTANT_OUTPUT,
                          f"all {len(tests)} usable inputs give {next(iter(values))[:100]}")
@@ -188,6 +187,12 @@ def judge(inputs: list[GeneratedInput], probe: Probe, min_tests: int) -> Judgeme
         return Judgement(tests, dropped, TOO_FEW_TESTS, f"{len(tests)} of {len(inputs)} inputs give a small literal "
                          f"value, at least {min_tests} needed ({_counts(dropped)})")
     return Judgement(tests, dropped)
+
+
+def _probe_reason(status: str) -> str:
+    """A probe that did not finish: too-slow (timeout), probe-failed (e.g. the carried code raised before any
+    call), memory, crashed."""
+    return {"timeout": TOO_SLOW, "failed": "probe-failed"}.get(status, status)
 
 
 def _round_trips(text: str, value: Any) -> bool:
