@@ -27,7 +27,11 @@ def test_score_texts_uses_the_classifiers_precision():
     heads = [t[:600] for t in TEXTS]
     for precision, clf in clfs.items():
         want = np.clip(load_embedder("minilm", precision).embed(heads) @ coef + 0.5, 0, 1)
-        # batches of 2: the length-sorted batching puts texts in another order than they came in
-        assert np.allclose(score_texts(clf, TEXTS, batch_size=2), want, atol=1e-6)
+        # One batch for both sides: score_texts sorts the texts by length first. (In bf16 on CPUs with native
+        # bf16 kernels (AVX512-BF16/AMX) a row's result depends on the batch it shares, so equal batches are
+        # what makes the comparison exact; fp32 is also checked with batches of 2.)
+        assert np.allclose(score_texts(clf, TEXTS, batch_size=64), want, atol=1e-6), precision
+        if precision == "fp32":
+            assert np.allclose(score_texts(clf, TEXTS, batch_size=2), want, atol=1e-5)
     fp32, bf16 = (score_texts(clfs[p], TEXTS, batch_size=64) for p in ("fp32", "bf16"))
     assert not np.array_equal(fp32, bf16) and np.abs(fp32 - bf16).max() < 0.05
