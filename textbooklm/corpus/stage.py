@@ -30,10 +30,11 @@ from textbooklm.corpus.config import CorpusConfig, DedupConfig, FilterConfig, So
 from textbooklm.corpus.dedup_shards import decide_sharded
 from textbooklm.corpus.filters import decode, quality_reason
 from textbooklm.corpus.readers import RawItem, plan_units, read_unit
-from textbooklm.executor import map_shards, resolve_workers
+from textbooklm.executor import resolve_workers
 from textbooklm.minhash import MinHasher, clusters, duplicate_pairs
 from textbooklm.progress import summary_line
 from textbooklm.record import content_id, with_provenance
+from textbooklm.stage_context import StageContext
 from textbooklm.store import Dataset, finish_dataset, shard_name, write_table
 from textbooklm.unicode_text import describe_surrogate, escape_path, escape_surrogates, first_surrogate
 
@@ -248,24 +249,19 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the stage -------------------------------------------------------------------------------------
-def run(cfg: CorpusConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+def run(cfg: CorpusConfig, inputs: dict[str, Dataset], out: Path, ctx: StageContext) -> Dataset:
     """Run the corpus stage into ``out`` (resuming whatever an interrupted run finished)."""
     out = Path(out)
     work = out / "_work"
-    run_cfg = ctx.run
-    exec_kw = {"executor": run_cfg.executor, "workers": run_cfg.workers, "ray_address": run_cfg.ray_address}
     tasks = plan_tasks(cfg, work)
-    read_results = map_shards(read_shard, tasks, work / "markers" / "read", description="corpus: read", **exec_kw)
+    read_results = ctx.map(read_shard, tasks, work / "markers" / "read", description="corpus: read")
 
     # The decide step as sharded work on the same executor (same decisions as decide(), bounded memory).
     read_sizes = [(t["key"], int(read_results[t["key"]]["kept"])) for t in tasks]
-    dedup = decide_sharded(read_sizes, cfg.dedup, work, lambda fn, ts, markers, description: map_shards(
-        fn, ts, markers, description=description, **exec_kw), min_partitions=resolve_workers(exec_kw["workers"]))
+    dedup = decide_sharded(read_sizes, cfg.dedup, work, ctx.map, min_partitions=resolve_workers(ctx.workers))
 
     write_tasks = [{"key": t["key"], "work": str(work), "out": str(out)} for t in tasks]
-    write_results = map_shards(
-        write_shard, write_tasks, work / "markers" / "write", description="corpus: write", **exec_kw
-    )
+    write_results = ctx.map(write_shard, write_tasks, work / "markers" / "write", description="corpus: write")
 
     summary = _summary(read_results, write_results, dedup["near_clusters"])
     finish_dataset(out / "rejected", stage="corpus.rejected", config_hash=ctx.config_hash, summary=summary)

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from textbooklm.executor import map_shards, resolve_workers
+from textbooklm.executor import resolve_workers
 from textbooklm.progress import summary_line
 from textbooklm.quality.classifier import QualityClassifier, pr_vs_threshold
 from textbooklm.quality.classify_stage import EMBEDDINGS_FILE, embedder_label
@@ -152,14 +152,13 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
     model_dir = classify.path / "model"
     clf = QualityClassifier.load(model_dir)  # fail here, clearly, before any worker starts
     run_cfg = ctx.run
-    exec_kw = {"executor": run_cfg.executor, "workers": run_cfg.workers, "ray_address": run_cfg.ray_address}
     shards = corpus.shards()
     workers = min(resolve_workers(run_cfg.workers), max(1, len(shards)))
     threads = max(1, (os.cpu_count() or 1) // workers) if run_cfg.executor == "local" else 0
     tasks = [{"key": p.name, "shard": str(p), "model": str(model_dir), "batch_size": cfg.batch_size,
               "threads": threads, "classify": str(classify.path) if cfg.reuse_embeddings else None,
               "out": str(work / "scores" / p.name)} for p in shards]
-    scored = map_shards(score_shard, tasks, work / "markers" / "score", description="filter: score", **exec_kw)
+    scored = ctx.map(score_shard, tasks, work / "markers" / "score", description="filter: score")
     embedded = sum(r.get("embedded", 0) for r in scored.values())
 
     score_tables = [pq.read_table(work / "scores" / p.name) for p in shards]
@@ -173,7 +172,7 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
     # The cut is part of each task, so a marker from a different cut can never be reused (the pipeline
     # wipes the folder when the config changes; this guards the CLI re-run with another threshold too).
     marker_dir = work / "markers" / f"write-{cut:.6f}"
-    results = map_shards(write_shard, write_tasks, marker_dir, description="filter: write", **exec_kw)
+    results = ctx.map(write_shard, write_tasks, marker_dir, description="filter: write")
 
     report = _report_data(out, scores, cut, classify)
     summary = _summary(results, cut, cfg, clf, report)

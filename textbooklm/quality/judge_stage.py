@@ -28,7 +28,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from textbooklm.executor import map_shards
 from textbooklm.progress import summary_line
 from textbooklm.quality import heuristic
 from textbooklm.quality.agreement import agreement
@@ -145,9 +144,7 @@ def _run_heuristic(rows: list[int], where, shards, work: Path, ctx: Any) -> dict
         by_shard.setdefault(s, []).append(r)
     tasks = [{"key": shards[s].name, "shard": str(shards[s]), "rows": rs,
               "out": str(work / "heuristic" / shards[s].name)} for s, rs in sorted(by_shard.items())]
-    run_cfg = ctx.run
-    map_shards(heuristic_shard, tasks, work / "markers" / "heuristic", executor=run_cfg.executor,
-               workers=run_cfg.workers, ray_address=run_cfg.ray_address, description="judge: heuristic")
+    ctx.map(heuristic_shard, tasks, work / "markers" / "heuristic", description="judge: heuristic")
     offset = {}
     for g, (s, r) in enumerate(where):
         offset[(s, r)] = g
