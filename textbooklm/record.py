@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 
@@ -19,12 +20,15 @@ def normalize(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
 
 
-def content_id(text: str) -> str:
+def content_id(text: str, collapse_whitespace: bool = False) -> str:
     """Stable record id: a hash of the normalized text (exact duplicates share it).
 
-    ``surrogatepass`` keeps a text with a lone surrogate hashable, so it can be rejected by name.
+    ``collapse_whitespace`` makes every run of whitespace one space first: model-written text (textbooks,
+    exercises) that differs only in spacing is the same sample. ``surrogatepass`` keeps a text with a
+    lone surrogate hashable, so it can be rejected by name.
     """
-    return hashlib.blake2b(normalize(text).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    norm = re.sub(r"\s+", " ", text).strip() if collapse_whitespace else normalize(text)
+    return hashlib.blake2b(norm.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def provenance(row: dict[str, Any]) -> dict[str, Any]:
@@ -53,3 +57,15 @@ def rejected_row(row: dict[str, Any], stage: str, reason: str, detail: str = "",
     """The row as the stage's ``rejected`` dataset keeps it: reason, detail, and the decision in provenance."""
     out = with_provenance(row, stage, decision=reason, **decision)
     return {**out, "reason": reason, "detail": detail}
+
+
+def is_validation(text: str, val_fraction: float) -> bool:
+    """The one per-document train/validation split: the first 8 bytes of the text's BLAKE2 hash as a fraction.
+
+    Packing (``lm``), the ablation's shared validation set and the evaluation of held-out exercises
+    (``evals``) all use it, so a document held out of training is held out everywhere.
+    """
+    if val_fraction <= 0:
+        return False
+    h = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+    return h / 2**64 < val_fraction

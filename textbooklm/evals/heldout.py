@@ -9,18 +9,14 @@ see (phi-1 reports both kinds). They are chosen by the token packer's own valida
 
 from __future__ import annotations
 
-import hashlib
-
 from textbooklm.problems import Problem
+from textbooklm.record import is_validation
 from textbooklm.store import Dataset
 
 
 def is_heldout(text: str, fraction: float) -> bool:
-    """The packer's per-document split (lm/pack.py ``is_validation``; a test keeps the two equal)."""
-    if fraction <= 0:
-        return False
-    h = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
-    return h / 2**64 < fraction
+    """Held out of finetuning: the packer's own per-document split (``textbooklm.record.is_validation``)."""
+    return is_validation(text, fraction)
 
 
 def heldout_problems(ds: Dataset, fraction: float, limit: int | None = None) -> list[Problem]:

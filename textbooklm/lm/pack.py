@@ -17,7 +17,6 @@ for more tokens than it has) and interleaves them in a seeded random order.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import numpy as np
 
 from textbooklm.model.tokenizer import TextTokenizer
 from textbooklm.progress import progress_bar, summary_line
+from textbooklm.record import is_validation
 from textbooklm.store import Dataset, atomic_write_json
 
 INDEX = "index.json"
@@ -36,14 +36,6 @@ FORMAT = "textbooklm.pack/1"
 
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
-
-
-def is_validation(text: str, val_fraction: float) -> bool:
-    """Stable per-document split: the first 8 bytes of the text's BLAKE2 hash as a fraction."""
-    if val_fraction <= 0:
-        return False
-    h = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
-    return h / 2**64 < val_fraction
 
 
 @dataclass

@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from textbooklm.record import content_id, with_provenance
 from textbooklm.sandbox import Limits, Program, SandboxPool
 from textbooklm.sandbox import Result as SandboxResult
 from textbooklm.store import atomic_write_json, divert_unwritable, shard_name, write_table
@@ -41,9 +42,8 @@ NEAR_DUPLICATE = "near-duplicate"
 
 
 def sample_id(text: str) -> str:
-    """Stable content id: blake2b of the whitespace-normalized text (exact duplicates share it)."""
-    norm = re.sub(r"\s+", " ", text).strip()
-    return hashlib.blake2b(norm.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    """The record id of a model-written sample: the one content id, with every whitespace run collapsed."""
+    return content_id(text, collapse_whitespace=True)
 
 
 def short_hash(text: str) -> str:
@@ -52,9 +52,8 @@ def short_hash(text: str) -> str:
 
 def mark_duplicate(row: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
     """A kept row turned into a rejected one, the dedup decision added to its provenance."""
-    prov = json.loads(row["provenance"])
-    prov["synth"]["dedup"] = {"decision": reason, "detail": detail}
-    return {**row, "provenance": json.dumps(prov), "reason": reason, "detail": detail}
+    return {**with_provenance(row, "synth", dedup={"decision": reason, "detail": detail}),
+            "reason": reason, "detail": detail}
 
 
 class LazyTeacher:
