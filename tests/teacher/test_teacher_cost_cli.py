@@ -7,8 +7,9 @@ from typer.testing import CliRunner
 
 from textbooklm.cli import app
 from textbooklm.config import ConfigError
+from textbooklm.config_base import read_toml
 from textbooklm.teacher import Request, TeacherConfig, request_key
-from textbooklm.teacher.cost import estimate, parse_cost_plan, parse_teachers, read_toml
+from textbooklm.teacher.cost import estimate, parse_cost_plan, parse_teachers
 
 PHI1_2023 = """
 [teachers.gpt4]

@@ -26,7 +26,8 @@ teacher_app = typer.Typer(help="The LLMs that judge and write: check they answer
 
 
 def _teachers_or_exit(config: Path):
-    from textbooklm.teacher.cost import parse_teachers, read_toml
+    from textbooklm.config_base import read_toml
+    from textbooklm.teacher.cost import parse_teachers
 
     try:
         raw = read_toml(config)

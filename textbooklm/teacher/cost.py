@@ -16,14 +16,12 @@ order of magnitude ($3,000 + $2,500).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from textbooklm.config import ConfigError
+from textbooklm.config_base import ConfigError, format_validation_error
 from textbooklm.teacher.config import StageEstimate, TeacherConfig
 
 
@@ -45,27 +43,6 @@ class CostRow:
         return self.usd is not None and self.budget_usd is not None and self.usd > self.budget_usd
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: no such config file") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-
-
-def _problems(err: ValidationError, source: str, prefix: str) -> str:
-    """``FILE: teachers.gpt4.rpm: reason (got VALUE)``, one line per problem."""
-    lines = []
-    for e in err.errors():
-        key = ".".join([prefix, *(str(p) for p in e["loc"])])
-        reason = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        got = e.get("input")
-        shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
-        lines.append(f"{source}: {key}: {reason}{shown}")
-    return "\n".join(lines)
-
-
 def parse_teachers(raw: dict[str, Any], source: str) -> dict[str, TeacherConfig]:
     """The ``[teachers.NAME]`` tables of a pipeline config, validated (errors name file and key)."""
     section = raw.get("teachers", {})
@@ -77,7 +54,7 @@ def parse_teachers(raw: dict[str, Any], source: str) -> dict[str, TeacherConfig]
         try:
             out[name] = TeacherConfig.model_validate(body)
         except ValidationError as exc:
-            problems.append(_problems(exc, source, f"teachers.{name}"))
+            problems.append(format_validation_error(exc, source, f"teachers.{name}"))
     if problems:
         raise ConfigError("\n".join(problems))
     return out
@@ -95,7 +72,7 @@ def parse_cost_plan(
         try:
             est = StageEstimate.model_validate(body)
         except ValidationError as exc:
-            raise ConfigError(_problems(exc, source, f"cost.{stage}")) from None
+            raise ConfigError(format_validation_error(exc, source, f"cost.{stage}")) from None
         if est.teacher not in teachers:
             known = ", ".join(sorted(teachers)) or "none defined"
             raise ConfigError(f"{source}: cost.{stage}.teacher: no teacher named {est.teacher!r} ({known})")
