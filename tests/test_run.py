@@ -245,3 +245,12 @@ def test_cache_stats_and_prune(tmp_path, monkeypatch):
     from textbooklm.teacher.cache_admin import cache_stats
 
     assert cache_stats(run_dir / "_cache")["models"] == []
+
+
+def test_no_silent_fallback_to_uncleaned_data_while_decontam_is_pending(tmp_path):
+    cfg = parse_config({"corpus": {"sources": [{"kind": "stdlib"}]}, "decontam": {}, "tokenizer": {}})
+    run = Run(tmp_path, cfg)
+    with pytest.raises(FileNotFoundError, match="decontam is pending, so there is no cleaned copy yet"):
+        run.dataset("corpus")
+    assert run.dataset("corpus", before="decontam").path == tmp_path / "corpus"  # decontam itself reads the raw one
+    assert run.dataset("corpus", unfiltered=True).path == tmp_path / "corpus"  # asked for on purpose

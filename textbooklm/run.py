@@ -188,11 +188,12 @@ class Run:
             cleaned = Dataset(self.stage_dir(cleaner.name) / resolved)
             if cleaned.is_finished:
                 return cleaned
-            if self.state(cleaner.name) == "done" and not unfiltered:
-                raise FileNotFoundError(
-                    f"dataset {name!r}: {cleaner.name} ran but wrote no cleaned copy of {resolved!r} "
-                    f"({cleaned.path}); re-run {cleaner.name} with {resolved} configured"
-                )
+            if not unfiltered:  # never fall back to the uncleaned data without a word
+                state = self.state(cleaner.name)
+                why = ("ran but wrote no cleaned copy of it" if state == "done"
+                       else f"is {state}, so there is no cleaned copy yet")
+                raise FileNotFoundError(f"dataset {name!r}: {cleaner.name} {why} ({cleaned.path}); "
+                                        f"run {cleaner.name} first")
         return Dataset(self.stage_dir(resolved))
 
     def inputs_for(self, spec: StageSpec) -> dict[str, Dataset]:
