@@ -146,6 +146,8 @@ def run_status(run_dir: str | Path, cfg: PipelineBase | None = None) -> list[dic
         info = run.info(spec.name)
         stats = info.get("stats") or stage_stats(spec.name, run.stage_dir(spec.name), info.get("summary") or {},
                                                  info.get("seconds"))
+        if not spec.records:  # a table about an artefact (tokenizer, pack, training, eval): no record counts
+            stats = {}
         rows.append({
             "stage": spec.name,
             "state": run.state(spec.name),

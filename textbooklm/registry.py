@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -50,6 +50,8 @@ class StageSpec:
     * ``check``: ``"module:function"`` ``(section, checker) -> None`` that validates the section's
       references before a run (paths, teacher and dataset names); see :mod:`textbooklm.run_check`.
     * ``report``: ``"module:function"`` ``(run) -> str`` giving the report's HTML section, if any.
+    * ``records``: its Dataset holds records (kept/dropped counts mean something); False for stages
+      whose Dataset is a small table about an artefact (tokenizer, pack, training runs, eval, report).
     """
 
     name: str
@@ -67,7 +69,7 @@ class StageSpec:
     artefacts: tuple[str, ...] = ()
     check: str | Callable[..., Any] | None = None
     report: str | Callable[..., Any] | None = None
-    summary_fields: tuple[str, ...] = field(default=("in", "kept", "dropped", "seconds"))
+    records: bool = True
 
     def load(self) -> Callable[..., Any]:
         """The stage function, imported only when the stage runs (heavy imports stay lazy)."""

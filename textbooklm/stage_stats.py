@@ -37,7 +37,9 @@ def stage_stats(name: str, folder: Path, summary: dict[str, Any], seconds: float
     except KeyError:
         spec = None
     kept: int | None = None
-    if spec is not None and spec.cleans:
+    if spec is not None and not spec.records:
+        pass  # a small table about an artefact: its row count is not records kept
+    elif spec is not None and spec.cleans:
         copies = [Dataset(p) for p in sorted(folder.iterdir()) if p.is_dir() and p.name != "rejected"
                   and Dataset(p).is_finished] if folder.is_dir() else []
         kept = sum(c.num_rows for c in copies) if copies else None

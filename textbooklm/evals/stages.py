@@ -4,7 +4,7 @@ from textbooklm.evals.config import EvalConfig
 from textbooklm.registry import StageSpec
 
 STAGES = [
-    StageSpec("eval", EvalConfig, "textbooklm.evals.stage:run", optional=("pretrain", "finetune"),
+    StageSpec("eval", EvalConfig, "textbooklm.evals.stage:run", optional=("pretrain", "finetune"), records=False,
               help="Evaluate the run's models (pass@k, canonical NLL, multiple choice, perplexity).",
               check="textbooklm.evals.checks:check"),
 ]

@@ -70,8 +70,11 @@ class RunData:
 
     def stats(self, stage: str) -> dict[str, Any]:
         """The stage's stats in the one shape status and run.json use (see textbooklm.stage_stats)."""
+        from textbooklm import registry
         from textbooklm.stage_stats import stage_stats
 
+        if stage in registry.names() and not registry.get(stage).records:
+            return {}  # a table about an artefact (tokenizer, pack, training, eval): not in the funnel
         info = self.record.get("stages", {}).get(stage) or _json(self.folder(stage) / "_stage.json") or {}
         return info.get("stats") or stage_stats(stage, self.folder(stage), info.get("summary") or {},
                                                 info.get("seconds"))

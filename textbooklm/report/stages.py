@@ -4,6 +4,6 @@ from textbooklm.registry import StageSpec
 from textbooklm.report.config import ReportConfig
 
 STAGES = [
-    StageSpec("report", ReportConfig, "textbooklm.report.stage:run", reads="all",
+    StageSpec("report", ReportConfig, "textbooklm.report.stage:run", reads="all", records=False,
               help="Write RUN/report.html: tables and plots of every stage."),
 ]
