@@ -110,3 +110,17 @@ def test_divert_unwritable_rejects_the_record_and_keeps_the_rest(tmp_path):
                       "detail": "column 'text': lone surrogate U+D83D at character 13 (stored escaped as \\udXXX)"}
     write_table(tmp_path / shard_name(0), records_to_table(out))  # now storable
     assert pq.read_table(tmp_path / shard_name(0)).num_rows == 2
+
+
+def test_atomic_write_folder_publishes_whole_or_keeps_the_first(tmp_path):
+    from textbooklm.store import atomic_write_folder
+
+    def write(folder):
+        (folder / "model.safetensors").write_bytes(b"one")
+
+    target = atomic_write_folder(tmp_path / "m", write)
+    assert (target / "model.safetensors").read_bytes() == b"one"
+    # A second publisher finds the folder there: the first copy stays, no temp folder is left behind.
+    atomic_write_folder(tmp_path / "m", lambda f: (f / "model.safetensors").write_bytes(b"two"))
+    assert (target / "model.safetensors").read_bytes() == b"one"
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]

@@ -202,22 +202,11 @@ def static_minilm_folder() -> Path:
         from model2vec.distill import distill
     except ImportError as exc:
         raise RuntimeError("the static embedder is distilled with model2vec: pip install model2vec skeletoken") from exc
-    import shutil
-    import tempfile
+    from textbooklm.store import atomic_write_folder
 
     target.parent.mkdir(parents=True, exist_ok=True)
     model = distill(model_name=str(source), pca_dims=STATIC_PCA_DIMS, device="cpu")
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process finished first; its copy is as good as ours
-            if not (target / "model.safetensors").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return atomic_write_folder(target, model.save_pretrained)
 
 
 class StaticEmbedder:

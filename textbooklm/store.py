@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_json(path: Path, obj: Any) -> None:
     """JSON counterpart of :func:`atomic_write_bytes` (sorted keys, indented, for diffs)."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def atomic_write_folder(target: Path, write: Callable[[Path], None]) -> Path:
+    """Build a folder with ``write(tmp)`` next to ``target``, then rename it into place (model caches).
+
+    Readers never see half a folder; when another process published ``target`` first (it holds
+    ``model.safetensors``), its copy is kept and ours is dropped.
+    """
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        write(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / "model.safetensors").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def write_table(path: Path, table: pa.Table) -> None:
