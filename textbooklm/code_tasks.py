@@ -13,10 +13,9 @@ Kept in one module because decontamination compares training data against the sa
 from __future__ import annotations
 
 import ast
-import gzip
-import json
 from pathlib import Path
 
+from textbooklm.jsonl import parse_jsonl
 from textbooklm.problems import Problem, read_problems_jsonl
 
 TASKS = ("humaneval", "mbpp", "problems", "gsm8k")
@@ -29,11 +28,7 @@ def humaneval_path() -> Path:
 
 
 def load_humaneval(path: Path | None = None) -> list[Problem]:
-    path = Path(path) if path else humaneval_path()
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    return [Problem.from_record(r, f"{path}:{i + 1}") for i, r in enumerate(records)]
+    return read_problems_jsonl(Path(path) if path else humaneval_path())
 
 
 def _called_function(assertion: str) -> str | None:
@@ -67,16 +62,14 @@ def mbpp_problem(record: dict, where: str) -> Problem:
 
 
 def load_mbpp(path: Path) -> list[Problem]:
-    problems = []
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-                problems.append(mbpp_problem(record, f"{path}:{n}"))
-    return problems
+    """MBPP records as problems; every bad line is named at once (jsonl.parse_jsonl)."""
+    return parse_jsonl(path, lambda where, record: mbpp_problem(_dict(record, where), where), id_key="task_id")
+
+
+def _dict(record: object, where: str) -> dict:
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 def load_problems(task: str, path: str | Path | None = None) -> list[Problem]:

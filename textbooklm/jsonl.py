@@ -11,12 +11,13 @@ then stops on line 9,000. Every bad line is reported at once as ``FILE:LINE: rea
 * whatever the caller's ``build`` rejects (a missing key...), and, with ``id_key``, a duplicate id
   (naming both lines).
 
-Blank lines are skipped. The message lists the first :data:`MAX_LISTED` problems and how many more
-there are; :attr:`JsonlError.problems` holds them all.
+Blank lines are skipped; a ``.gz`` file is read through gzip. The message lists the first
+:data:`MAX_LISTED` problems and how many more there are; :attr:`JsonlError.problems` holds them all.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -87,7 +88,7 @@ def parse_jsonl(path: str | Path, build: Callable[[str, Any], T], id_key: str | 
     """
     path = Path(path)
     try:
-        fh = path.open("rb")
+        fh = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
     except OSError as exc:
@@ -97,7 +98,11 @@ def parse_jsonl(path: str | Path, build: Callable[[str, Any], T], id_key: str | 
     first_line: dict[str, int] = {}
     n = 0
     with fh:
-        for n, raw in enumerate(fh, 1):
+        try:
+            lines = list(fh)
+        except (OSError, EOFError) as exc:  # a damaged or truncated .gz
+            raise ValueError(f"{path}: cannot read ({exc})") from None
+        for n, raw in enumerate(lines, 1):
             if not raw.strip():
                 continue
             where = f"{path}:{n}"

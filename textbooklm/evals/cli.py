@@ -46,8 +46,11 @@ def generate(
                                 batch_size=batch_size, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"task": task, "path": str(path) if path else None, "problems": len(problems)}
-    with progress_bar("generate", total=len(problems)) as advance:
-        written = generate_samples(generator, problems, settings, out, meta, progress=advance)
+    try:
+        with progress_bar("generate", total=len(problems)) as advance:
+            written = generate_samples(generator, problems, settings, out, meta, progress=advance)
+    except ValueError as exc:  # samples from other settings in OUT, or a damaged OUT
+        _fail(str(exc))
     summary_line(f"eval generate: {written} new samples for {len(problems)} {task} problems -> {out}")
 
 

@@ -131,26 +131,80 @@ class HFGenerator:
 register_generator("hf", lambda arg, options: HFGenerator(arg, **options))
 
 
+# Settings that change what a completion is; batch_size only changes how many run at once.
+_SAME_SAMPLES = ("model", "task", "path", "n", "temperature", "top_p", "max_new_tokens", "seed", "stop")
+
+
+def _sampling_key(meta: dict[str, Any]) -> dict[str, Any]:
+    flat = {**meta, **meta.get("sampling", {})}
+    return {k: (list(flat[k]) if isinstance(flat.get(k), (list, tuple)) else flat.get(k)) for k in _SAME_SAMPLES}
+
+
+def _check_resumable(out: Path, meta_path: Path, wanted: dict[str, Any]) -> None:
+    """Refuse to add samples to a file whose samples were made with other settings (or unknown ones).
+
+    Without this, a re-run with another temperature or model would top up the old file and its
+    pass@k would silently mix two settings under the new meta file's label.
+    """
+    if not out.exists() or out.stat().st_size == 0:
+        return
+    try:
+        old = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    if not isinstance(old, dict):
+        raise ValueError(f"{out}: already holds samples but has no {meta_path.name} saying how they were made; "
+                         f"choose another output file or delete it")
+    before, now = _sampling_key(old), _sampling_key(wanted)
+    changed = [f"{k} {before[k]!r} (now {now[k]!r})" for k in _SAME_SAMPLES if before[k] != now[k]]
+    if changed:
+        raise ValueError(f"{out}: holds samples made with other settings: {', '.join(changed)}; "
+                         f"choose another output file or delete it")
+
+
+def _completed(out: Path) -> dict[str, int]:
+    """Samples per task_id already in ``out``; a line torn by a kill mid-write is cut off the file.
+
+    Lines are appended and flushed in order, so a kill can only leave a last line without its
+    newline; that tail is dropped (and sampled again). A bad complete line is not ours to repair
+    and is an error naming it.
+    """
+    done: dict[str, int] = {}
+    if not out.exists():
+        return done
+    data = out.read_bytes()
+    *complete, tail = data.split(b"\n")
+    for n, raw in enumerate(complete, 1):
+        if not raw.strip():
+            continue
+        try:
+            tid = json.loads(raw)["task_id"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{out}:{n}: not a sample line (JSON with a task_id); the file is damaged") from None
+        done[tid] = done.get(tid, 0) + 1
+    if tail:
+        with out.open("r+b") as fh:
+            fh.truncate(len(data) - len(tail))
+    return done
+
+
 def generate_samples(generator: Generator, problems: list, settings: SamplingSettings, out: Path,
                      meta: dict[str, Any], progress: Callable[[int], None] | None = None) -> int:
     """Write ``{"task_id","completion_id","completion"}`` lines, plus OUT.meta.json with every setting.
 
-    Resumable: task_ids already complete in OUT are skipped, so an interrupted run continues.
+    Resumable: task_ids already complete in OUT are skipped, so an interrupted run continues (a
+    line torn by kill -9 is sampled again). Samples made with other settings are refused, not mixed.
     """
     from dataclasses import asdict
 
     from textbooklm.store import atomic_write_json
 
-    done: dict[str, int] = {}
-    if out.exists():
-        with out.open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    tid = json.loads(line)["task_id"]
-                    done[tid] = done.get(tid, 0) + 1
+    meta_path = out.with_name(out.name + ".meta.json")
+    wanted = {**meta, "model": generator.name, "sampling": asdict(settings)}
+    _check_resumable(out, meta_path, wanted)
+    done = _completed(out)
     todo = [p for p in problems if done.get(p.task_id, 0) < settings.n]
-    atomic_write_json(out.with_name(out.name + ".meta.json"),
-                      {**meta, "model": generator.name, "sampling": asdict(settings)})
+    atomic_write_json(meta_path, wanted)
     written = 0
     step = max(1, settings.batch_size // max(1, settings.n if settings.temperature > 0 else 1))
     with out.open("a", encoding="utf-8") as f:

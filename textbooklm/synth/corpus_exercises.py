@@ -122,6 +122,8 @@ def read_probe(result: SandboxResult) -> Probe:
             rec = json.loads(line[len(MARK):])
         except ValueError:
             continue
+        if not isinstance(rec, list) or not rec:  # the function printed something that looks like ours
+            continue
         if rec[0] == "call" and len(rec) == 4:
             probe.calls[int(rec[1])] = (rec[2], rec[3])
         elif rec[0] == "doctest" and len(rec) == 4:
