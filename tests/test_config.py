@@ -81,3 +81,35 @@ def test_shipped_configs_pass_config_check(name):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert ": ok (" in result.output
+
+
+def test_a_field_added_later_leaves_old_hashes_alone_until_it_is_set():
+    """Upgrading must not re-run finished stages whose behaviour a new option leaves unchanged."""
+    from pydantic import Field
+
+    from textbooklm.config_base import ADDED_LATER, StrictModel
+    from textbooklm.config_base import config_hash as hash_of
+
+    class Inner(StrictModel):
+        a: int = 1
+
+    class Before(StrictModel):
+        n: int = 3
+        inner: Inner = Field(default_factory=Inner)
+
+    class InnerAfter(Inner):
+        new_inner: bool = Field(False, json_schema_extra=ADDED_LATER)
+
+    class After(StrictModel):
+        n: int = 3
+        inner: InnerAfter = Field(default_factory=InnerAfter)
+        new: float | None = Field(None, json_schema_extra=ADDED_LATER)
+
+    class Unmarked(Before):
+        plain: int = 0  # not marked: joins the hash like any field
+
+    old = hash_of(Before())
+    assert hash_of(After()) == old
+    assert hash_of(Unmarked()) != old
+    assert hash_of(After(new=0.5)) != old
+    assert hash_of(After(inner=InnerAfter(new_inner=True))) != old

@@ -55,11 +55,30 @@ def format_validation_error(err: ValidationError, source: str, prefix: str = "")
     return "\n".join(lines)
 
 
+# Marks a field added after runs were made: while it holds its default it is left out of stage hashes,
+# so upgrading textbooklm does not re-run finished stages whose behaviour the new field leaves alone.
+# ``Field(..., json_schema_extra=ADDED_LATER)``.
+ADDED_LATER = {"added_later": True}
+
+
+def hash_view(model: BaseModel) -> dict[str, Any]:
+    """``model.model_dump(mode="json")`` less ADDED_LATER fields at their default (nested models too)."""
+    data = model.model_dump(mode="json")
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("added_later") and value == info.get_default(call_default_factory=True):
+            data.pop(name, None)
+        elif isinstance(value, BaseModel):
+            data[name] = hash_view(value)
+    return data
+
+
 def config_hash(section: BaseModel | dict | None, *upstream: str) -> str:
     """Stable hash of a stage's config plus the hashes of the stages it reads from.
 
     Chaining the upstream hashes means changing one stage's config re-runs it and every stage after.
     """
-    data = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
+    data = hash_view(section) if isinstance(section, BaseModel) else section
     blob = json.dumps({"config": data, "upstream": list(upstream)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -50,6 +50,9 @@ class StageSpec:
     * ``check``: ``"module:function"`` ``(section, checker) -> None`` that validates the section's
       references before a run (paths, teacher and dataset names); see :mod:`textbooklm.run_check`.
     * ``report``: ``"module:function"`` ``(run) -> str`` giving the report's HTML section, if any.
+    * ``scorer``: ``"module:function"`` ``(section, texts, ctx) -> (verdicts, meta)`` scoring any texts
+      the way this stage does; other stages call it through ``ctx.score_texts(name, texts)`` and
+      list ``name`` in their section's ``consulted_stages()`` (so a change there re-runs them).
     * ``records``: its Dataset holds records (kept/dropped counts mean something); False for stages
       whose Dataset is a small table about an artefact (tokenizer, pack, training runs, eval, report).
     """
@@ -69,6 +72,7 @@ class StageSpec:
     artefacts: tuple[str, ...] = ()
     check: str | Callable[..., Any] | None = None
     report: str | Callable[..., Any] | None = None
+    scorer: str | Callable[..., Any] | None = None
     records: bool = True
 
     def load(self) -> Callable[..., Any]:

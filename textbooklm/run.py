@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from textbooklm import registry
-from textbooklm.config_base import config_hash
+from textbooklm.config_base import config_hash, hash_view
 from textbooklm.registry import StageSpec, TrainingKind
 from textbooklm.store import Dataset
 
@@ -60,6 +60,13 @@ def teachers_used(cfg: Any, section: BaseModel) -> dict[str, Any]:
     return used
 
 
+def consulted_stages(section: BaseModel) -> tuple[str, ...]:
+    """Stages whose config (not output) this section uses as it is set, e.g. the judge when textbooks
+    are judged: their hashes join this stage's only then, so turning it off re-runs nothing else."""
+    consulted = getattr(section, "consulted_stages", None)
+    return tuple(consulted()) if callable(consulted) else ()
+
+
 def stage_hashes(cfg: Any) -> dict[str, str]:
     """Config hash of every configured stage, chained through the stages it reads or follows."""
     run_part = cfg.run.model_dump(mode="json", include={"seed"})
@@ -71,9 +78,9 @@ def stage_hashes(cfg: Any) -> dict[str, str]:
         missing = [i for i in spec.inputs if i not in hashes]
         if missing:
             raise ValueError(f"stage {spec.name!r} needs {', '.join(missing)} configured before it")
-        body = {"section": section.model_dump(mode="json"), "run": run_part, "teachers": teachers_used(cfg, section)}
+        body = {"section": hash_view(section), "run": run_part, "teachers": teachers_used(cfg, section)}
         upstream = [hashes[i] for i in spec.inputs] + [
-            hashes[i] for i in (*spec.optional, *spec.after) if i in hashes
+            hashes[i] for i in (*spec.optional, *spec.after, *consulted_stages(section)) if i in hashes
         ]
         hashes[spec.name] = config_hash(body, *upstream)
     return hashes

@@ -75,6 +75,21 @@ class StageContext:
 
         return SandboxPool(limits, workers=self.run.workers or None)
 
+    def score_texts(self, stage: str, texts: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Score ``texts`` the way ``stage`` does (its registry ``scorer``, with the run's config for it).
+
+        How one area uses another's model (the judge) without importing it; the caller's section lists
+        ``stage`` in ``consulted_stages()`` so a change of that config re-runs the caller.
+        """
+        from textbooklm import registry
+
+        hook = registry.resolve_hook(registry.get(stage).scorer)
+        section = getattr(self.owner.cfg, stage, None) if self.owner.cfg is not None else None
+        if hook is None or section is None:
+            raise ValueError(f"[{self.name}] asks the {stage} stage to score texts, but "
+                             + (f"this config has no [{stage}] section" if hook else f"{stage} has no scorer"))
+        return hook(section, texts, self)
+
     def dataset(self, name: str, *, unfiltered: bool = False) -> Dataset:
         """A dataset by name as this stage sees it (filtered and decontaminated where that ran before it)."""
         return self.owner.dataset(name, before=self.name, unfiltered=unfiltered)

@@ -116,6 +116,28 @@ def test_score_choices_from_logprobs(server, make_cfg, tmp_path):
         teacher.score_choices("A server without logprobs", grades)
 
 
+def test_a_paid_reply_without_logprobs_is_cached_and_a_refusal_is_not(server, make_cfg, tmp_path):
+    """A 200 reply without label logprobs was billed and asking again gives the same: not sent twice."""
+    grades = tuple(str(i) for i in range(6))
+    server.inject("no_logprobs", count=99, match="paid")
+    teacher = build_teacher(make_cfg(), tmp_path, stage="judge")
+    first = teacher.complete([ask("paid, no logprobs", max_tokens=1, choices=grades)], show_progress=False)[0]
+    assert first.reason == "no_choice_logprobs" and first.answered and first.tokens_out > 0
+    teacher.close()
+    again_teacher = build_teacher(make_cfg(), tmp_path, stage="judge")
+    again = again_teacher.complete([ask("paid, no logprobs", max_tokens=1, choices=grades)], show_progress=False)[0]
+    assert again.cached and again.reason == "no_choice_logprobs" and len(server.hits) == 1
+    # a server error is not an answer: the next run asks again
+    server.inject("500", count=99, match="broken")
+    cfg = make_cfg(max_retries=0)
+    failed = again_teacher.complete([ask("broken server")], show_progress=False)[0]
+    assert failed.reason == "server_error" and not failed.cacheable
+    again_teacher.close()
+    third = build_teacher(cfg, tmp_path, stage="judge")
+    assert not third.complete([ask("broken server")], show_progress=False)[0].cached
+    third.close()
+
+
 def test_missing_key_for_openai_is_a_clear_error(monkeypatch):
     from textbooklm.teacher import TeacherConfig
 
@@ -184,8 +206,7 @@ def test_gc_thresholds_restored_after_a_batch(server, make_cfg):
 
 @pytest.mark.parametrize("bad", ["sk-abc\n", "sk-abc\r\n", " sk-abc", "sk-\tabc", "sk-\x1babc"])
 def test_key_with_whitespace_or_control_chars_is_refused_before_any_request(server, make_cfg, monkeypatch, bad):
-    from conftest import KEY_ENV
-
+    KEY_ENV = make_cfg().api_key_env  # noqa: N806  (not `from conftest import`: another folder's conftest may win)
     monkeypatch.setenv(KEY_ENV, bad)
     with pytest.raises(TeacherError) as err:
         build_teacher(make_cfg(), None)
@@ -222,8 +243,9 @@ def test_connection_refused_is_said_at_once(make_cfg):
 
 
 def test_401_carries_the_servers_message_and_names_the_key_variable(make_cfg, api_key):
-    from conftest import KEY_ENV
     from fakes.echo_server import EchoServer, _Handler
+
+    KEY_ENV = make_cfg().api_key_env  # noqa: N806
 
     class Refuses(_Handler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming

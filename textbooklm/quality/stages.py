@@ -6,7 +6,7 @@ from textbooklm.registry import StageSpec
 STAGES = [
     StageSpec("judge", JudgeConfig, "textbooklm.quality.judge_stage:run", inputs=("corpus",),
               help="Rate the educational value of corpus files (heuristic and/or LLM judge).",
-              check="textbooklm.quality.checks:check_judge"),
+              check="textbooklm.quality.checks:check_judge", scorer="textbooklm.quality.judge_texts:score_texts"),
     StageSpec("classify", ClassifyConfig, "textbooklm.quality.classify_stage:run", inputs=("corpus", "judge"),
               help="Train the quality classifier on the judged sample's embeddings.",
               artefacts=("classifier.json",)),

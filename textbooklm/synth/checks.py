@@ -1,5 +1,5 @@
 """``config check`` of textbooks and exercises: seed, names and template files exist; mined exercises
-have a filtered corpus to mine."""
+have a filtered corpus to mine; judged textbooks have an LLM judge to judge them."""
 
 from __future__ import annotations
 
@@ -14,3 +14,8 @@ def check(cfg: Any, c: Checker) -> None:
     c.path("names_file", getattr(cfg, "names_file", None), "file")
     if "corpus" in getattr(cfg, "sources", []) and getattr(c.cfg, "filter", None) is None:
         c.problem("source", "'corpus' mines the filtered corpus, but this config runs no [filter] stage")
+    if getattr(cfg, "judge", False):
+        judge = getattr(c.cfg, "judge", None)
+        if judge is None or "llm" not in judge.judges:
+            c.problem("judge", "judged textbooks need the run's LLM judge: a [judge] section with 'llm' in judges "
+                      "(and its teacher)")

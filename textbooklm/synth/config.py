@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from textbooklm.config_base import StrictModel
+from textbooklm.config_base import ADDED_LATER, StrictModel
 from textbooklm.sandbox import Limits
 
 DEFAULT_AUDIENCES = ["young learners", "high school students", "college students", "professional developers"]
@@ -82,8 +82,22 @@ class TextbooksConfig(StrictModel):
         0.3, gt=0, le=1, description="Reject a reply repeating at least this share of the prompt's word 8-grams, or "
         "opening with the prompt ('prompt-echo'; 1 keeps all but replies that open with the prompt).",
     )
+    judge: bool = Field(
+        False, description="Score every textbook that passed the other checks with the run's LLM judge ([judge]: its "
+        "prompt, teacher and method) and reject those below judge_min_score ('low-educational-value'; a textbook "
+        "the judge could not score is 'judge-failed'). Needs [judge] with 'llm' in judges.",
+        json_schema_extra=ADDED_LATER,
+    )
+    judge_min_score: float | None = Field(
+        None, ge=0, le=1, description="Normalised judge score a textbook needs to be kept; unset: the judge's llm "
+        "threshold.", json_schema_extra=ADDED_LATER,
+    )
     sandbox: Limits = Field(default_factory=lambda: Limits(timeout_s=3.0, memory_mb=1024))
     diversity: DiversityConfig = Field(default_factory=DiversityConfig)
+
+    def consulted_stages(self) -> tuple[str, ...]:
+        """The judge's config decides what is kept when textbooks are judged (run.consulted_stages)."""
+        return ("judge",) if self.judge else ()
 
 
 class CorpusMiningConfig(StrictModel):

@@ -7,7 +7,8 @@ Output ``OUT/`` (id, text, seed, provenance) and ``OUT/rejected/`` (the same + r
 topics / audiences / styles / words, most repeated openings). Rejection reasons: teacher-error,
 cut-off (ended at max_tokens mid-sentence or mid-block, and no complete section of min_chars to
 keep), prompt-echo (repeats the prompt), too-short, no-code (with require_code), code-failed (with
-drop_failing_code), duplicate, near-duplicate.
+drop_failing_code), low-educational-value and judge-failed (with judge: the run's LLM judge scored it
+below judge_min_score, or could not score it), duplicate, near-duplicate.
 
 Blocks run like a notebook: block ``i`` runs after the runnable blocks before it, so a later block
 may use an earlier block's definitions; its status is that program's verdict.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,9 @@ SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("seed", pa.stri
 REJECTED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string()))
 STAGE = "textbooks"
 CUT_OFF, PROMPT_ECHO = "cut-off", "prompt-echo"
+LOW_VALUE, JUDGE_FAILED = "low-educational-value", "judge-failed"
+# texts -> (one verdict per text, the judge's meta): ctx.score_texts("judge", ...) in a run
+JudgeFn = Callable[[list[str]], tuple[list[dict[str, Any]], dict[str, Any]]]
 
 
 def build_sampler(cfg: TextbooksConfig, seed: int, excerpts: list[dict[str, str]]) -> SeedSampler:
@@ -109,8 +114,31 @@ def code_summary(blocks: list[dict[str, Any]]) -> dict[str, int]:
     }
 
 
+def judge_kept(rows: list[dict[str, Any]], cfg: TextbooksConfig, score: JudgeFn) -> dict[str, Any]:
+    """Score the rows still kept with the run's judge; set ``reason`` on the low and the unscored ones.
+
+    Each row's provenance gets its verdict (score, path, label mass), so a kept textbook says why it
+    was kept. Returns the judge's meta (prompt, model, threshold used).
+    """
+    todo = [r for r in rows if r["reason"] is None]
+    verdicts, meta = score([r["text"] for r in todo])
+    threshold = cfg.judge_min_score if cfg.judge_min_score is not None else meta["threshold"]
+    meta = {**meta, "threshold": threshold}
+    for row, v in zip(todo, verdicts, strict=True):
+        row["prov"]["judge"] = {"score": v.get("score"), "path": v.get("path"), "mass": v.get("mass"),
+                                "threshold": threshold, "prompt": meta["prompt"], "model": meta["model"]}
+        if v.get("score") is None:
+            row["reason"], row["detail"] = JUDGE_FAILED, f"the judge gave no score: {v.get('reason')}"
+        elif v["score"] < threshold:
+            row["reason"] = LOW_VALUE
+            row["detail"] = (f"judge score {v['score']:.2f} < {threshold:.2f} ({meta['prompt']} prompt, "
+                             f"{meta['model']})")
+    return meta
+
+
 def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptTemplate, teacher: LazyTeacher,
-              sandbox: LazySandbox | None, run_seed: int) -> tuple[list[dict], list[dict], dict[str, Any]]:
+              sandbox: LazySandbox | None, run_seed: int,
+              judge: JudgeFn | None = None) -> tuple[list[dict], list[dict], dict[str, Any]]:
     prompts = [render_textbook(template, s) for s in seeds]
     requests = [
         Request(messages=[{"role": "user", "content": p}], max_tokens=cfg.max_tokens, temperature=cfg.temperature,
@@ -138,7 +166,6 @@ def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptT
         rows.append({"id": tid, "text": text, "seed": s, "prov": prov, "blocks": blocks, "res": res,
                      "pre": (pre_reason, pre_detail)})
     verdicts = {r.id: r for r in (sandbox.run(all_programs) if sandbox else [])}
-    kept, rejected = [], []
     for row in rows:
         for b in row["blocks"]:
             v = verdicts.get(f"{row['id']}#{b['index']}")
@@ -160,12 +187,16 @@ def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptT
                                                                       (None, "passed", "not-run")))
             reason = "code-failed"
             detail = f"block {bad['index']}: " + (bad["syntax_error"] or f"{bad.get('status')}: {bad.get('error', '')}")
+        row["reason"], row["detail"] = reason, detail
+    judged = judge_kept(rows, cfg, judge) if judge is not None else None
+    kept, rejected = [], []
+    for row in rows:
         rec = {"id": row["id"], "text": row["text"], "seed": json.dumps(row["seed"].to_json()),
                "provenance": json.dumps({"synth": row["prov"]})}
-        if reason is None:
+        if row["reason"] is None:
             kept.append(rec)
         else:
-            rejected.append({**rec, "reason": reason, "detail": detail[:500]})
+            rejected.append({**rec, "reason": row["reason"], "detail": row["detail"][:500]})
     code = Counter()
     for row in rows:
         code.update(code_summary(row["blocks"]))
@@ -173,11 +204,21 @@ def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptT
         "round": k, "asked": len(seeds), "kept": len(kept),
         "rejected": dict(Counter(r["reason"] for r in rejected)),
         "kept_seeds": [json.loads(r["seed"]) for r in kept], "code": dict(code),
+        "judge": None if judged is None else {k: v for k, v in judged.items() if k != "teacher_line"},
         "diversity": diversity_report([r["text"] for r in kept], ngram=cfg.diversity.ngram,
                                       num_perm=cfg.diversity.num_perm, bands=cfg.diversity.bands,
                                       threshold=cfg.diversity.threshold, openings_words=cfg.diversity.openings_words),
     }
     return kept, rejected, result
+
+
+def _judge_text(rounds: list[dict[str, Any]]) -> str:
+    """``; judged by ...`` for the summary line, when the textbooks were judged."""
+    metas = [r["judge"] for r in rounds if r.get("judge")]
+    if not metas:
+        return ""
+    m = metas[0]
+    return f"; judged by the run's llm judge ({m['prompt']} prompt, {m['model']}), kept at >= {m['threshold']:.2f}"
 
 
 def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
@@ -191,6 +232,7 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
     store = RoundStore(out, SCHEMA, REJECTED_SCHEMA)
     teacher = LazyTeacher(cfg.teacher, ctx, out, STAGE)
     sandbox = LazySandbox(cfg.sandbox, ctx.run.workers) if cfg.run_code else None
+    judge = (lambda texts: ctx.score_texts("judge", texts)) if cfg.judge else None
     n_rounds = -(-cfg.count // cfg.per_round)
     cov = Coverage()
     rounds: list[dict[str, Any]] = []
@@ -200,7 +242,7 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
             if result is None:
                 n = min(cfg.per_round, cfg.count - k * cfg.per_round)
                 seeds = sampler.sample(n, k, cov, start=k * cfg.per_round)
-                kept, rejected, result = run_round(k, seeds, cfg, template, teacher, sandbox, run_seed)
+                kept, rejected, result = run_round(k, seeds, cfg, template, teacher, sandbox, run_seed, judge)
                 store.write(k, kept, rejected, result)
             for s in result["kept_seeds"]:
                 cov.add(s)
@@ -244,6 +286,7 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
         f"{cv['styles']['available']}"
         + (f"; top opening {overall['top_openings'][0][0]!r} x{overall['top_openings'][0][1]}"
            if overall["top_openings"] else "")
+        + _judge_text(rounds)
     )
     summary = {"line": line, "asked": asked, **final, "code_blocks": dict(code), "diversity": overall,
                "teacher": teacher_line}

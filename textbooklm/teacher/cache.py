@@ -2,8 +2,9 @@
 
 Why SQLite: one file, atomic commits, safe for several processes (WAL), and a committed result
 survives a crash or Ctrl-C, so an interrupted batch resumes where it stopped and a re-run never pays
-twice. Only completed results are cached: a request that failed (server down, budget reached) is
-tried again by the next run.
+twice. Only completed results are cached, plus paid replies that failed a check asking again cannot
+change (a reply without label logprobs: ``Result.answered``); a request that failed otherwise (server
+down, budget reached) is tried again by the next run. ``textbooklm cache prune`` clears either.
 
 Writes are group commits (:meth:`RequestCache.commit`): the results that finished in one event-loop
 turn go in one transaction together with the stage's ledger, so at a thousand replies a second the
@@ -82,7 +83,8 @@ class RequestCache:
         finished: list[tuple[Request, Result]],
         ledger: tuple[str, dict] | None = None,
     ) -> None:
-        """Commit finished results (failed ones are skipped) and optionally a ledger in ONE transaction.
+        """Commit finished results (failed ones are skipped, but for paid replies: Result.cacheable) and
+        optionally a ledger in ONE transaction.
 
         One transaction keeps the ledger and the results it counts consistent after a crash, and
         costs one commit however many results it carries.
@@ -98,7 +100,7 @@ class RequestCache:
                 now,
             )
             for request, result in finished
-            if result.ok
+            if result.cacheable
         ]
         if not rows and ledger is None:
             return

@@ -444,6 +444,7 @@ class OpenAIBackend:
             # retrying will not add logprobs; the tokens are paid, so keep the counts
             if not content or not isinstance(content, list) or not isinstance(content[0], dict):
                 result.error = f"{REASON_NO_LOGPROBS}: the server returned no logprobs"
+                result.answered = True
                 return result
             first = content[0]
             try:
@@ -456,6 +457,7 @@ class OpenAIBackend:
                 result.error = (f"{REASON_NO_LOGPROBS}: none of {list(request.choices)} among the "
                                 f"top {len(top) - 1} tokens")
                 result.choice_mass = 0.0
+                result.answered = True
             else:
                 result.choice_probs, result.choice_mass = found
         return result

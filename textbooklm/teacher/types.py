@@ -105,10 +105,18 @@ class Result:
     choice_mass: float | None = None
     cached: bool = False
     retries: dict[str, int] = field(default_factory=dict)
+    # The server answered (and billed) this request even though it failed our check: a reply with no
+    # usable label logprobs. Cached like a completed one, so a re-run does not pay for it again.
+    answered: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def cacheable(self) -> bool:
+        """Completed, or a paid reply whose failure asking again cannot change (see ``answered``)."""
+        return self.error is None or self.answered
 
     @property
     def reason(self) -> str | None:
