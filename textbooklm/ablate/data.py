@@ -23,14 +23,17 @@ from textbooklm.problems import Problem
 from textbooklm.store import Dataset, atomic_write_json
 
 
-def resolve_dataset(name: str, run_dir: Path, what: str) -> Dataset:
+def resolve_dataset(name: str, run_dir: Path, what: str, *, clean: bool = True, workers: int = 0) -> Dataset:
     """A run's dataset by stage name, through the run's naming rule, or a Dataset folder.
 
     Names mean exactly the stage named (``unfiltered``): arm A's "corpus" is the deduplicated,
-    unfiltered corpus on purpose. Where decontam cleaned it, the cleaned copy; where decontam ran but
-    did not clean it (it cleans the filtered corpus, not the raw one), the raw dataset, and the
-    ablation says so, because such an arm may train on benchmark-like text.
+    unfiltered corpus on purpose. Where decontam cleaned it, the cleaned copy. Where decontam ran but
+    did not clean it (it cleans the filtered corpus, not the raw one), ``clean`` makes a copy cleaned
+    with the run's decontam settings (:mod:`textbooklm.ablate.decontaminate`), so no arm trains on
+    what the others may not; ``clean=False`` (the shared validation set: held-out documents, never
+    trained on) uses the raw dataset and says so.
     """
+    from textbooklm.ablate.decontaminate import decontaminated_copy
     from textbooklm.progress import console
     from textbooklm.run import Run
 
@@ -39,13 +42,15 @@ def resolve_dataset(name: str, run_dir: Path, what: str) -> Dataset:
         ds = run.dataset(name, unfiltered=True)
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{what}: {exc}") from None
+    if not ds.path.is_dir():
+        raise FileNotFoundError(f"{what}: dataset {name!r} is neither a stage of {run_dir} nor a folder")
     cleaner = registry.cleaner()
     if (cleaner is not None and run.state(cleaner.name) == "done" and name in registry.names()
             and ds.path.parent != run.stage_dir(cleaner.name) and registry.get(name).cleaned_by_decontam):
+        if clean and run.cfg is not None and getattr(run.cfg, cleaner.name, None) is not None:
+            return decontaminated_copy(name, ds, run, run_dir / "ablation" / "decontam", what, workers)
         console.print(f"[yellow]{what}: {name!r} is not decontaminated ({cleaner.name} did not clean it); "
                       f"using {ds.path}[/yellow]")
-    if not ds.path.is_dir():
-        raise FileNotFoundError(f"{what}: dataset {name!r} is neither a stage of {run_dir} nor a folder")
     return ds
 
 

@@ -107,7 +107,7 @@ def run_ablation(cfg: AblationConfig, run_dir: Path, workers: int | None = None)
                          f"ablate.points = {cfg.points}; raise the budget or lower the batch")
 
     # -- shared measurements ---------------------------------------------------------------------
-    val_sets = [(n, resolve_dataset(n, run_dir, "ablate.validation")) for n in cfg.validation]
+    val_sets = [(n, resolve_dataset(n, run_dir, "ablate.validation", clean=False)) for n in cfg.validation]
     val_def = {"datasets": [fingerprint(d) for _, d in val_sets], "val_fraction": cfg.val_fraction,
                "n": cfg.eval.val_sequences, "seq_len": T, "tokenizer": str(tok_path.resolve())}
     val = build_validation(val_sets, tok, cfg.val_fraction, cfg.eval.val_sequences, T,
