@@ -245,3 +245,86 @@ def test_missing_layers_are_reported(tmp_path, monkeypatch):
         assert isolation["proc_private"]
     else:
         assert any("/proc" in n for n in r["isolation_notes"]), r["isolation_notes"]
+
+
+WRITE_AND_WAIT = """import os, time
+open('loot.txt', 'w').write({secret!r})
+print(os.getcwd(), flush=True)
+for _ in range(200):
+    if os.path.exists('done'):
+        break
+    time.sleep(0.05)
+"""
+PEEK = """import json
+try:
+    found = open({path!r}).read()
+except OSError as e:
+    found = type(e).__name__
+print(json.dumps(found))
+"""
+
+
+def _peek_across_pools(tmp_root: Path, uid_a: int | None, uid_b: int | None) -> tuple[dict, int, int]:
+    """Pool A's program writes a file and waits; pool B's program opens it by path. (what B read, uid A, uid B)"""
+    import threading
+
+    secret = secrets.token_hex(8)
+    limits = Limits(timeout_s=15)
+    with SandboxPool(limits, workers=1, tmp_root=str(tmp_root), uid_base=uid_a) as a, \
+            SandboxPool(limits, workers=1, tmp_root=str(tmp_root), uid_base=uid_b) as b:
+        out: list = []
+        writer = threading.Thread(target=lambda: out.extend(a.run([Program(
+            id="a", code=WRITE_AND_WAIT.format(secret=secret))])))
+        writer.start()
+        loot = []
+        for _ in range(200):
+            loot = list(tmp_root.glob("textbooklm-sbx-*/loot.txt"))
+            if loot:
+                break
+            threading.Event().wait(0.05)
+        assert loot, "pool A's program never wrote its file"
+        peek = b.run([Program(id="b", code=PEEK.format(path=str(loot[0])))])[0]  # it knows the path
+        (loot[0].parent / "done").touch()
+        writer.join()
+    assert out[0].status == "passed" and peek.status == "passed", (out[0].error, peek.error, peek.stderr)
+    return {"value": json.loads(peek.stdout), "secret": secret}, out[0].uid, peek.uid
+
+
+def test_two_live_pools_never_share_a_uid_so_one_cannot_read_the_others_work(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("not running as root: every program runs as the invoking user (no uid to drop)")
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="textbooklm-uidtest-", dir="/tmp"))  # traversable by any uid
+    os.chmod(root, 0o755)
+    try:
+        # Control: two pools forced onto the same uid (how every pool ran before leases) can read each other.
+        shared, uid_a, uid_b = _peek_across_pools(root, 62000, 62000)
+        if uid_a == 0:
+            pytest.skip("programs stay root here (see test_programs_do_not_run_as_root)")
+        assert uid_a == uid_b == 62000 and shared["value"] == shared["secret"]
+        # Leased uids: distinct, and the work folder (0700, owned by A's uid) is closed to B.
+        leased, uid_a, uid_b = _peek_across_pools(root, None, None)
+        assert uid_a != uid_b and min(uid_a, uid_b) >= 62000
+        assert leased["value"] == "PermissionError"
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_uid_leases_are_disjoint_released_and_refuse_an_unsafe_lock_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from textbooklm.sandbox.uids import UidLease, lock_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first, second = UidLease(3, first=70000, span=5), UidLease(2, first=70000, span=5)
+    assert first.uids == [70000, 70001, 70002] and second.uids == [70003, 70004]
+    with pytest.raises(RuntimeError, match="no free uid for 1 workers in 70000-70004"):
+        UidLease(1, first=70000, span=5)
+    first.release()
+    assert UidLease(3, first=70000, span=5).uids == [70000, 70001, 70002]
+    os.chmod(lock_dir(), 0o777)  # writable by a sandboxed uid: it could steer leases
+    with pytest.raises(RuntimeError, match="writable only by it"):
+        UidLease(1, first=70000, span=5)

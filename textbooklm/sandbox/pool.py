@@ -31,6 +31,7 @@ from textbooklm.sandbox import cgroups
 from textbooklm.sandbox.config import Limits
 from textbooklm.sandbox.environment import worker_environment
 from textbooklm.sandbox.program import Program, Result
+from textbooklm.sandbox.uids import UidLease
 
 _RESULT_FIELDS = {f.name for f in fields(Result)}
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -131,13 +132,15 @@ class SandboxPool:
     """
 
     def __init__(self, limits: Limits | None = None, workers: int | None = None,
-                 tmp_root: str | None = None, uid_base: int = 62000) -> None:
+                 tmp_root: str | None = None, uid_base: int | None = None) -> None:
         self.limits = limits or Limits()
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.tmp_root = tmp_root or tempfile.gettempdir()
         if not os.path.isdir(self.tmp_root):
             raise ValueError(f"sandbox tmp_root {self.tmp_root!r} is not a directory")
-        self.uid_base = uid_base
+        self.uid_base = uid_base  # None: uids leased so no two live pools share one (uids.py)
+        self._lease: UidLease | None = None
+        self._uids: list[int] = []
         self._procs: list[_WorkerProcess | None] = [None] * self.workers
         self.isolation: dict[str, Any] = {}
         # Unique per pool and host process: two pools (or pytest-xdist workers) never share a cgroup.
@@ -152,7 +155,7 @@ class SandboxPool:
         self.close()
 
     def _spawn(self, index: int) -> _WorkerProcess:
-        proc = _WorkerProcess(self.tmp_root, self.uid_base + index, self.limits.isolate_network,
+        proc = _WorkerProcess(self.tmp_root, self._uids[index], self.limits.isolate_network,
                               self.limits.max_processes, f"{self.cgroup_prefix}w{index}-{next(self._generation)}")
         self._procs[index] = proc
         self.isolation = {k: v for k, v in proc.hello.items() if k != "ready"}
@@ -164,6 +167,11 @@ class SandboxPool:
 
     def start(self) -> None:
         cgroups.sweep_stale()
+        if self.uid_base is not None:
+            self._uids = [self.uid_base + i for i in range(self.workers)]
+        elif self._lease is None:
+            self._lease = UidLease(self.workers)
+            self._uids = list(self._lease.uids)
         threads = [threading.Thread(target=self._spawn, args=(i,)) for i in range(self.workers)]
         for t in threads:
             t.start()
@@ -178,6 +186,9 @@ class SandboxPool:
             if proc is not None:
                 proc.close()
                 self._procs[i] = None
+        if self._lease is not None:  # only once no worker runs as these uids
+            self._lease.release()
+            self._lease = None
 
     def _request(self, index: int, program: Program) -> Result:
         wall = self.limits.wall_limit(program.reference_s)

@@ -165,7 +165,7 @@ class Worker:
         wall_s = request["wall_s"]
         request["nonce"] = os.urandom(16).hex()
         # With a pids cgroup that is the limit: RLIMIT_NPROC counts every process of the uid system-wide
-        # (two pools share uids 62000+i), so it would only add spurious refusals.
+        # (a uid's earlier programs may still be exiting), so it would only add spurious refusals.
         request["rlimit_nproc"] = self.process_limit == "rlimit-nproc"
         if self.uid is not None:
             os.chown(workdir, self.uid, self.uid)
