@@ -106,6 +106,21 @@ def test_every_arm_and_seed_is_trained_and_measured(done):
         ("D", str(s), str(t)) for s in range(3) for t in (2, 4)}
 
 
+def test_each_seed_draws_its_own_documents(done):
+    """The budget (2,048 tokens) takes a few documents of many: each seed's draw differs, so the spread
+    over seeds covers which documents were taken, not only initialisation and order."""
+    run, _, _ = done
+    for arm in "ABC":
+        packs = [json.loads((run / "ablation" / arm / f"pack-seed-{s}" / "index.json").read_text()) for s in range(3)]
+        assert [p["seed"] for p in packs] == [0, 1, 2]
+        # same held-out documents (the hash rule), different training draws
+        assert len({json.dumps(p["splits"]["val"]) for p in packs}) == 1
+        trained = {(run / "ablation" / arm / f"pack-seed-{s}" / "train" / "tokens-00000.bin").read_bytes()
+                   for s in range(3)}
+        assert len(trained) == 3, arm
+        assert not (run / "ablation" / arm / "pack").exists()
+
+
 def test_tables_plots_and_report(done):
     run, _, _ = done
     folder = run / "ablation"
@@ -162,8 +177,11 @@ sources = [{ dataset = "exercises" }]
 base = "B"
 """
     config = write_config(tmp_path / "a.toml", arms)
+    config.write_text(config.read_text().replace("val_fraction = 0.2\n", "val_fraction = 0.2\nresample = false\n"))
     out = finish(ablate(config, run))
     assert "F: skipped, no training tokens in exercises" in out
+    # resample = false: one draw of documents for every seed
+    assert (run / "ablation" / "A" / "pack").is_dir() and not list((run / "ablation" / "A").glob("pack-seed-*"))
     summary = json.loads((run / "ablation" / "summary.json").read_text())
     assert summary["skipped"] == {"F": "no training tokens in exercises: nothing there passed verification"}
     assert "held-out exercises pass@1" not in summary["metrics"]
@@ -171,6 +189,7 @@ base = "B"
     a_time = a_ckpt.stat().st_mtime_ns
     b_vals = [r["value"] for r in points(run) if r["arm"] == "B"]
     write_config(config, arms.replace('dataset = "filter" }', 'dataset = "filter" }, { dataset = "textbooks" }'))
+    config.write_text(config.read_text().replace("val_fraction = 0.2\n", "val_fraction = 0.2\nresample = false\n"))
     out = finish(ablate(config, run))
     assert "ablate B (" in out and "ablate A (" not in out
     assert a_ckpt.stat().st_mtime_ns == a_time

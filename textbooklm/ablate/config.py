@@ -94,7 +94,8 @@ class AblationConfig(StrictModel):
         "compared with the arm before it). Default: phi-1's A/B/C/D.")
     tokens: int = Field(..., ge=1, description="Train tokens every pretraining arm sees (the equal budget).")
     seeds: list[int] = Field([0, 1, 2], min_length=3,
-                             description="Training seeds per arm (init and data order); at least 3.")
+                             description="Training seeds per arm (init, data order and, with resample, the "
+                             "documents drawn); at least 3.")
     points: int = Field(4, ge=1, description="Measurements along training (the curves' points).")
     tokenizer: str = Field("tokenizer", description="tokenizer.json, or a stage/folder holding one.")
     validation: list[str] = Field(
@@ -102,7 +103,13 @@ class AblationConfig(StrictModel):
         description="Datasets whose held-out documents (the pack's hash rule) form the shared validation "
         "set. The same rule keeps them out of every arm's training data.")
     val_fraction: float = Field(0.05, gt=0, lt=1, description="Share of documents held out in every pack.")
-    pack_seed: int = Field(0, description="Seed of each arm's document sampling (the same for every seed).")
+    pack_seed: int = Field(0, description="Seed of each arm's document sampling (seed s draws with pack_seed + s "
+                           "when resample is on).")
+    resample: bool = Field(
+        True, description="Each training seed draws its own documents for a pretraining arm (pack_seed + seed), so "
+        "the spread over seeds, and so every verdict, includes which documents the budget happened to take; "
+        "false: one draw for every seed (the spread then comes from initialisation and order only, and a verdict "
+        "is about that one sample of documents).")
     train: TrainConfig = Field(..., description="Pretraining settings, identical for every arm "
                                "(max_steps is derived from `tokens`).")
     finetune: TrainConfig | None = Field(None, description="Finetuning settings for arms with a `base`.")

@@ -5,6 +5,7 @@ Layout under ``RUN/ablation/``::
     validation/<hash>/             the shared held-out tokens (tokens.bin + meta.json)
     <arm>/arm.json                 the arm's definition and hash (a change wipes the arm's folder)
     <arm>/pack/                    its token pack (equal budget; finetuning arms: the exercises' train part)
+    <arm>/pack-seed-<s>/           with ``resample``: seed s's own draw of documents (pretraining arms)
     <arm>/seed-<s>/train/          the training run (checkpoints at every curve point)
     <arm>/seed-<s>/eval-<hash>/    one JSON per measured point (+ sample files while sampling)
     points.csv, table.csv, comparisons.csv, summary.json, plots/*.png
@@ -53,6 +54,10 @@ class ArmPlan:
     tokens_per_step: int
     tokens_before: int  # tokens its starting model had seen (the base arm's budget for finetuning)
     skipped: str | None = None
+    pack_per_seed: bool = False  # resample: each seed trains on its own draw (pack-seed-<s>)
+
+    def pack(self, seed: int) -> Path:
+        return self.folder / (f"pack-seed-{seed}" if self.pack_per_seed else "pack")
 
 
 def _point_steps(max_steps: int, points: int) -> list[int]:
@@ -159,13 +164,17 @@ def _plan_arm(cfg: AblationConfig, arm: ArmConfig, plans: dict[str, ArmPlan], ru
     if arm.base is None:
         definition = {"arm": arm.model_dump(mode="json"), "train": cfg.train.model_dump(mode="json"),
                       "tokens": cfg.tokens, "val_fraction": cfg.val_fraction, "pack_seed": cfg.pack_seed,
+                      "resample": cfg.resample,
                       "data": [fingerprint(d) for _, d, _ in sources], "tokenizer": str(tok_path.resolve())}
         _prepare_folder(folder, definition)
-        # One sequence more than the steps read: PackedTokens drops each shard's partial tail.
-        pack_arm(sources, tok, tok_path, folder / "pack", total_tokens=(max_steps * B + B) * (T + 1),
-                 val_fraction=cfg.val_fraction, seed=cfg.pack_seed)
         pts = _point_steps(max_steps, cfg.points)
-        return ArmPlan(arm, folder, _train_settings(cfg.train, max_steps, pts), pts, B * T, 0)
+        plan = ArmPlan(arm, folder, _train_settings(cfg.train, max_steps, pts), pts, B * T, 0,
+                       pack_per_seed=cfg.resample)
+        for seed in cfg.seeds if cfg.resample else [None]:
+            # One sequence more than the steps read: PackedTokens drops each shard's partial tail.
+            pack_arm(sources, tok, tok_path, plan.pack(seed or 0), total_tokens=(max_steps * B + B) * (T + 1),
+                     val_fraction=cfg.val_fraction, seed=cfg.pack_seed + (seed or 0))
+        return plan
 
     base = plans[arm.base]
     ft = cfg.finetune
@@ -203,7 +212,7 @@ def _run_seed(cfg: AblationConfig, plan: ArmPlan, plans: dict[str, ArmPlan], see
         settings = settings.model_copy(update={"init_from": str(start)})
     if not _finished(train_dir, plan.points[-1]):
         console.rule(f"ablate {plan.arm.name} ({plan.arm.title}), seed {seed}: training")
-        launch(settings, plan.folder / "pack", train_dir, tok_path, launcher=cfg.launcher,
+        launch(settings, plan.pack(seed), train_dir, tok_path, launcher=cfg.launcher,
                nproc_per_node=cfg.nproc_per_node, extra_args=cfg.torchrun_args)
     out: list[dict[str, Any]] = []
     measured = run / f"eval-{eval_hash}"
