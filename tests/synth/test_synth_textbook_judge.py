@@ -93,6 +93,15 @@ def test_judged_textbooks_keep_the_high_and_name_the_low_and_the_unscored(judgin
     line = record["stages"]["textbooks"]["line"]
     assert f"{len(kept)} kept" in line and "judged by the run's llm judge (phi1 prompt, scripted)" in line
     assert f"low-educational-value {expected['low']}" in line
+    # The judge's requests have their own ledger: the textbooks' spend and the judge's never overwrite each other.
+    from textbooklm.teacher.cache import RequestCache
+
+    cache = RequestCache(tmp_path / "run" / "_cache" / "teacher_cache.sqlite")
+    writer, judge = cache.load_ledger("textbooks", "scripted"), cache.load_ledger("textbooks.judge", "scripted")
+    cache.close()
+    judged = len(kept) + sum(r["reason"] in ("low-educational-value", "judge-failed") for r in rejected)
+    assert writer["completed"] == 9 and writer["failed"] == 0
+    assert judge["completed"] + judge["failed"] >= judged and judge["failed"] == expected["none"]
 
     # A stricter bar re-runs the stage; the teacher's and the judge's replies come from the run's cache.
     sent = len(judging_server.hits)

@@ -27,7 +27,9 @@ def score_texts(cfg: JudgeConfig, texts: list[str], ctx: Any) -> tuple[list[dict
         raise ValueError("[judge] has no llm judge (judges = ['heuristic', 'llm'] and a teacher): "
                          "only the llm judge can score prose")
     template = load_template(cfg.llm)
-    teacher = ctx.teacher(cfg.teacher)
+    # Its own ledger (``<stage>.judge``): sharing the caller's stage name with the same model would let
+    # two Teacher objects overwrite each other's spend, and so the budget check.
+    teacher = ctx.teacher(cfg.teacher, stage=f"{ctx.name}.judge")
     try:
         verdicts = judge_records(teacher, texts, cfg.llm, template) if texts else []
         line = teacher.summary()

@@ -124,6 +124,8 @@ def judge_kept(rows: list[dict[str, Any]], cfg: TextbooksConfig, score: JudgeFn)
     verdicts, meta = score([r["text"] for r in todo])
     threshold = cfg.judge_min_score if cfg.judge_min_score is not None else meta["threshold"]
     meta = {**meta, "threshold": threshold}
+    if meta.get("teacher_line"):
+        summary_line(meta["teacher_line"])
     for row, v in zip(todo, verdicts, strict=True):
         row["prov"]["judge"] = {"score": v.get("score"), "path": v.get("path"), "mass": v.get("mass"),
                                 "threshold": threshold, "prompt": meta["prompt"], "model": meta["model"]}
@@ -204,7 +206,7 @@ def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptT
         "round": k, "asked": len(seeds), "kept": len(kept),
         "rejected": dict(Counter(r["reason"] for r in rejected)),
         "kept_seeds": [json.loads(r["seed"]) for r in kept], "code": dict(code),
-        "judge": None if judged is None else {k: v for k, v in judged.items() if k != "teacher_line"},
+        "judge": None if judged is None else {key: val for key, val in judged.items() if key != "teacher_line"},
         "diversity": diversity_report([r["text"] for r in kept], ngram=cfg.diversity.ngram,
                                       num_perm=cfg.diversity.num_perm, bands=cfg.diversity.bands,
                                       threshold=cfg.diversity.threshold, openings_words=cfg.diversity.openings_words),
