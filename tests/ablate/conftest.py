@@ -43,5 +43,12 @@ def make_run(root: Path, exercises: int = 24) -> Path:
 
 
 @pytest.fixture(scope="session")
+def run_maker():
+    """`make_run` as a fixture: `from conftest import` would pick whichever folder's conftest.py
+    pytest put on sys.path first."""
+    return make_run
+
+
+@pytest.fixture(scope="session")
 def small_run(tmp_path_factory) -> Path:
     return make_run(tmp_path_factory.mktemp("ablate_run"))

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_run
 
 pytestmark = pytest.mark.slow
 
@@ -71,9 +70,9 @@ def points(run: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory) -> tuple[Path, Path, str]:
+def done(tmp_path_factory, run_maker) -> tuple[Path, Path, str]:
     root = tmp_path_factory.mktemp("ablate_e2e")
-    run = make_run(root / "run")
+    run = run_maker(root / "run")
     config = write_config(root / "ablation.toml")
     return run, config, finish(ablate(config, run))
 
@@ -143,9 +142,9 @@ def test_rerun_redoes_nothing(done):
     assert ckpt.stat().st_mtime_ns == before and points(run) == rows
 
 
-def test_sigkill_then_rerun_equals_the_clean_run(done, tmp_path):
+def test_sigkill_then_rerun_equals_the_clean_run(done, tmp_path, run_maker):
     clean_run, config, _ = done
-    run = make_run(tmp_path / "run")
+    run = run_maker(tmp_path / "run")
     proc = ablate(config, run)
     target = run / "ablation" / "B" / "seed-1" / "train" / "step-0000004"
     deadline = time.time() + 300
@@ -162,8 +161,8 @@ def test_sigkill_then_rerun_equals_the_clean_run(done, tmp_path):
     assert got == want
 
 
-def test_a_changed_arm_is_redone_alone_and_missing_exercises_skip_finetuning(tmp_path):
-    run = make_run(tmp_path / "run", exercises=0)
+def test_a_changed_arm_is_redone_alone_and_missing_exercises_skip_finetuning(tmp_path, run_maker):
+    run = run_maker(tmp_path / "run", exercises=0)
     arms = """
 [[ablate.arms]]
 name = "A"

@@ -4,7 +4,7 @@ Every stage that asks an LLM anything goes through this layer. The public entry 
 
     from textbooklm.teacher import Request, build_teacher
 
-    teacher = build_teacher(cfg.teachers["gpt4"], cache_dir=run_dir / "teacher", stage="judge")
+    teacher = build_teacher(cfg.teachers["gpt4"], cache_dir=run_dir / "_cache", stage="judge")
     results = teacher.complete([Request(messages=[{"role": "user", "content": "..."}], max_tokens=64)])
     probs = teacher.score_choices("Rate this code 0-5: ...", ["0", "1", "2", "3", "4", "5"])
     summary_line(teacher.summary())          # requests, tokens, failures by reason, cost, wall time
