@@ -24,6 +24,7 @@ from typing import Any
 from textbooklm.sandbox import Program
 from textbooklm.sandbox import Result as SandboxResult
 from textbooklm.synth.exercise import ExerciseError, ParsedExercise, reply_code
+from textbooklm.synth.stable_repr import STABLE_REPR_SOURCE
 
 MARK = "@@textbooklm-consensus@@"
 MAX_REPR = 2000  # longer results are not turned into tests (unreadable, and slow to compare)
@@ -49,12 +50,13 @@ def call_program(pid: str, code: str, entry_point: str, args: str) -> Program:
     test = (
         "def check(candidate):\n"
         "    import json as _json\n"
+        + "".join(f"    {line}\n" for line in STABLE_REPR_SOURCE.splitlines()) +
         "    try:\n"
         f"        _value = candidate({args})\n"
         "    except Exception as _exc:\n"
         f"        print({MARK!r} + _json.dumps(['raises', type(_exc).__name__]), flush=True)\n"
         "    else:\n"
-        f"        print({MARK!r} + _json.dumps(['value', repr(_value)[:{MAX_REPR + 1}]]), flush=True)\n"
+        f"        print({MARK!r} + _json.dumps(['value', stable_repr(_value)[:{MAX_REPR + 1}]]), flush=True)\n"
     )
     return Program(id=pid, code=code, test=test, entry_point=entry_point)
 

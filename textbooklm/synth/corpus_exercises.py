@@ -10,7 +10,8 @@ is, by definition, the expected value. So (mining.py finds the candidates, input
 2. here, each input's outcome is judged: raised, too slow, result not a small literal (its repr
    must round-trip through ast.literal_eval and stay under MAX_RESULT_REPR), or two runs disagree
    (the function is rejected: ``non-deterministic``); the rest become
-   ``assert candidate(<input>) == <value>``;
+   ``assert candidate(<input>) == <value>``, the value printed with sets and dicts in sorted order
+   (stable_repr.py: the same text whatever the hash seed);
 3. the exercise is kept with at least ``min_tests`` such tests, more than one distinct value
    (``constant-output`` otherwise: tests a constant function would pass teach nothing) and not
    every input returned unchanged (``identity-output``: ``return x`` would pass them), and
@@ -34,6 +35,7 @@ from textbooklm.sandbox import Result as SandboxResult
 from textbooklm.synth.consensus import literal
 from textbooklm.synth.input_gen import GeneratedInput, doctest_calls, doctest_imports, generate_inputs, names_read
 from textbooklm.synth.mining import Candidate
+from textbooklm.synth.stable_repr import STABLE_REPR_SOURCE
 
 MARK = "@@textbooklm-mine@@"
 MAX_RESULT_REPR = 200  # a test's expected value stays readable
@@ -52,7 +54,8 @@ def probe_program(cand: Candidate, inputs: list[GeneratedInput], pid: str, per_c
         "def check(candidate):\n"
         + "".join(f"    {line}\n" for line in setup or [])
         + "    import json as _j, signal as _s, time as _t\n"
-        "    class _Slow(BaseException):\n"
+        + "".join(f"    {line}\n" for line in STABLE_REPR_SOURCE.splitlines())
+        + "    class _Slow(BaseException):\n"
         "        pass\n"
         "    def _alarm(*_a):\n"
         "        raise _Slow()\n"
@@ -62,7 +65,7 @@ def probe_program(cand: Candidate, inputs: list[GeneratedInput], pid: str, per_c
         "        _t0 = _t.perf_counter()\n"
         "        try:\n"
         "            _v = _c()\n"
-        "            _r = ['value', repr(_v)[:" + str(MAX_RESULT_REPR + 1) + "]]\n"
+        "            _r = ['value', stable_repr(_v)[:" + str(MAX_RESULT_REPR + 1) + "]]\n"
         "        except _Slow:\n"
         "            _r = ['slow', '']\n"
         "        except RecursionError:\n"

@@ -31,6 +31,7 @@ from itertools import zip_longest
 from typing import Any
 
 from textbooklm.synth.call_inputs import BUILTIN_NAMES, call_inputs, variable_bindings
+from textbooklm.synth.stable_repr import stable_repr
 
 MAX_VALUE_REPR = 200  # longer generated values are not used (a test should stay readable)
 
@@ -342,7 +343,7 @@ def mutations(value: Any) -> list[Any]:
             out.append({**value, **{m: v for m in mutations(k)[:1] if _hashable(m)}})
         return out
     if isinstance(value, (set, frozenset)):
-        return [set(list(value)[1:])] if value else []
+        return [set(sorted(value, key=stable_repr)[1:])] if value else []  # not hash order: same input every run
     return []
 
 
@@ -435,7 +436,7 @@ def doctest_calls(docstring: str | None, name: str) -> list[str]:
 def _args_text(values: list[tuple[Param, Any]]) -> str:
     parts = []
     for p, v in values:
-        parts.append(f"{p.name}={v!r}" if p.keyword_only else repr(v))
+        parts.append(f"{p.name}={stable_repr(v)}" if p.keyword_only else stable_repr(v))
     return ", ".join(parts)
 
 
