@@ -8,6 +8,7 @@ command bodies so ``textbooklm --help`` stays instant.
 from __future__ import annotations
 
 import importlib
+import os
 
 import typer
 
@@ -40,7 +41,16 @@ for _module in AREAS:
     importlib.import_module(_module).register(app)
 
 
+def make_child_pythons_safe() -> None:
+    """Every Python this command starts (multiprocessing's fork server and resource tracker, loky,
+    Ray, torchrun) runs as with ``-P``: its cwd is not put on sys.path. Why: those start with ``-c`` or
+    ``-m``, which would import from the cwd, and a user may run the command from a folder that
+    model-written programs can write (``/tmp``)."""
+    os.environ["PYTHONSAFEPATH"] = "1"
+
+
 def main() -> None:  # pragma: no cover - console-script entry
+    make_child_pythons_safe()
     app()
 
 

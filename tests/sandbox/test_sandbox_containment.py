@@ -280,7 +280,7 @@ def _peek_across_pools(tmp_root: Path, uid_a: int | None, uid_b: int | None) -> 
         writer.start()
         loot = []
         for _ in range(200):
-            loot = list(tmp_root.glob("textbooklm-sbx-*/loot.txt"))
+            loot = list(tmp_root.glob("textbooklm-sandbox-*/textbooklm-sbx-*/loot.txt"))
             if loot:
                 break
             threading.Event().wait(0.05)

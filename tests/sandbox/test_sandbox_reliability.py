@@ -185,5 +185,6 @@ def test_workdir_is_fresh_and_private(tmp_path):
     with SandboxPool(Limits(timeout_s=2), workers=1, tmp_root=str(tmp_path)) as pool:
         a, b = pool.run([Program(id="a", code=code), Program(id="b", code=code)])
     assert a.status == b.status == "passed", (a.error, b.error)
-    assert a.stdout != b.stdout and Path(a.stdout.strip()).parent == tmp_path
+    # in the pool's private folder inside the tmp root (sandbox/private_root.py)
+    assert a.stdout != b.stdout and Path(a.stdout.strip()).parent.parent == tmp_path
     assert not Path(a.stdout.strip()).exists()

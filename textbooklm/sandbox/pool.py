@@ -27,7 +27,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from textbooklm.sandbox import cgroups
+from textbooklm.sandbox import cgroups, private_root
 from textbooklm.sandbox.config import Limits
 from textbooklm.sandbox.environment import worker_environment
 from textbooklm.sandbox.program import Program, Result
@@ -56,11 +56,14 @@ class _WorkerProcess:
                    else ["--cgroup-note", note])
         self._buf = b""
         try:
+            # -P and cwd "/": nothing a program can write is ever on the worker's sys.path (with
+            # ``-m`` and no -P, sys.path[0] is the cwd; a program that planted bisect.py there had it
+            # imported by the next worker, as root, outside every namespace). -s: no user site.
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "textbooklm.sandbox.zygote", "--tmp-root", tmp_root, "--uid", str(uid),
-                 "--isolate-network", str(int(isolate_network)), "--max-processes", str(max_processes),
-                 "--owner-pid", str(os.getpid()), *cg_args],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env, cwd=tmp_root,
+                [sys.executable, "-P", "-s", "-m", "textbooklm.sandbox.zygote", "--tmp-root", tmp_root,
+                 "--uid", str(uid), "--isolate-network", str(int(isolate_network)),
+                 "--max-processes", str(max_processes), "--owner-pid", str(os.getpid()), *cg_args],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env, cwd="/",
             )
         except BaseException:
             self._remove_cgroup()
@@ -135,9 +138,10 @@ class SandboxPool:
                  tmp_root: str | None = None, uid_base: int | None = None) -> None:
         self.limits = limits or Limits()
         self.workers = max(1, workers or os.cpu_count() or 1)
-        self.tmp_root = tmp_root or tempfile.gettempdir()
-        if not os.path.isdir(self.tmp_root):
-            raise ValueError(f"sandbox tmp_root {self.tmp_root!r} is not a directory")
+        self.base_tmp = tmp_root or tempfile.gettempdir()
+        if not os.path.isdir(self.base_tmp):
+            raise ValueError(f"sandbox tmp_root {self.base_tmp!r} is not a directory")
+        self.tmp_root = ""  # the pool's private folder inside base_tmp, made by start() (private_root.py)
         self.uid_base = uid_base  # None: uids leased so no two live pools share one (uids.py)
         self._lease: UidLease | None = None
         self._uids: list[int] = []
@@ -167,6 +171,9 @@ class SandboxPool:
 
     def start(self) -> None:
         cgroups.sweep_stale()
+        if not self.tmp_root:
+            private_root.sweep_stale(self.base_tmp)
+            self.tmp_root = private_root.create(self.base_tmp)
         if self.uid_base is not None:
             self._uids = [self.uid_base + i for i in range(self.workers)]
         elif self._lease is None:
@@ -189,6 +196,9 @@ class SandboxPool:
         if self._lease is not None:  # only once no worker runs as these uids
             self._lease.release()
             self._lease = None
+        if self.tmp_root:  # every worker is gone: nothing writes in it any more
+            private_root.remove(self.tmp_root)
+            self.tmp_root = ""
 
     def _request(self, index: int, program: Program) -> Result:
         wall = self.limits.wall_limit(program.reference_s)

@@ -65,15 +65,39 @@ from textbooklm.sandbox.namespaces import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHS
 CHUNK = 65536
 
 
+def _chmod_nofollow(path: str, mode: int) -> None:
+    """chmod a directory without following a link: open it O_NOFOLLOW (O_PATH needs no permission on
+    it) and chmod the open file through /proc/self/fd, so a link swapped in changes nothing."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY)
+    try:
+        os.chmod(f"/proc/self/fd/{fd}", mode)
+    finally:
+        os.close(fd)
+
+
 def _rmtree(path: str) -> None:
-    def fix(func, p, _exc):  # a program may chmod its own dirs to 000
+    """Remove a program's work dir. Never changes a mode outside it and never follows a link: as root,
+    rmtree needs no permission bits at all; as an ordinary user, a dir the program chmod-ed to 000 is
+    made traversable again, only when it lies inside the work dir (lexically) and is a real dir."""
+    root = os.path.abspath(path)
+
+    def fix(func, p, _exc):
+        if os.geteuid() == 0:
+            return
         try:
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
+            for target in (os.path.dirname(os.path.abspath(p)), os.path.abspath(p)):
+                if target == root or target.startswith(root + os.sep):
+                    _chmod_nofollow(target, 0o700)
             func(p)
         except OSError:
             pass
 
+    if not os.path.isdir(path) or os.path.islink(path):  # the program removed it (or a link is there)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return
     shutil.rmtree(path, onerror=fix)
 
 
