@@ -16,6 +16,17 @@ def test_help_lists_stages():
         assert cmd in res.output
 
 
+def test_help_groups_pipeline_stage_and_tool_commands():
+    out = runner.invoke(app, ["--help"], env={"COLUMNS": "120"}).output
+    pipeline, stages, tools = (out.index(f"{g} commands:") for g in ("Pipeline", "Stage", "Tool"))
+    assert pipeline < stages < tools
+    section = {name: out.rindex("commands:", 0, out.index(f"\n  {name} ")) for name in
+               ("run", "status", "corpus", "decontam", "synth", "sandbox", "generate")}
+    assert section["run"] == section["status"] == out.index("Pipeline commands:") + len("Pipeline ")
+    assert section["corpus"] == section["decontam"] == section["synth"] == out.index("Stage commands:") + len("Stage ")
+    assert section["sandbox"] == section["generate"] == out.index("Tool commands:") + len("Tool ")
+
+
 def test_corpus_help_explains_options():
     res = runner.invoke(app, ["corpus", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0

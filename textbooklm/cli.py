@@ -9,11 +9,44 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import TYPE_CHECKING
 
 import typer
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    import click
+
+# Commands that drive a whole run (the rest are stage commands or stand-alone tools).
+PIPELINE_COMMANDS = ("run", "status", "config", "cache", "stage", "report", "ablate")
+
+
+class GroupedHelp(TyperGroup):
+    """``textbooklm --help`` lists the commands in three groups: the pipeline, one command per stage
+    area (in data-flow order), and stand-alone tools, instead of one flat list of 24."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from textbooklm import registry
+
+        stages = set(registry.names())
+        groups: dict[str, list[tuple[str, str]]] = {"Pipeline": [], "Stage": [], "Tool": []}
+        limit = formatter.width - 6 - max(len(n) for n in self.list_commands(ctx))
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            subs = set(cmd.list_commands(ctx)) if hasattr(cmd, "list_commands") else set()
+            is_stage = name in stages or bool(subs & stages)  # `synth textbooks`, `synth exercises`
+            group = "Pipeline" if name in PIPELINE_COMMANDS else "Stage" if is_stage else "Tool"
+            groups[group].append((name, cmd.get_short_help_str(limit)))
+        for title, rows in groups.items():
+            if rows:
+                with formatter.section(f"{title} commands"):
+                    formatter.write_dl(rows)
 
 app = typer.Typer(
     name="textbooklm",
+    cls=GroupedHelp,
     help="Textbook-quality data for small language models: the phi-1 / phi-1.5 recipe as stages.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
