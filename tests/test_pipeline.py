@@ -57,3 +57,19 @@ def test_interrupted_attempt_with_other_config_is_wiped(tmp_path):
     (folder / "part-00099.parquet").write_bytes(b"left over from another config")
     run_pipeline(cfg, tmp_path / "run")
     assert not (folder / "part-00099.parquet").exists()
+
+
+def test_a_stage_done_before_its_input_was_remade_is_stale(tmp_path):
+    """Issue 25: finetune killed and re-run left eval 'done' though it measured the old model."""
+    base = tiny_config(tmp_path)
+    cfg = parse_config({"run": {"workers": 1}, "corpus": base.corpus.model_dump(mode="json"),
+                        "judge": {"judges": ["heuristic"], "label_from": "heuristic"}})
+    run_dir = tmp_path / "run"
+    run_pipeline(cfg, run_dir)
+    assert [r["state"] for r in run_status(run_dir)] == ["done", "done"]
+    first_judge = json.loads((run_dir / "judge" / "_stage.json").read_text())["finished_ns"]
+    (run_dir / "corpus" / "_stage.json").unlink()  # corpus is being re-run (killed mid-way)
+    assert [r["state"] for r in run_status(run_dir)] == ["partial", "stale"]
+    run_pipeline(cfg, run_dir)
+    assert [r["state"] for r in run_status(run_dir)] == ["done", "done"]
+    assert json.loads((run_dir / "judge" / "_stage.json").read_text())["finished_ns"] > first_judge

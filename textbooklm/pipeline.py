@@ -24,6 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from textbooklm import __version__, registry
 from textbooklm.config import PipelineBase
 from textbooklm.progress import console, summary_line
@@ -104,7 +106,8 @@ def run_pipeline(cfg: PipelineBase, run_dir: str | Path, only: list[str] | None 
                                     f"run them first (e.g. without --only)")
         attempt = read_json(folder / ATTEMPT_FILE)
         if state == "stale" or (attempt is not None and attempt.get("config_hash") != h):
-            console.print(f"[yellow]{spec.name}: config changed, re-running from scratch[/yellow]")
+            why = run.stale_reason(spec.name) or "config changed"
+            console.print(f"[yellow]{spec.name}: {escape(why)}, re-running from scratch[/yellow]")
             shutil.rmtree(folder)
         elif state == "partial":
             console.print(f"[yellow]{spec.name}: resuming an interrupted run[/yellow]")
@@ -119,6 +122,7 @@ def run_pipeline(cfg: PipelineBase, run_dir: str | Path, only: list[str] | None 
             "config_hash": h,
             "seconds": round(seconds, 3),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "finished_ns": time.time_ns(),  # orders finishes: a stage done before its input was re-made is stale
             "line": summary.get("line", ""),
             "summary": summary,
             "stats": stage_stats(spec.name, folder, summary, seconds),

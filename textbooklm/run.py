@@ -86,6 +86,12 @@ def stage_hashes(cfg: Any) -> dict[str, str]:
     return hashes
 
 
+def _finished_ns(done: dict[str, Any]) -> int:
+    """When a stage finished, in ns (0 when a record predates ``finished_ns``: never newer)."""
+    value = done.get("finished_ns")
+    return value if isinstance(value, int) else 0
+
+
 class Run:
     """A run folder and its config: stage folders, states, hashes and the meaning of dataset names."""
 
@@ -141,12 +147,38 @@ class Run:
         return read_json(self.stage_dir(name) / STAGE_FILE) or {}
 
     def state(self, name: str) -> str:
-        """``done``, ``stale`` (done with another config), ``partial`` (interrupted) or ``pending``."""
+        """``done``, ``stale`` (done with another config, or before its inputs were re-made),
+        ``partial`` (interrupted) or ``pending``."""
         done = read_json(self.stage_dir(name) / STAGE_FILE)
         if done is not None:
-            expected = self.hashes.get(name)
-            return "done" if expected is None or done.get("config_hash") == expected else "stale"
+            return "stale" if self.stale_reason(name, done) else "done"
         return "partial" if self.stage_dir(name).exists() else "pending"
+
+    def stale_reason(self, name: str, done: dict[str, Any] | None = None) -> str:
+        """Why a finished stage no longer stands for this run ("" when it does): its config changed,
+        or a stage it reads or follows is being re-run (not done) or finished after it did. Why the
+        second: a finetune killed and re-run leaves eval's config unchanged, but eval measured the
+        old model."""
+        done = read_json(self.stage_dir(name) / STAGE_FILE) if done is None else done
+        if done is None:
+            return ""
+        expected = self.hashes.get(name)
+        if expected is not None and done.get("config_hash") != expected:
+            return "config changed"
+        spec = registry.get(name) if name in registry.names() else None
+        if spec is None:
+            return ""
+        for up in (*spec.inputs, *spec.optional, *spec.after):
+            if not self.configured(up) or not self.stage_dir(up).exists():
+                continue
+            up_done = read_json(self.stage_dir(up) / STAGE_FILE)
+            if up_done is None:
+                return f"{up} is being re-run"
+            if self.stale_reason(up, up_done):
+                return f"{up} is stale"
+            if _finished_ns(up_done) > _finished_ns(done):
+                return f"{up} finished after it"
+        return ""
 
     def not_ready_inputs(self, name: str) -> list[str]:
         """Configured upstream stages of ``name`` that are not done with the current config."""
