@@ -65,6 +65,10 @@ class TrainLog:
         self._fh = (out / METRICS).open("a", newline="")
         from torch.utils.tensorboard import SummaryWriter
 
+        if start_step == 0:  # a fresh start: an attempt killed before its first checkpoint left events
+            for stale in (out / "tensorboard").glob("events.out.tfevents.*"):
+                stale.unlink()
+        # Resumed: events after the checkpoint's step are purged (TensorBoard honours purge_step).
         self._tb = SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1)
 
     def write(self, step: int, tokens: int, loss: float, val_loss: float | None, lr: float, grad_norm: float,
