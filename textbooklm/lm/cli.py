@@ -64,6 +64,7 @@ def pack_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Pack folder (index.json + token shards)."),
     val_fraction: float = typer.Option(0.02, "--val-fraction", help="Share of documents held out."),
     total_tokens: int = typer.Option(None, "--total-tokens", help="Train tokens to pack (repeats small sources)."),
+    max_epochs: float = typer.Option(4.0, "--max-epochs", help="Most times a source is packed (inf: no cap)."),
     loss_on: str = typer.Option("all", "--loss-on", help="all, or completion (prompt/completion data)."),
     tokens_per_shard: int = typer.Option(50_000_000, "--tokens-per-shard", help="Tokens per shard file."),
     seed: int = typer.Option(0, "--seed", help="Shuffle / mixture seed."),
@@ -86,7 +87,8 @@ def pack_cmd(
     tok = tokenizer / "tokenizer.json" if tokenizer.is_dir() else tokenizer
     try:
         cfg = PackConfig(sources=sources, tokenizer=str(tok), val_fraction=val_fraction, total_tokens=total_tokens,
-                         loss_on=loss_on, tokens_per_shard=tokens_per_shard, seed=seed)  # type: ignore[arg-type]
+                         max_epochs=max_epochs, loss_on=loss_on, tokens_per_shard=tokens_per_shard,
+                         seed=seed)  # type: ignore[arg-type]
         run_pack(cfg, {}, out)
     except ValidationError as exc:
         _fail(str(exc))

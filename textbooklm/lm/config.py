@@ -47,6 +47,9 @@ class PackSource(StrictModel):
 
     dataset: str = Field(..., description="A stage name of this run (e.g. 'synth_textbooks') or a Dataset folder.")
     weight: float = Field(1.0, gt=0, description="Share of the packed tokens (weights are normalized).")
+    max_epochs: float | None = Field(
+        None, gt=0, description="Most times this source's train tokens are packed (unset: the pack's max_epochs)."
+    )
 
 
 class PackConfig(StrictModel):
@@ -71,8 +74,19 @@ class PackConfig(StrictModel):
         description="Train tokens to pack. Unset: the most the weights allow without repeating any source; "
         "set higher, small sources are repeated (epochs), as phi-1.5 did with its synthetic data.",
     )
+    max_epochs: float = Field(
+        4.0,
+        gt=0,
+        description="Most times a source's train tokens are packed; a source whose weight asks for more is "
+        "capped and its tokens go to the others by weight (said in the summary). 4: repeated data is worth "
+        "almost as much as new for ~4 epochs (Muennighoff et al. 2023), phi-1.5 made ~5 passes. inf: no cap.",
+    )
     tokens_per_shard: int = Field(50_000_000, ge=1024, description="Tokens per memmapped shard file.")
     seed: int = Field(0, description="Seed of the document shuffle and of the mixture sampling.")
+
+    def source_max_epochs(self) -> list[float]:
+        """Each configured source's cap (its own, else the pack's)."""
+        return [self.max_epochs if s.max_epochs is None else s.max_epochs for s in self.sources]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 Layout of a pack folder::
 
     index.json                dtype, vocab, eot id, shards and counts per split, the realized mixture
+                              (tokens, epochs and cap per source), warnings
+    documents.parquet         one row per input document: source, id, split, tokens, and how many
+                              times it was packed into train and into validation
     train/tokens-00000.bin    uint16 (uint32 when the vocabulary needs it), raw, memory-mappable
     train/mask-00000.bin      uint8 loss mask (1 = train on this token), only for prompt/completion data
     val/...
@@ -12,25 +15,31 @@ joining documents with ``<|endoftext|>`` is what GPT-2 / phi pretraining did. Th
 split is decided per *document* by a hash of its text, so a document is never on both sides and the
 split does not change when other documents are added. Mixture weights are token shares: the
 packer draws documents of each source (repeating a source in reshuffled epochs only when asked
-for more tokens than it has) and interleaves them in a seeded random order.
+for more tokens than it has, at most ``max_epochs`` times: see ``textbooklm.lm.mixture``) and
+interleaves them in a seeded random order. Repetition is reported, never hidden: epochs per source
+in the index and the summary line, copies per document in ``documents.parquet``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
+from textbooklm.lm.mixture import SourceBudget, allocate
 from textbooklm.model.tokenizer import TextTokenizer
 from textbooklm.progress import progress_bar, summary_line
 from textbooklm.record import is_validation
-from textbooklm.store import Dataset, atomic_write_json
+from textbooklm.store import Dataset, atomic_write_json, write_table
 
 INDEX = "index.json"
+DOCUMENTS = "documents.parquet"
 FORMAT = "textbooklm.pack/1"
 
 
@@ -47,6 +56,8 @@ class _SourceTokens:
     tokens: dict[str, np.ndarray]
     masks: dict[str, np.ndarray | None]
     offsets: dict[str, np.ndarray]  # len = documents + 1
+    ids: list[str | None]  # each document's ``id`` (None: the dataset has no id column), in dataset order
+    is_val: np.ndarray  # bool per document in dataset order: held out for validation
 
     def n_tokens(self, split: str) -> int:
         return int(self.offsets[split][-1])
@@ -56,7 +67,10 @@ class _SourceTokens:
 
 
 def _documents(ds: Dataset, text_column: str, loss_on: str) -> tuple[str, Iterator[list[dict]]]:
-    """('text' | 'exercise', batches of records) after checking the dataset's columns."""
+    """('text' | 'exercise', batches of records) after checking the dataset's columns.
+
+    The ``id`` column comes along when there is one, for the per-document table.
+    """
     schema = ds.schema()
     if schema is None:
         if ds.is_finished and ds.num_rows == 0:  # an empty stage output (e.g. no verified exercises)
@@ -64,9 +78,11 @@ def _documents(ds: Dataset, text_column: str, loss_on: str) -> tuple[str, Iterat
         raise ValueError(f"{ds.path}: dataset has no shards")
     names = set(schema.names)
     if {"prompt", "completion"} <= names:
-        return "exercise", (b.to_pylist() for b in ds.iter_batches(columns=["prompt", "completion"], batch_size=512))
+        cols = ["prompt", "completion", *(["id"] if "id" in names else [])]
+        return "exercise", (b.to_pylist() for b in ds.iter_batches(columns=cols, batch_size=512))
     if text_column in names:
-        return "text", (b.to_pylist() for b in ds.iter_batches(columns=[text_column], batch_size=512))
+        cols = [text_column, *(["id"] if "id" in names and text_column != "id" else [])]
+        return "text", (b.to_pylist() for b in ds.iter_batches(columns=cols, batch_size=512))
     raise ValueError(f"{ds.path}: needs a {text_column!r} column or 'prompt' and 'completion' columns "
                      f"(has {sorted(names)})")
 
@@ -81,6 +97,8 @@ def _tokenize_source(
     files = {s: open(work / f"{name}-{s}.tok", "wb") for s in ("train", "val")}  # noqa: SIM115
     mfiles = {s: open(work / f"{name}-{s}.mask", "wb") for s in ("train", "val")} if with_mask else None  # noqa: SIM115
     lengths: dict[str, list[int]] = {"train": [], "val": []}
+    ids_of: list[str | None] = []
+    is_val: list[bool] = []
     try:
         with progress_bar(f"pack {name}", ds.num_rows if ds.is_finished else None) as advance:
             for batch in batches:
@@ -102,11 +120,13 @@ def _tokenize_source(
                     if mfiles is not None:
                         mfiles[split].write(np.asarray(mask, dtype=np.uint8).tobytes())
                     lengths[split].append(len(ids))
+                    is_val.append(split == "val")
+                ids_of.extend(None if r.get("id") is None else str(r["id"]) for r in batch)
                 advance(len(batch))
     finally:
         for f in (*files.values(), *(mfiles or {}).values()):
             f.close()
-    out = _SourceTokens(name, weight, {}, {}, {})
+    out = _SourceTokens(name, weight, {}, {}, {}, ids_of, np.asarray(is_val, dtype=bool))
     for s in ("train", "val"):
         out.offsets[s] = np.concatenate([[0], np.cumsum(np.asarray(lengths[s], dtype=np.int64))])
         out.tokens[s] = (np.memmap(work / f"{name}-{s}.tok", dtype=dtype, mode="r")
@@ -118,22 +138,31 @@ def _tokenize_source(
     return out
 
 
-def _draw(src: _SourceTokens, target: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """Document ids of ``src`` (train split) totalling at least ``target`` tokens; reshuffled per epoch."""
+def _draw(src: _SourceTokens, target: int, rng: np.random.Generator, at_most: bool = False) -> np.ndarray:
+    """Document ids of ``src`` (train split) totalling at least ``target`` tokens; reshuffled per epoch.
+
+    Whole passes over the documents, then part of one, so no document is drawn more than
+    ``ceil(target / tokens)`` times. The last document may overshoot ``target``; with ``at_most``
+    (a source at its ``max_epochs`` cap) the partial pass stops before it instead, so the cap holds
+    in tokens even when one document is a large part of a small source.
+    """
     n = src.n_docs("train")
     lengths = np.diff(src.offsets["train"])
     chosen: list[np.ndarray] = []
-    total, epochs = 0, 0
+    total = 0
     while total < target and n:
         perm = rng.permutation(n)
         cum = np.cumsum(lengths[perm])
         need = target - total
-        k = int(np.searchsorted(cum, need, side="left")) + 1
-        k = min(k, n)
+        if at_most:
+            k = int(np.searchsorted(cum, need, side="right"))
+            if k == 0:
+                break
+        else:
+            k = min(int(np.searchsorted(cum, need, side="left")) + 1, n)
         chosen.append(perm[:k])
         total += int(cum[k - 1])
-        epochs += 1
-    return (np.concatenate(chosen) if chosen else np.zeros(0, np.int64)), epochs
+    return np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
 
 
 class _ShardWriter:
@@ -172,6 +201,99 @@ class _ShardWriter:
         self._tok, self._mask, self._n = [], [], 0
 
 
+def _per_source_caps(max_epochs: float | Sequence[float | None] | None, n: int) -> list[float]:
+    """``max_epochs`` as one cap per source (None: no cap, ``math.inf``)."""
+    if max_epochs is None or isinstance(max_epochs, (int, float)):
+        caps = [max_epochs] * n
+    else:
+        caps = list(max_epochs)
+        if len(caps) != n:
+            raise ValueError(f"pack: {len(caps)} max_epochs for {n} sources")
+    out = [math.inf if c is None else float(c) for c in caps]
+    if any(c <= 0 for c in out):
+        raise ValueError(f"pack: max_epochs must be > 0, got {caps}")
+    return out
+
+
+def _realized(t: _SourceTokens, budget: SourceBudget, docs: np.ndarray) -> tuple[dict, np.ndarray]:
+    """What one source put into the train stream, and the copies of each of its train documents."""
+    copies = np.bincount(docs, minlength=t.n_docs("train")) if t.n_docs("train") else np.zeros(0, np.int64)
+    tokens = int(np.diff(t.offsets["train"])[docs].sum()) if len(docs) else 0
+    available = t.n_tokens("train")
+    return {
+        "tokens": tokens,
+        "documents": int(len(docs)),  # copies, counting repeats
+        "unique_documents": int((copies > 0).sum()),
+        "epochs": tokens / available if available else 0.0,  # packed tokens / the source's train tokens
+        "max_copies": int(copies.max()) if len(copies) else 0,  # most times one document was packed
+        "asked_tokens": round(budget.asked),  # its weight's share of the requested total
+        "asked_epochs": budget.asked / available if available else (None if budget.asked else 0.0),  # None: inf
+        "max_epochs": budget.max_epochs if math.isfinite(budget.max_epochs) else None,
+        "capped": budget.capped,
+    }, copies
+
+
+def _documents_table(sources: list[tuple[str, Dataset, float]], toks: list[_SourceTokens],
+                     copies: list[np.ndarray]) -> pa.Table:
+    """One row per input document: where it went and how many times it was packed (``documents.parquet``).
+
+    Why: "why is this sample here?" must reach the training data. A document's row says whether it
+    was packed into train (``packed_train`` copies, repeats included) or held out (``packed_val``).
+    """
+    cols: dict[str, list] = {k: [] for k in ("source", "id", "row", "split", "tokens", "packed_train", "packed_val")}
+    for (name, _, _), t, c in zip(sources, toks, copies, strict=True):
+        n = len(t.is_val)
+        pos = {"train": 0, "val": 0}
+        for row in range(n):
+            split = "val" if t.is_val[row] else "train"
+            k = pos[split]
+            pos[split] += 1
+            cols["source"].append(name)
+            cols["id"].append(t.ids[row] if row < len(t.ids) else None)
+            cols["row"].append(row)
+            cols["split"].append(split)
+            cols["tokens"].append(int(t.offsets[split][k + 1] - t.offsets[split][k]))
+            cols["packed_train"].append(int(c[k]) if split == "train" else 0)
+            cols["packed_val"].append(1 if split == "val" else 0)
+    schema = pa.schema([("source", pa.string()), ("id", pa.string()), ("row", pa.int64()), ("split", pa.string()),
+                        ("tokens", pa.int64()), ("packed_train", pa.int64()), ("packed_val", pa.int64())])
+    return pa.table(cols, schema=schema)
+
+
+def _epochs_text(epochs: float | None) -> str:
+    return "unbounded (no train tokens)" if epochs is None else f"{epochs:.1f}"
+
+
+def _mixture_line(index: dict) -> str:
+    tr, va = index["splits"]["train"], index["splits"]["val"]
+    parts = []
+    for s in index["sources"]:
+        p = s["packed"]
+        part = (f"{s['dataset']} {p['tokens'] / max(tr['tokens'], 1):.1%} "
+                f"({p['tokens']:,} tokens, {p['epochs']:.2f} epochs")
+        if p["capped"]:
+            part += f", capped at max_epochs {p['max_epochs']:g}: its weight asked {_epochs_text(p['asked_epochs'])}"
+        parts.append(part + ")")
+    line = (f"pack: {tr['tokens']:,} train tokens ({tr['documents']:,} docs, {len(tr['shards'])} shards), "
+            f"{va['tokens']:,} validation tokens ({va['documents']:,} docs); mixture {', '.join(parts)}")
+    if tr["tokens"] < index["asked_train_tokens"] and any(s["packed"]["capped"] for s in index["sources"]):
+        line += f"; asked {index['asked_train_tokens']:,} train tokens, every source is at its cap"
+    return line
+
+
+def _cap_warnings(index: dict) -> list[str]:
+    capped = [s for s in index["sources"] if s["packed"]["capped"]]
+    free = [s["dataset"] for s in index["sources"] if not s["packed"]["capped"]]
+    out = []
+    for s in capped:
+        p = s["packed"]
+        out.append(f"{s['dataset']}: weight {s['weight']:g} asked {p['asked_tokens']:,} train tokens = "
+                   f"{_epochs_text(p['asked_epochs'])} epochs of its {s['train_tokens']:,}; capped at max_epochs "
+                   f"{p['max_epochs']:g} ({p['tokens']:,} tokens packed); "
+                   + (f"the rest went to {', '.join(free)} by weight" if free else "no source had room for the rest"))
+    return out
+
+
 def pack(
     sources: list[tuple[str, Dataset, float]],
     tok: TextTokenizer,
@@ -181,40 +303,53 @@ def pack(
     loss_on: str = "all",
     val_fraction: float = 0.02,
     total_tokens: int | None = None,
+    max_epochs: float | Sequence[float | None] | None = None,
     tokens_per_shard: int = 50_000_000,
     seed: int = 0,
     tokenizer_path: str | None = None,
 ) -> dict:
-    """Pack ``sources`` (name, dataset, weight) into ``out``; returns the index (also written)."""
+    """Pack ``sources`` (name, dataset, weight) into ``out``; returns the index (also written).
+
+    ``max_epochs`` caps how many times a source's train tokens are packed (one value, or one per
+    source; None: no cap, as a library default so existing callers such as the ablation keep their
+    packs; the pipeline's ``[pack]`` defaults to 4). A capped source's tokens go to the others by
+    weight (``textbooklm.lm.mixture``).
+    """
     if not sources:
         raise ValueError("pack: no input datasets")
+    caps = _per_source_caps(max_epochs, len(sources))
     out = Path(out)
     for sub in ("train", "val", "_work"):
         shutil.rmtree(out / sub, ignore_errors=True)
     (out / INDEX).unlink(missing_ok=True)
+    (out / DOCUMENTS).unlink(missing_ok=True)
     work = out / "_work"
     work.mkdir(parents=True)
     dtype = token_dtype(tok.vocab_size)
     toks = [_tokenize_source(f"src{i}", ds, w, tok, work, text_column, loss_on, val_fraction)
             for i, (_, ds, w) in enumerate(sources)]
     with_mask = any(t.masks["train"] is not None for t in toks)
-    total_w = sum(t.weight for t in toks)
-    shares = [t.weight / total_w for t in toks]
+    weights = [t.weight for t in toks]
     avail = [t.n_tokens("train") for t in toks]
     if total_tokens is None:
         # The most tokens the weights allow while every source is used at most once.
-        total_tokens = int(min(a / s for a, s in zip(avail, shares, strict=True)))
+        total_w = sum(weights)
+        total_tokens = int(min(a / (w / total_w) for a, w in zip(avail, weights, strict=True)))
+        caps = [min(c, 1.0) for c in caps]
+    budgets = allocate(weights, avail, caps, total_tokens)
     rng = np.random.default_rng(seed)
-    picks, realized = [], []
-    for i, (t, share) in enumerate(zip(toks, shares, strict=True)):
-        docs, epochs = _draw(t, int(round(share * total_tokens)), rng)
+    picks, realized, copies = [], [], []
+    for i, (t, budget) in enumerate(zip(toks, budgets, strict=True)):
+        docs = _draw(t, int(budget.target) if budget.capped else int(round(budget.target)), rng, budget.capped)
         picks.append(np.stack([np.full(len(docs), i, np.int64), docs], axis=1))
-        realized.append({"epochs": epochs, "documents": int(len(docs)),
-                         "tokens": int(np.diff(t.offsets["train"])[docs].sum()) if len(docs) else 0})
+        r, c = _realized(t, budget, docs)
+        realized.append(r)
+        copies.append(c)
     order = np.concatenate(picks) if picks else np.zeros((0, 2), np.int64)
     order = order[rng.permutation(len(order))]
     index: dict = {"format": FORMAT, "dtype": dtype.name, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id,
-                   "has_mask": with_mask, "tokenizer": tokenizer_path, "seed": seed, "splits": {}}
+                   "has_mask": with_mask, "tokenizer": tokenizer_path, "seed": seed,
+                   "asked_train_tokens": int(total_tokens), "documents_table": DOCUMENTS, "splits": {}}
     for split, docs_of in (("train", order), ("val", None)):
         writer = _ShardWriter(out / split, dtype, with_mask, tokens_per_shard)
         if docs_of is None:  # validation: every held-out document of every source, in source order
@@ -230,19 +365,20 @@ def pack(
         index["splits"][split] = {"shards": writer.shards, "tokens": sum(s["n"] for s in writer.shards),
                                   "documents": int(len(docs_of))}
     index["sources"] = [
-        {"dataset": name, "weight": w, "share": share, "train_documents": t.n_docs("train"),
+        {"dataset": name, "weight": w, "share": b.share, "train_documents": t.n_docs("train"),
          "train_tokens": t.n_tokens("train"), "val_documents": t.n_docs("val"), "val_tokens": t.n_tokens("val"),
          "packed": r}
-        for (name, _, w), t, share, r in zip(sources, toks, shares, realized, strict=True)
+        for (name, _, w), t, b, r in zip(sources, toks, budgets, realized, strict=True)
     ]
+    index["warnings"] = _cap_warnings(index)
+    index["line"] = _mixture_line(index)
+    write_table(out / DOCUMENTS, _documents_table(sources, toks, copies))
     del toks
     shutil.rmtree(work, ignore_errors=True)
-    atomic_write_json(out / INDEX, index)
-    tr, va = index["splits"]["train"], index["splits"]["val"]
-    mix = ", ".join(f"{s['dataset']} {s['packed']['tokens'] / max(tr['tokens'], 1):.0%}" for s in index["sources"])
-    index["line"] = (f"pack: {tr['tokens']:,} train tokens ({tr['documents']:,} docs, {len(tr['shards'])} shards), "
-                     f"{va['tokens']:,} validation tokens ({va['documents']:,} docs); mixture {mix}")
+    atomic_write_json(out / INDEX, index)  # last: a folder with index.json is a finished pack
     summary_line(index["line"])
+    for warning in index["warnings"]:
+        summary_line(f"pack: warning: {warning}")
     return index
 
 

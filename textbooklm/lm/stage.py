@@ -20,14 +20,14 @@ from textbooklm.store import Dataset, finish_dataset, records_to_table, shard_na
 
 
 def _finish(out: Path, rows: list[dict[str, Any]], stage: str, ctx: Any, parents: list[Dataset], line: str,
-            announce: bool = False) -> Dataset:
+            announce: bool = False, summary: dict[str, Any] | None = None) -> Dataset:
     if announce:
         summary_line(line)
     for old in Dataset(out).shards():
         old.unlink()
     write_table(out / shard_name(0), records_to_table(rows))
     return finish_dataset(out, stage=stage, config_hash=getattr(ctx, "config_hash", ""),
-                          parents=[str(p.path) for p in parents], summary={"line": line})
+                          parents=[str(p.path) for p in parents], summary={"line": line, **(summary or {})})
 
 
 def _is_tokenizer(ds: Dataset) -> bool:
@@ -149,13 +149,20 @@ def run_pack(cfg: PackConfig, inputs: dict[str, Dataset], out: Path, ctx: Any = 
         sources = [(s.dataset, resolve_dataset(s.dataset, inputs, ctx), s.weight) for s in cfg.sources]
     else:
         sources = [(k, v, 1.0) for k, v in default_sources(inputs, ctx, kind)]
+    caps = cfg.source_max_epochs() if cfg.sources else cfg.max_epochs
     index = pack(sources, tok, out, text_column=cfg.text_column, loss_on=cfg.loss_on,
-                 val_fraction=cfg.val_fraction, total_tokens=cfg.total_tokens,
+                 val_fraction=cfg.val_fraction, total_tokens=cfg.total_tokens, max_epochs=caps,
                  tokens_per_shard=cfg.tokens_per_shard, seed=cfg.seed, tokenizer_path=str(tok_path))
     rows = [{"dataset": s["dataset"], "weight": s["weight"], "share": s["share"],
              "train_tokens_available": s["train_tokens"], "train_tokens_packed": s["packed"]["tokens"],
-             "epochs": s["packed"]["epochs"], "val_tokens": s["val_tokens"]} for s in index["sources"]]
-    return _finish(out, rows, "pack", ctx, [d for _, d, _ in sources], index["line"])
+             "epochs": s["packed"]["epochs"], "max_epochs": s["packed"]["max_epochs"], "capped": s["packed"]["capped"],
+             "val_tokens": s["val_tokens"]} for s in index["sources"]]
+    tr = index["splits"]["train"]
+    summary = {"tokens": tr["tokens"], "asked_train_tokens": index["asked_train_tokens"],
+               "train tokens by source": {s["dataset"]: s["packed"]["tokens"] for s in index["sources"]},
+               "epochs by source": {s["dataset"]: round(s["packed"]["epochs"], 3) for s in index["sources"]},
+               "warnings": index["warnings"]}
+    return _finish(out, rows, "pack", ctx, [d for _, d, _ in sources], index["line"], summary=summary)
 
 
 def _train_stage(cfg: TrainConfig, inputs: dict[str, Dataset], out: Path, ctx: Any, stage: str) -> Dataset:
