@@ -69,3 +69,42 @@ def is_validation(text: str, val_fraction: float) -> bool:
         return False
     h = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
     return h / 2**64 < val_fraction
+
+
+def exercise_source_key(row: dict[str, Any]) -> str:
+    """What an exercise was made from, the unit the finetune/held-out split is decided on.
+
+    A mined exercise (``provenance.synth.mined``) comes from one corpus file: its key is that file
+    (``file:<corpus record id>``, else ``path:<source path>``), so every function of a file falls on
+    the same side. Splitting per exercise put ``read_int4`` in the held-out set and its near-copy
+    ``read_uint4`` from the same file in the training set. A teacher exercise has no source file:
+    its key is its own id (``exercise:<id>``, the content id of prompt + completion when it has none).
+    """
+    synth = provenance(row).get("synth")
+    mined = synth.get("mined") if isinstance(synth, dict) else None
+    if isinstance(mined, dict):
+        if mined.get("source_id"):
+            return f"file:{mined['source_id']}"
+        if mined.get("source_path"):
+            return f"path:{mined['source_path']}"
+    rid = row.get("id") or content_id((row.get("prompt") or "") + (row.get("completion") or ""))
+    return f"exercise:{rid}"
+
+
+def is_heldout_exercise(row: dict[str, Any], fraction: float) -> bool:
+    """The one finetune-train / held-out split of exercises: :func:`is_validation` of the source key.
+
+    Finetuning's pack (its validation split), ``eval``'s held-out exercises, decontam (which treats the
+    held-out ones as a benchmark) and ``ablate`` all call this, so with one fraction they agree, and no
+    source file has exercises on both sides.
+    """
+    return is_validation(exercise_source_key(row), fraction)
+
+
+def heldout_source_file(row: dict[str, Any]) -> str | None:
+    """The corpus record id of a mined exercise's source file (None for a teacher exercise)."""
+    synth = provenance(row).get("synth")
+    mined = synth.get("mined") if isinstance(synth, dict) else None
+    if isinstance(mined, dict) and mined.get("source_id"):
+        return str(mined["source_id"])
+    return None

@@ -63,7 +63,26 @@ class DecontamConfig(StrictModel):
     ast_max_nodes: int = Field(
         2000, ge=1, description="Functions with more nodes are not compared (bounds the edit-distance cost)."
     )
+    ast_min_statements: int = Field(
+        3, ge=1, description="An AST match where either function has fewer statements than this (a one-line "
+        "`__eq__` against HumanEval/54's one-line body) does not remove alone: it needs the same problem among "
+        "the sample's n-gram hits or listed embedding matches. It is still reported.",
+    )
     max_functions: int = Field(32, ge=1, description="At most this many functions per sample are compared.")
+    heldout_exercises: bool = Field(
+        True, description="Treat the run's held-out exercises (the `exercises` input's held-out side, split by "
+        "source file: record.is_heldout_exercise) as a benchmark: remove from every training dataset what matches "
+        "them, with the same signals. Held-out exercises stay in the cleaned `exercises` copy, marked "
+        "split = heldout, for finetuning's validation split and eval.",
+    )
+    heldout_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Held-out share of exercise sources; `config check` wants [finetune] "
+        "data.val_fraction and [eval] heldout_exercises.fraction equal to it (one split everywhere).",
+    )
+    heldout_source_files: bool = Field(
+        True, description="Also remove the whole corpus file each held-out exercise was mined from (signal "
+        "`source`), not only the files whose text matches it.",
+    )
     report_taus: list[float] = Field(
         default_factory=lambda: [0.95, 0.9, 0.85, 0.8], min_length=1,
         description="AST thresholds of the pruning report (phi-1 section 5.2 pruned at 0.95 down to 0.8).",

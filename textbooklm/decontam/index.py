@@ -19,7 +19,7 @@ import numpy as np
 
 from textbooklm.decontam.benchmarks import Reference
 from textbooklm.decontam.config import DecontamConfig
-from textbooklm.decontam.ngrams import NgramIndex
+from textbooklm.decontam.ngrams import NgramIndex, shared_passage
 from textbooklm.decontam.trees import FunctionTree, function_trees, match_rate, parse_functions
 from textbooklm.embeddings import Embedder
 
@@ -33,13 +33,30 @@ class Sample:
     text: str
 
 
+PAIR_CHARS = 1500  # characters of each side of a matched pair kept as evidence
+
+
+@dataclass(frozen=True)
+class AstMatch:
+    """A sample's best AST match against one problem: its rate, the sample function, the smaller body."""
+
+    tau: float
+    function: str
+    statements: int  # statements of the smaller of the two functions
+    source: str  # the sample function's text (the evidence)
+
+
 class ContaminationIndex:
     """Built once per process from the benchmark references; ``check`` scores batches of samples."""
 
-    def __init__(self, refs: Sequence[Reference], cfg: DecontamConfig, embedder: Embedder | None):
+    def __init__(self, refs: Sequence[Reference], cfg: DecontamConfig, embedder: Embedder | None,
+                 source_files: dict[str, str] | None = None):
+        """``source_files``: {corpus record id: problem id} of held-out exercises' source files (signal ``source``)."""
         self.cfg = cfg
         self.refs = list(refs)
         self.ids = [r.problem_id for r in self.refs]
+        position = {pid: k for k, pid in enumerate(self.ids)}
+        self.source_files = {rid: position[pid] for rid, pid in (source_files or {}).items() if pid in position}
         self.ngrams = NgramIndex(cfg.ngram, cfg.ngram_max_problems, cfg.ngram_min_content).build(
             r.texts for r in self.refs
         )
@@ -74,18 +91,19 @@ class ContaminationIndex:
         bound = common / np.maximum(self.sizes, tree.size)
         return np.flatnonzero(bound >= floor - 1e-9)
 
-    def ast_scores(self, trees: list[FunctionTree], exhaustive: bool = False) -> dict[int, tuple[float, str]]:
-        """{problem index: (best tau, sample function name)} over candidate (or all) pairs."""
-        best: dict[int, tuple[float, str]] = {}
+    def ast_scores(self, trees: list[FunctionTree], exhaustive: bool = False) -> dict[int, AstMatch]:
+        """{problem index: its best match} over candidate (or all) pairs."""
+        best: dict[int, AstMatch] = {}
         floor = self.cfg.ast_floor
         for tree in trees:
             cand = range(len(self.functions)) if exhaustive else self.ast_candidates(tree, floor)
             for f in cand:
-                tau = match_rate(tree, self.functions[f])
+                ref = self.functions[f]
+                tau = match_rate(tree, ref)
                 self.pairs_computed += 1
                 k = int(self.function_problem[f])
-                if tau > best.get(k, (-1.0, ""))[0]:
-                    best[k] = (tau, tree.name)
+                if k not in best or tau > best[k].tau:
+                    best[k] = AstMatch(tau, tree.name, min(tree.statements, ref.statements), tree.source)
         return best
 
     def embed_units(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
@@ -126,11 +144,38 @@ class ContaminationIndex:
             hits = self.ngrams.hits(text)
             trees = function_trees(text, cfg.ast_min_nodes, cfg.ast_max_nodes, cfg.max_functions)
             ast_best = self.ast_scores(trees, exhaustive)
-            results.append(self.result_row(s, hits, cos_best[s_idx], cos_all[s_idx], ast_best, len(trees)))
+            row = self.result_row(s, hits, cos_best[s_idx], cos_all[s_idx], ast_best, len(trees))
+            row["pair"] = self.pair(row, text, ast_best)
+            results.append(row)
         return results
 
+    def pair(self, row: dict[str, Any], text: str, ast_best: dict[int, AstMatch]) -> dict[str, Any] | None:
+        """The evidence of a decision: the training passage and the benchmark problem it matched.
+
+        Written for every removal, and for an AST match at the threshold that was held back as too small
+        (so a reader sees why it was not removed). None for a sample nothing decided about.
+        """
+        signal, pid = row["signal"], row["problem_id"]
+        if signal is None and row.get("held_back") is None:
+            return None
+        if signal is None:
+            signal, pid = "ast", row["ast_problem"]
+        k = self.ids.index(pid)
+        if signal == "ngram":
+            snippet, score = shared_passage(self.ngrams, text, k), row["ngram_hits"]
+        elif signal == "ast":
+            snippet, score = ast_best[k].source, row["ast_tau"]
+        elif signal == "source":
+            snippet, score = text, 1.0
+        else:
+            snippet, score = text[:EMBED_CHARS], row["embedding_cosine"]
+        ref = self.refs[k]
+        return {"signal": signal, "score": score, "problem_id": pid, "benchmark": ref.benchmark,
+                "problem_text": ref.code[:PAIR_CHARS], "training_snippet": snippet[:PAIR_CHARS],
+                "decision": row["decision"], "held_back": row.get("held_back")}
+
     def result_row(self, s: Sample, hits: dict[int, int], cos: tuple[float, int], cos_listed: dict[int, float],
-                   ast_best: dict[int, tuple[float, str]], n_functions: int) -> dict[str, Any]:
+                   ast_best: dict[int, AstMatch], n_functions: int) -> dict[str, Any]:
         cfg = self.cfg
         row: dict[str, Any] = {"id": s.id, "n_functions": n_functions}
         # n-grams: the problem sharing the most informative n-grams.
@@ -142,24 +187,37 @@ class ContaminationIndex:
             row.update(ngram_problem=None, ngram_hits=0, ngram_overlap=0.0)
         row.update(embedding_problem=self.ids[cos[1]] if cos[1] >= 0 else None,
                    embedding_cosine=round(cos[0], 4))
-        ast_raw = None
+        ast_raw, ast_k = None, -1
         if ast_best:
-            k = max(ast_best, key=lambda j: (ast_best[j][0], -j))
-            ast_raw = ast_best[k][0]
-            row.update(ast_problem=self.ids[k], ast_tau=round(ast_raw, 4), ast_function=ast_best[k][1])
+            ast_k = max(ast_best, key=lambda j: (ast_best[j].tau, -j))
+            ast_raw = ast_best[ast_k].tau
+            row.update(ast_problem=self.ids[ast_k], ast_tau=round(ast_raw, 4), ast_function=ast_best[ast_k].function)
         else:
             row.update(ast_problem=None, ast_tau=None, ast_function=None)
         # Every (problem, signal, score) at or above its reporting level: the pruning report needs all
         # of them, not only the closest, to say which problems have a similar training sample.
         matches = [[self.ids[k], "ngram", n] for k, n in sorted(hits.items())]
         matches += [[self.ids[k], "embedding", round(c, 4)] for k, c in sorted(cos_listed.items())]
-        matches += [[self.ids[k], "ast", round(t, 4)] for k, (t, _) in sorted(ast_best.items())
-                    if t >= cfg.ast_floor]
+        matches += [[self.ids[k], "ast", round(m.tau, 4)] for k, m in sorted(ast_best.items())
+                    if m.tau >= cfg.ast_floor]
+        source = self.source_files.get(s.id)
+        if source is not None:
+            matches.append([self.ids[source], "source", 1.0])
         row["matches"] = matches
         decision, signal, problem = "keep", None, None
-        if cfg.ngram_min_hits is not None and row["ngram_hits"] >= cfg.ngram_min_hits:
+        ast_hit = cfg.ast_threshold is not None and ast_raw is not None and ast_raw >= cfg.ast_threshold
+        row["held_back"] = None
+        if ast_hit and ast_best[ast_k].statements < cfg.ast_min_statements and not (
+                ast_k in hits or ast_k in cos_listed):
+            # A tiny function's shape is shared by unrelated code: reported, never decisive alone.
+            ast_hit = False
+            row["held_back"] = (f"AST tau {row['ast_tau']} on a function of {ast_best[ast_k].statements} "
+                                f"statement(s) < ast_min_statements {cfg.ast_min_statements}, no other signal")
+        if source is not None:
+            decision, signal, problem = "remove", "source", self.ids[source]
+        elif cfg.ngram_min_hits is not None and row["ngram_hits"] >= cfg.ngram_min_hits:
             decision, signal, problem = "remove", "ngram", row["ngram_problem"]
-        elif cfg.ast_threshold is not None and ast_raw is not None and ast_raw >= cfg.ast_threshold:
+        elif ast_hit:
             decision, signal, problem = "remove", "ast", row["ast_problem"]
         elif cfg.embedding_threshold is not None and cos[0] >= cfg.embedding_threshold:
             decision, signal, problem = "remove", "embedding", row["embedding_problem"]

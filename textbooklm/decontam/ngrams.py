@@ -96,3 +96,19 @@ class NgramIndex:
                 for k in probs:
                     out[k] += 1
         return dict(out)
+
+
+def shared_passage(index: NgramIndex, text: str, problem: int, context: int = 80) -> str:
+    """The passage of ``text`` around its first indexed n-gram shared with ``problem`` (the evidence shown).
+
+    Words are found again with their character spans, so the passage is the sample's own text (its
+    formatting and case), not the normalized tokens; ``context`` characters are kept on either side.
+    """
+    spans = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
+    n = index.n
+    for i in range(len(spans) - n + 1):
+        gram = " ".join(t for _, _, t in spans[i : i + n])
+        if problem in index.postings.get(gram, ()):
+            start, end = spans[i][0], spans[i + n - 1][1]
+            return text[max(0, start - context) : end + context]
+    return ""

@@ -5,11 +5,21 @@ Inputs (all optional; whatever the run configures): ``filter`` (else ``corpus``)
 a task scores its rows with every signal and writes, atomically,
 
 * ``OUT/<input>/part-N``: the rows kept, same columns, the decision added to ``provenance``;
-* ``OUT/rejected/part-N``: the rows removed, with the matched problem, the signal and the scores;
+* ``OUT/rejected/part-N``: the rows removed, with the matched problem, the signal, the scores and the
+  matched ``pair`` (training passage, problem text);
 * ``_work/matches/part-N``: one row per sample that matched anything under any signal.
 
-Then ``OUT/`` (the stage's own dataset) gathers the match rows and ``OUT/report.json`` holds the
-pruning table (``report.tau_table``) the run report reads. Training stages read ``OUT/<input>/``.
+Then ``OUT/`` (the stage's own dataset) gathers the match rows, ``OUT/pairs.json`` lists the evidence of
+every removal (and of every AST match held back as too small), and ``OUT/report.json`` holds the pruning
+table (``report.tau_table``, HumanEval and the other configured benchmarks) the run report reads, plus
+the held-out exercises' figures. Training stages read ``OUT/<input>/``.
+
+Held-out exercises (``heldout_exercises``): the ``exercises`` input's held-out side (split by source
+file, :func:`textbooklm.record.is_heldout_exercise`) is one more benchmark. Every training dataset is
+checked against it with the same signals, plus ``source``: the corpus file a held-out exercise was mined
+from is removed whole. The held-out rows themselves stay in ``OUT/exercises`` (provenance
+``decontam.split = "heldout"``, not checked: they are not training data), so finetuning's validation
+split and ``eval`` find them there; the training side is marked ``split = "train"``.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import pyarrow.parquet as pq
 
 from textbooklm.decontam.benchmarks import load_references
 from textbooklm.decontam.config import DecontamConfig
+from textbooklm.decontam.heldout import EXERCISES, HeldOut, heldout_exercises, index_references, split_note
 from textbooklm.decontam.index import ContaminationIndex, Sample
 from textbooklm.decontam.report import format_table, tau_table
 from textbooklm.embeddings import load_embedder
@@ -34,19 +45,20 @@ from textbooklm.stage_context import StageContext
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset, shard_name, write_table
 
 REPORT_FILE = "report.json"
+PAIRS_FILE = "pairs.json"
 
 MATCH_SCHEMA = pa.schema([
     ("id", pa.string()), ("dataset", pa.string()), ("decision", pa.string()), ("signal", pa.string()),
     ("problem_id", pa.string()), ("ngram_problem", pa.string()), ("ngram_hits", pa.int64()),
     ("ngram_overlap", pa.float64()), ("embedding_problem", pa.string()), ("embedding_cosine", pa.float64()),
     ("ast_problem", pa.string()), ("ast_tau", pa.float64()), ("ast_function", pa.string()),
-    ("n_functions", pa.int64()), ("matches", pa.string()),
+    ("n_functions", pa.int64()), ("matches", pa.string()), ("pair", pa.string()),
 ])
 REJECTED_SCHEMA = pa.schema([
     ("id", pa.string()), ("dataset", pa.string()), ("text", pa.string()), ("provenance", pa.string()),
     ("reason", pa.string()), ("detail", pa.string()), ("problem_id", pa.string()), ("signal", pa.string()),
     ("ngram_hits", pa.int64()), ("ast_tau", pa.float64()), ("embedding_cosine", pa.float64()),
-    ("record", pa.string()),
+    ("record", pa.string()), ("pair", pa.string()),
 ])
 
 
@@ -66,10 +78,12 @@ def select_inputs(inputs: dict[str, Dataset]) -> dict[str, Dataset]:
 
 
 @lru_cache(maxsize=2)
-def _index(cfg_json: str) -> ContaminationIndex:
-    """One index per worker process (building it embeds the benchmark once)."""
+def _index(cfg_json: str, heldout_path: str | None, heldout_hash: str | None) -> ContaminationIndex:
+    """One index per worker process (building it embeds the benchmark once); the hash keys a changed file."""
     cfg = DecontamConfig.model_validate_json(cfg_json)
-    return ContaminationIndex(load_references(cfg), cfg, load_embedder(cfg.embedder))
+    held = HeldOut.read(Path(heldout_path)) if heldout_path else None
+    refs, sources = index_references(cfg, held)
+    return ContaminationIndex(refs, cfg, load_embedder(cfg.embedder), sources)
 
 
 def sample_text(rec: dict[str, Any]) -> str:
@@ -91,40 +105,49 @@ def is_match(row: dict[str, Any]) -> bool:
 
 def _decision_note(row: dict[str, Any]) -> dict[str, Any]:
     keys = ("decision", "signal", "problem_id", "ngram_problem", "ngram_hits", "embedding_problem",
-            "embedding_cosine", "ast_problem", "ast_tau")
-    return {k: row[k] for k in keys if row[k] is not None}
+            "embedding_cosine", "ast_problem", "ast_tau", "held_back")
+    return {k: row[k] for k in keys if row.get(k) is not None}
 
 
 def check_task(task: dict[str, Any]) -> dict[str, Any]:
     """Worker: score one slice of one input, write kept / rejected / match shards."""
     cfg = DecontamConfig.model_validate_json(task["config"])
-    index = _index(task["config"])
+    index = _index(task["config"], task.get("heldout"), task.get("heldout_hash"))
     table = pq.read_table(task["shard"]).slice(task["start"], task["rows"])
     records = table.to_pylist()
     texts = [sample_text(r) for r in records]
-    samples = [Sample(sample_id(r, t), t) for r, t in zip(records, texts, strict=True)]
-    pairs_before = index.pairs_computed
-    rows = index.check(samples)
     out, name = Path(task["out"]), task["dataset"]
+    fraction = task.get("split_fraction")  # set for the exercises the held-out ones come from
+    splits = [split_note(r, fraction) if fraction is not None else {} for r in records]
+    to_check = [i for i, sp in enumerate(splits) if sp.get("split") != "heldout"]
+    samples = [Sample(sample_id(records[i], texts[i]), texts[i]) for i in to_check]
+    pairs_before = index.pairs_computed
+    checked_rows = dict(zip(to_check, index.check(samples), strict=True))
     kept, rejected, matches = [], [], []
-    for rec, text, row in zip(records, texts, rows, strict=True):
+    for i, (rec, text) in enumerate(zip(records, texts, strict=True)):
+        if i not in checked_rows:  # a held-out exercise: the benchmark itself, not training data
+            kept.append(with_provenance(rec, "decontam", decision="heldout", **splits[i]))
+            continue
+        row = checked_rows[i]
         row["dataset"] = name
-        noted = with_provenance(rec, "decontam", **_decision_note(row))
+        noted = with_provenance(rec, "decontam", **_decision_note(row), **splits[i])
         if row["decision"] == "keep":
             kept.append(noted)
         else:
             score = {"ngram": f"{row['ngram_hits']} shared {cfg.ngram}-grams", "ast": f"AST tau {row['ast_tau']}",
-                     "embedding": f"cosine {row['embedding_cosine']}"}[row["signal"]]
+                     "embedding": f"cosine {row['embedding_cosine']}",
+                     "source": "the source file of this held-out exercise"}[row["signal"]]
             rest = {k: v for k, v in rec.items() if k not in ("id", "text", "provenance")}
             rejected.append({
                 "id": row["id"], "dataset": name, "text": text, "provenance": noted["provenance"],
                 "reason": f"contaminated-{row['signal']}", "detail": f"{row['problem_id']}: {score}",
                 "problem_id": row["problem_id"], "signal": row["signal"], "ngram_hits": row["ngram_hits"],
                 "ast_tau": row["ast_tau"], "embedding_cosine": row["embedding_cosine"],
-                "record": json.dumps(rest, default=str),
+                "record": json.dumps(rest, default=str), "pair": json.dumps(row["pair"]),
             })
-        if is_match(row):
-            matches.append({**row, "matches": json.dumps(row["matches"])})
+        if is_match(row) or row["pair"] is not None:
+            matches.append({**row, "matches": json.dumps(row["matches"]),
+                            "pair": json.dumps(row["pair"]) if row["pair"] is not None else None})
     schema = table.schema if "provenance" in table.schema.names else table.schema.append(
         pa.field("provenance", pa.string()))
     write_table(out / name / task["local_key"], pa.Table.from_pylist(kept, schema=schema))
@@ -132,14 +155,20 @@ def check_task(task: dict[str, Any]) -> dict[str, Any]:
     write_table(Path(task["work"]) / "matches" / task["key"],
                 pa.Table.from_pylist([{k: m.get(k) for k in MATCH_SCHEMA.names} for m in matches], schema=MATCH_SCHEMA))
     return {"dataset": name, "checked": len(records), "kept": len(kept), "matched": len(matches),
+            "heldout": len(records) - len(to_check),
             "removed_by": dict(Counter(r["signal"] for r in rejected)),
+            "removed_for": dict(Counter(EXERCISES if r["problem_id"].startswith("exercise/") else "benchmarks"
+                                        for r in rejected)),
             "ast_pairs": index.pairs_computed - pairs_before}
 
 
-def plan_tasks(cfg: DecontamConfig, datasets: dict[str, Dataset], out: Path, work: Path) -> list[dict[str, Any]]:
+def plan_tasks(cfg: DecontamConfig, datasets: dict[str, Dataset], out: Path, work: Path,
+               held: HeldOut | None = None) -> list[dict[str, Any]]:
     tasks: list[dict[str, Any]] = []
     cfg_json = cfg.model_dump_json()
+    held_info = {"heldout": str(held.path), "heldout_hash": held.digest} if held is not None else {}
     for name, ds in datasets.items():
+        split = {"split_fraction": held.fraction} if held is not None and name == EXERCISES else {}
         local = 0
         for shard in ds.shards():
             n = pq.ParquetFile(shard).metadata.num_rows
@@ -147,7 +176,7 @@ def plan_tasks(cfg: DecontamConfig, datasets: dict[str, Dataset], out: Path, wor
                 tasks.append({
                     "key": shard_name(len(tasks)), "local_key": shard_name(local), "dataset": name,
                     "shard": str(shard), "start": start, "rows": min(cfg.rows_per_task, n - start),
-                    "config": cfg_json, "out": str(out), "work": str(work),
+                    "config": cfg_json, "out": str(out), "work": str(work), **held_info, **split,
                 })
                 local += 1
     return tasks
@@ -160,7 +189,8 @@ def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: StageCo
     datasets = select_inputs(inputs)
     if not datasets:
         raise ValueError("decontam: no training data to check; configure corpus/filter, textbooks or exercises")
-    tasks = plan_tasks(cfg, datasets, out, work)
+    held = heldout_exercises(cfg, datasets.get(EXERCISES), work) if cfg.heldout_exercises else None
+    tasks = plan_tasks(cfg, datasets, out, work, held)
     results = ctx.map(check_task, tasks, work / "markers", description="decontam: check")
     match_tables = [pq.read_table(work / "matches" / t["key"]) for t in tasks]
     matches = pa.concat_tables(match_tables) if match_tables else MATCH_SCHEMA.empty_table()
@@ -168,12 +198,21 @@ def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: StageCo
         write_table(out / shard_name(i), matches.slice(i * 10_000, 10_000))
 
     refs = load_references(cfg)
-    rows = [{**r, "matches": json.loads(r["matches"])} for r in matches.to_pylist()]
-    checked = sum(r["checked"] for r in results.values())
-    report = tau_table(rows, [r.problem_id for r in refs], n_samples=checked, taus=cfg.report_taus,
+    bench_ids = {r.problem_id for r in refs}
+    rows = [{**r, "matches": json.loads(r["matches"]), "pair": json.loads(r["pair"]) if r["pair"] else None}
+            for r in matches.to_pylist()]
+    checked = sum(r["checked"] - r.get("heldout", 0) for r in results.values())
+    # The pruning table is about the configured benchmarks (phi-1's similar / non-similar HumanEval split).
+    bench_rows = [{**r, "matches": [m for m in r["matches"] if m[0] in bench_ids]} for r in rows]
+    report = tau_table(bench_rows, [r.problem_id for r in refs], n_samples=checked, taus=cfg.report_taus,
                        ngram_min_hits=cfg.ngram_min_hits, embedding_threshold=cfg.embedding_threshold)
     report["config"] = cfg.model_dump(mode="json")
     report["datasets"] = {n: sum(r["checked"] for r in results.values() if r["dataset"] == n) for n in datasets}
+    pairs = [{"dataset": r["dataset"], "id": r["id"], **r["pair"]} for r in rows if r["pair"] is not None]
+    report["pairs"] = {"file": PAIRS_FILE, "removed": sum(p["decision"] != "keep" for p in pairs),
+                       "held_back": sum(p["decision"] == "keep" for p in pairs)}
+    report["heldout_exercises"] = _heldout_report(held, rows, results)
+    atomic_write_json(out / PAIRS_FILE, pairs)
     atomic_write_json(out / REPORT_FILE, report)
 
     summary = _summary(results, report, datasets)
@@ -190,9 +229,23 @@ def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: StageCo
     return result
 
 
+def _heldout_report(held: HeldOut | None, rows: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> dict:
+    """What treating the held-out exercises as a benchmark did: how many, from how many files, what went."""
+    if held is None:
+        return {"enabled": False}
+    removed = [r for r in rows if r["decision"] != "keep" and str(r["problem_id"]).startswith("exercise/")]
+    return {"enabled": True, "fraction": held.fraction, "n_problems": len(held.problems),
+            "n_source_files": len(set(held.source_files)), "n_exercise_sources": held.n_sources,
+            "n_train_sources": held.n_train_sources,
+            "removed": len(removed), "removed_by_signal": dict(Counter(r["signal"] for r in removed)),
+            "removed_by_dataset": dict(Counter(r["dataset"] for r in removed)),
+            "problems_matched": sorted({r["problem_id"] for r in removed})}
+
+
 def _summary(results: dict[str, dict[str, Any]], report: dict[str, Any], datasets: dict[str, Dataset]) -> dict:
-    checked = sum(r["checked"] for r in results.values())
-    kept = sum(r["kept"] for r in results.values())
+    heldout = sum(r.get("heldout", 0) for r in results.values())
+    checked = sum(r["checked"] for r in results.values()) - heldout
+    kept = sum(r["kept"] for r in results.values()) - heldout
     matched = sum(r["matched"] for r in results.values())
     by_signal: Counter[str] = Counter()
     for r in results.values():
@@ -202,9 +255,15 @@ def _summary(results: dict[str, dict[str, Any]], report: dict[str, Any], dataset
     taus = "/".join(f"{t['tau']:g}" for t in report["taus"])
     removed = "/".join(str(t["removed"]) for t in report["taus"])
     similar = "/".join(str(t["n_similar"]) for t in report["taus"])
+    held = report.get("heldout_exercises", {})
+    for_held = sum(r.get("removed_for", {}).get(EXERCISES, 0) for r in results.values())
+    held_part = (f"; {held['n_problems']} held-out exercises ({held['n_exercise_sources'] - held['n_train_sources']} "
+                 f"of {held['n_exercise_sources']} sources, kept out of training) as a benchmark: {for_held} removed "
+                 f"for them" if held.get("enabled") else "")
     line = (f"decontam: {checked} checked ({per_input}), {kept} kept, {checked - kept} removed (by {signals}), "
             f"{matched} matched any signal; at tau {taus}: {removed} would be removed, "
-            f"{similar} of {report['n_problems']} problems similar")
+            f"{similar} of {report['n_problems']} problems similar{held_part}; evidence in {PAIRS_FILE}")
     return {"line": line, "checked": checked, "kept": kept, "removed": checked - kept,
-            "removed_by_signal": dict(by_signal), "matched": matched,
+            "removed_by_signal": dict(by_signal), "matched": matched, "heldout_exercises": heldout,
+            "removed_for_heldout_exercises": for_held,
             "ast_pairs": sum(r["ast_pairs"] for r in results.values())}

@@ -35,7 +35,7 @@ import pyarrow as pa
 from textbooklm.lm.mixture import SourceBudget, allocate
 from textbooklm.model.tokenizer import TextTokenizer
 from textbooklm.progress import progress_bar, summary_line
-from textbooklm.record import is_validation
+from textbooklm.record import is_heldout_exercise, is_validation
 from textbooklm.store import Dataset, atomic_write_json, write_table
 
 INDEX = "index.json"
@@ -78,7 +78,8 @@ def _documents(ds: Dataset, text_column: str, loss_on: str) -> tuple[str, Iterat
         raise ValueError(f"{ds.path}: dataset has no shards")
     names = set(schema.names)
     if {"prompt", "completion"} <= names:
-        cols = ["prompt", "completion", *(["id"] if "id" in names else [])]
+        # id and provenance decide the exercise's side of the split (record.is_heldout_exercise: by source file)
+        cols = ["prompt", "completion", *(c for c in ("id", "provenance") if c in names)]
         return "exercise", (b.to_pylist() for b in ds.iter_batches(columns=cols, batch_size=512))
     if text_column in names:
         cols = [text_column, *(["id"] if "id" in names and text_column != "id" else [])]
@@ -113,9 +114,11 @@ def _tokenize_source(
                     for r, p, c in zip(batch, prompts, comps, strict=True):
                         ids = p + c + [tok.eot_id]
                         mask = [0] * len(p) + [1] * (len(c) + 1)
-                        docs.append(((r["prompt"] or "") + (r["completion"] or ""), ids, mask))
-                for text, ids, mask in docs:
-                    split = "val" if is_validation(text, val_fraction) else "train"
+                        docs.append((r, ids, mask))
+                for doc, ids, mask in docs:
+                    held = (is_heldout_exercise(doc, val_fraction) if isinstance(doc, dict)
+                            else is_validation(doc, val_fraction))
+                    split = "val" if held else "train"
                     files[split].write(np.asarray(ids, dtype=dtype).tobytes())
                     if mfiles is not None:
                         mfiles[split].write(np.asarray(mask, dtype=np.uint8).tobytes())
@@ -348,7 +351,7 @@ def pack(
     order = np.concatenate(picks) if picks else np.zeros((0, 2), np.int64)
     order = order[rng.permutation(len(order))]
     index: dict = {"format": FORMAT, "dtype": dtype.name, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id,
-                   "has_mask": with_mask, "tokenizer": tokenizer_path, "seed": seed,
+                   "has_mask": with_mask, "tokenizer": tokenizer_path, "seed": seed, "val_fraction": val_fraction,
                    "asked_train_tokens": int(total_tokens), "documents_table": DOCUMENTS, "splits": {}}
     for split, docs_of in (("train", order), ("val", None)):
         writer = _ShardWriter(out / split, dtype, with_mask, tokens_per_shard)
