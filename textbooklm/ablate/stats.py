@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ALPHA = 0.05
+from textbooklm.stats import ALPHA, effect_of, shown_p
+
+__all__ = ["ALPHA", "Cell", "Comparison", "compare", "welch_p"]
 
 
 @dataclass
@@ -68,12 +70,8 @@ class Comparison:
 def compare(step: str, metric: str, prev: Cell, this: Cell, higher_is_better: bool, paper: str) -> Comparison:
     diff = this.mean - prev.mean
     p = welch_p(prev.values, this.values)
-    if diff == 0 and all(c.n < 2 or c.std == 0 for c in (prev, this)):
-        effect = "no difference"
-    elif math.isnan(p) or p >= ALPHA:
-        effect = "within the noise"
-    else:
-        effect = "better" if (diff > 0) == higher_is_better else "worse"
+    identical = diff == 0 and all(c.n < 2 or c.std == 0 for c in (prev, this))
+    effect = effect_of(diff, p, higher_is_better, identical)
     if paper == "none":
         agrees = "the papers report no direction for this step"
     elif effect in ("within the noise", "no difference"):
@@ -82,6 +80,5 @@ def compare(step: str, metric: str, prev: Cell, this: Cell, higher_is_better: bo
         agrees = f"the same direction as the papers' HumanEval pass@1 ({paper})"
     else:
         agrees = f"OPPOSITE to the papers' HumanEval pass@1 ({paper})"
-    shown_p = "n/a" if math.isnan(p) else f"{p:.3g}"
-    verdict = f"{step}, {metric}: {diff:+.4g} (p={shown_p}): {effect}; {agrees}"
+    verdict = f"{step}, {metric}: {diff:+.4g} (p={shown_p(p)}): {effect}; {agrees}"
     return Comparison(step, metric, diff, p, effect, paper, verdict)

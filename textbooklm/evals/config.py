@@ -27,8 +27,21 @@ class HeldOutExercises(StrictModel):
     limit: int | None = Field(None, ge=1, description="Score only the first N held-out exercises.")
 
 
+class CorpusValidation(StrictModel):
+    """The pretraining pack's held-out documents, scored by every model: the same texts for each."""
+
+    pack: str = Field("pack", description="The pretraining pack stage of this run (or a pack folder); its "
+                      "validation split is decoded back into documents. No such pack: the set is skipped, and "
+                      "results.json says why.")
+    documents: int | None = Field(100, ge=2, description="Score this many documents, spread evenly over the "
+                                  "split (None: all).")
+    tokens_per_document: int = Field(1024, ge=1, description="Score each document's first N tokens (the model's "
+                                     "own tokenizer), in windows of its context length.")
+
+
 class EvalConfig(StrictModel):
-    """Evaluate the run's models: code pass@k, solution NLL, validation loss, phi-1.5 benchmarks."""
+    """Evaluate the run's models, each on the same sets: corpus validation documents, held-out exercises,
+    HumanEval (pass@k and canonical-solution NLL), phi-1.5 benchmarks; with n, intervals, paired tests."""
 
     models: list[str] = Field(
         default_factory=lambda: ["finetune"],
@@ -40,6 +53,9 @@ class EvalConfig(StrictModel):
     problems_path: str | None = Field(None, description="Any problems JSONL (e.g. held-out exercises).")
     heldout_exercises: HeldOutExercises | None = Field(
         None, description="Also score the run's held-out verified exercises (pass@k, reference NLL).")
+    corpus_validation: CorpusValidation | None = Field(
+        default_factory=CorpusValidation,
+        description="NLL/token of every model on the pretraining pack's validation documents (none: off).")
     n_samples: int = Field(10, ge=1, description="Samples per problem (pass@1 and pass@k estimated from them).")
     temperature: float = Field(0.2, ge=0, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling.")

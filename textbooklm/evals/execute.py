@@ -1,7 +1,8 @@
 """Scoring samples: every completion through the sandbox, then pass@k per task.
 
 Writes ``<samples>.results.jsonl`` (one verdict per sample) and ``<samples>.results.json``
-(pass@k, counts per status, and every limit and setting used, including the sandbox isolation).
+(pass@k with n and lm-eval-harness's standard error, the share of empty completions and why the rest
+failed, counts per status, and every limit and setting used, including the sandbox isolation).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from textbooklm.code_tasks import solution_program
-from textbooklm.evals.passk import mean_pass_at_k
+from textbooklm.evals.outcomes import describe_outcomes, is_empty
+from textbooklm.evals.passk import mean_pass_at_k, pass_at_k_stderr
 from textbooklm.jsonl import read_jsonl
 from textbooklm.problems import Problem
 from textbooklm.sandbox import Limits, Program, SandboxPool
@@ -51,11 +53,17 @@ def score(problems: list[Problem], samples: list[dict[str, Any]], limits: Limits
     for s, r in zip(samples, results, strict=True):
         per_task[s["task_id"]].append(r.passed)
         records.append({"task_id": s["task_id"], "completion_id": s.get("completion_id"), "status": r.status,
-                        "passed": r.passed, "error": r.error, "duration_s": r.duration_s})
+                        "passed": r.passed, "error": r.error, "duration_s": r.duration_s,
+                        "empty": is_empty(s["completion"])})
     counts = [(len(v), sum(v)) for v in per_task.values()]
+    pass_k = mean_pass_at_k(counts, ks)
+    per_problem_n = sorted({n for n, _ in counts})
     summary = {
-        "pass_at_k": mean_pass_at_k(counts, ks),
+        "pass_at_k": pass_k, "pass_at_k_stderr": pass_at_k_stderr(counts, ks),
         "problems": len(per_task), "samples": len(samples),
+        "n": per_problem_n[0] if len(per_problem_n) == 1 else per_problem_n,  # samples per problem
+        **describe_outcomes(samples, records, pass_k.get("pass@1")),
+        "per_problem": [{"task_id": t, "n": len(v), "passed": sum(v)} for t, v in per_task.items()],
         "status_counts": dict(Counter(r.status for r in results)),
         "limits": limits.model_dump(), "workers": n_workers, "sandbox_isolation": isolation,
     }

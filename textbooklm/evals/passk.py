@@ -31,3 +31,17 @@ def mean_pass_at_k(counts: Iterable[tuple[int, int]], ks: Iterable[int]) -> dict
         if all(n >= k for n, _ in pairs):
             out[f"pass@{k}"] = float(np.mean([pass_at_k(n, c, k) for n, c in pairs]))
     return out
+
+
+def pass_at_k_per_problem(counts: Iterable[tuple[int, int]], k: int) -> list[float]:
+    """Each problem's unbiased pass@k estimate (the values whose mean is pass@k), in ``counts`` order."""
+    return [pass_at_k(n, c, k) for n, c in counts]
+
+
+def pass_at_k_stderr(counts: Iterable[tuple[int, int]], ks: Iterable[int]) -> dict[str, float]:
+    """lm-eval-harness's standard error of each mean pass@k (over problems), for the same k as ``mean_pass_at_k``."""
+    from textbooklm.evals.uncertainty import mean_stderr
+
+    pairs = list(counts)
+    return {f"pass@{k}": mean_stderr(pass_at_k_per_problem(pairs, k))
+            for k in ks if pairs and all(n >= k for n, _ in pairs)}

