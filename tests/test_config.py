@@ -113,3 +113,21 @@ def test_a_field_added_later_leaves_old_hashes_alone_until_it_is_set():
     assert hash_of(Unmarked()) != old
     assert hash_of(After(new=0.5)) != old
     assert hash_of(After(inner=InnerAfter(new_inner=True))) != old
+
+
+@pytest.mark.parametrize("value", ["[" * 3000 + "]" * 3000, "{a = " * 3000 + "1" + "}" * 3000,
+                                   "[" * 100 + "]" * 100])
+def test_deeply_nested_value_is_a_one_line_config_check_error(tmp_path, value):
+    """Nesting near the recursion limit crashed tomllib (and repr, pydantic) with a traceback."""
+    import subprocess
+    import sys
+
+    p = write(tmp_path, f"[corpus]\nsources = {value}\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(p)
+    proc = subprocess.run([sys.executable, "-m", "textbooklm.cli", "config", "check", str(p)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{p}: ") and "nested too deeply" in lines[0], lines

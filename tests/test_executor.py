@@ -98,3 +98,57 @@ def test_workers_survive_torch_threads_in_parent(tmp_path):
         y = torch.tanh(y @ y)
     res = map_shards(torch_task, [{"key": f"t{i}"} for i in range(4)], tmp_path / "m", workers=2)
     assert [r["sum"] for r in res.values()] == [0.0] * 4
+
+
+def pid_task(task):
+    import time
+
+    time.sleep(0.2)  # long enough that both workers take tasks
+    return {"pid": os.getpid()}
+
+
+def test_map_steps_reuse_one_warm_pool(tmp_path):
+    """Every map step of a stage runs on the same workers (a fresh pool per step cost ~5 s at load)."""
+    from textbooklm.executor import shutdown_pool
+
+    shutdown_pool()
+    try:
+        first = map_shards(pid_task, [{"key": f"a{i}"} for i in range(6)], tmp_path / "m1", workers=2)
+        second = map_shards(pid_task, [{"key": f"b{i}"} for i in range(6)], tmp_path / "m2", workers=2)
+        pids_1 = {r["pid"] for r in first.values()}
+        pids_2 = {r["pid"] for r in second.values()}
+        assert os.getpid() not in pids_1 | pids_2
+        assert pids_2 <= pids_1, (pids_1, pids_2)
+    finally:
+        shutdown_pool()
+    third = map_shards(pid_task, [{"key": f"c{i}"} for i in range(4)], tmp_path / "m3", workers=2)
+    assert not {r["pid"] for r in third.values()} & pids_1  # after shutdown_pool: a new pool
+    shutdown_pool()
+
+
+def test_a_failed_step_leaves_the_pool_usable_and_other_markers_final(tmp_path):
+    from textbooklm.executor import shutdown_pool
+
+    try:
+        with pytest.raises(RuntimeError, match="boom on 3"):
+            map_shards(failing_task, tasks(tmp_path), tmp_path / "m", workers=2)
+        res = map_shards(square_task, tasks(tmp_path), tmp_path / "m2", workers=2)
+        assert [r["square"] for r in res.values()] == [i * i for i in range(6)]
+    finally:
+        shutdown_pool()
+
+
+def test_workers_are_bounded_by_cores_and_config_check_says_so(tmp_path):
+    from textbooklm.config import parse_config
+    from textbooklm.executor import WORKERS_PER_CORE, max_workers, resolve_workers, usable_cores
+    from textbooklm.run_check import check_run
+
+    assert max_workers() == WORKERS_PER_CORE * usable_cores()
+    assert resolve_workers(100_000) == max_workers()
+    assert resolve_workers(0) == usable_cores()
+    assert resolve_workers(1) == 1
+    [line] = check_run(parse_config({"run": {"workers": 100_000}, "corpus": {}}), "c.toml")
+    assert line.startswith("c.toml: run.workers: 100000 is more than the local executor starts") and \
+        f"at most {max_workers()}" in line
+    assert check_run(parse_config({"run": {"workers": max_workers()}, "corpus": {}}), "c.toml") == []
+    assert check_run(parse_config({"run": {"workers": 100_000}, "corpus": {}}), "c.toml", paths=False) == []

@@ -33,16 +33,18 @@ SCRIPT = textwrap.dedent(
 
     if __name__ == "__main__":
         from slow_tasks import busy
-        map_shards(busy, [{"key": f"k{i}"} for i in range(4)], sys.argv[1], workers=2,
-                   executor=sys.argv[2] if len(sys.argv) > 2 else "local")
+        workers = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+        map_shards(busy, [{"key": f"k{i}"} for i in range(max(4, min(workers, 64)))], sys.argv[1],
+                   workers=workers, executor=sys.argv[2] if len(sys.argv) > 2 else "local")
     """
 )
 
 
-def start_busy_run(tmp_path, executor: str = "local") -> subprocess.Popen:
+def start_busy_run(tmp_path, executor: str = "local", workers: int = 2) -> subprocess.Popen:
     (tmp_path / "slow_tasks.py").write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, str(tmp_path / "slow_tasks.py"), str(tmp_path / "markers"), executor],
+    return subprocess.Popen([sys.executable, str(tmp_path / "slow_tasks.py"), str(tmp_path / "markers"), executor,
+                             str(workers)],
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -71,6 +73,33 @@ def test_sigkilled_main_process_leaves_no_pool_process(tmp_path):
         before = descendants(main.pid)
         left = kill_and_count(main, before, grace_s=5)
         assert len(before) >= 4
+        assert left == set(), f"{len(left)} of {len(before)} processes outlived the SIGKILLed main process"
+    finally:
+        for pid, _ in still_alive(descendants(main.pid)) | still_alive(before):
+            os.kill(pid, signal.SIGKILL)
+        if main.poll() is None:
+            main.kill()
+
+
+@pytest.mark.timeout(180)
+def test_sigkilled_run_with_absurd_workers_leaves_nothing_within_seconds(tmp_path):
+    """workers = 100000 started a process per shard (60 on 2 cores) that outlived a SIGKILL by 25-45 s.
+    Now the pool is capped at max_workers() and each worker forks from a fork server that has already
+    imported the executor, so it watches its owner from its first milliseconds."""
+    from textbooklm.executor import max_workers
+
+    main = start_busy_run(tmp_path, workers=100_000)
+    before: set[tuple[int, str]] = set()
+    try:
+        deadline = time.time() + 120
+        while len(procs := descendants(main.pid)) < max_workers() + 2:  # workers + fork server + tracker
+            assert main.poll() is None, "the script ended before its workers were seen"
+            assert time.time() < deadline, f"only {len(procs)} pool processes after 120 s"
+            time.sleep(0.2)
+        time.sleep(1.0)  # any worker beyond the cap would have been started by now
+        before = descendants(main.pid)
+        assert len(before) == max_workers() + 2, [_cmdline(pid)[:60] for pid, _ in before]
+        left = kill_and_count(main, before, grace_s=5)
         assert left == set(), f"{len(left)} of {len(before)} processes outlived the SIGKILLed main process"
     finally:
         for pid, _ in still_alive(descendants(main.pid)) | still_alive(before):

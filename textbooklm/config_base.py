@@ -30,17 +30,44 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file, the key and the reason."""
 
 
+# No config of this project nests more than a few levels; anything deeper is a mistake or an attack, and
+# values nested near Python's recursion limit crash the parser, the validator or repr() with a traceback.
+MAX_TOML_DEPTH = 32
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file as a dict; a missing or malformed file is a ConfigError naming it."""
+    """A TOML file as a dict; a missing, malformed or absurdly nested file is a ConfigError naming it."""
     path = Path(path)
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise ConfigError(f"{path}: no such config file") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib parses nested arrays / inline tables recursively
+        raise ConfigError(f"{path}: a value is nested too deeply (more than {MAX_TOML_DEPTH} levels "
+                          "of arrays or tables)") from None
+    deep = _deeper_than(data, MAX_TOML_DEPTH)
+    if deep is not None:
+        raise ConfigError(f"{path}: {deep}: nested too deeply (more than {MAX_TOML_DEPTH} levels of arrays "
+                          "or tables)")
+    return data
+
+
+def _deeper_than(data: Any, limit: int) -> str | None:
+    """The key path of the first value nested more than ``limit`` levels, or None (walked without recursion)."""
+    stack: list[tuple[Any, list[str]]] = [(data, [])]
+    while stack:
+        value, where = stack.pop()
+        if len(where) > limit:
+            return ".".join(where[: limit + 1]) + "..."
+        if isinstance(value, dict):
+            stack.extend((v, [*where, str(k)]) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, [*where, str(i)]) for i, v in enumerate(value))
+    return None
 
 
 def format_validation_error(err: ValidationError, source: str, prefix: str = "") -> str:

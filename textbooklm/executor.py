@@ -10,15 +10,23 @@ The contract that makes every data stage resumable:
   simply run again; its partial outputs are overwritten by the same atomic writes.
 
 So the stage logic never has to know whether it runs in a pool, on Ray, or for the second time.
+
+The local pool is warm: one pool per process, started on first use and reused by every later map
+step (the corpus stage alone has seven), so workers pay their start-up (a fork from the fork server,
+which has already imported the task's module) once per run instead of once per step. Its workers
+die with the process that owns it, even a SIGKILLed one (:mod:`textbooklm.process_lifetime`).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +37,31 @@ from textbooklm.store import atomic_write_json
 TaskFn = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def resolve_workers(workers: int) -> int:
-    """0 means one worker per CPU core this process may use."""
-    if workers > 0:
-        return workers
+# Data stages are CPU-bound: more workers than a few per core only add memory and start-up time
+# (workers = 100000 once started 60 processes on 2 cores and ran for ever). The bound is generous so
+# that I/O-bound steps can still overlap.
+WORKERS_PER_CORE = 4
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
+
+
+def max_workers() -> int:
+    """The most local workers a run may start on this machine."""
+    return WORKERS_PER_CORE * usable_cores()
+
+
+def resolve_workers(workers: int) -> int:
+    """0 means one worker per CPU core this process may use; more than :func:`max_workers` is capped
+    (``config check`` reports such a setting before a run starts)."""
+    if workers > 0:
+        return min(workers, max_workers())
+    return usable_cores()
 
 
 def _run_and_mark(fn: TaskFn, task: dict[str, Any], marker_dir: str) -> dict[str, Any]:
@@ -87,6 +112,53 @@ def map_shards(
     return {k: results[k] for k in keys}
 
 
+# The warm pool of this process: (pool, workers, owner pid) or None.
+_warm: tuple[ProcessPoolExecutor, int, int] | None = None
+
+
+def warm_pool(workers: int, preload: list[str] | None = None) -> ProcessPoolExecutor:
+    """This process's pool of ``workers`` workers, started on first use and reused afterwards.
+
+    Not "fork": a stage that already ran torch in this process (judge, classify) leaves OpenMP
+    thread pools that deadlock in a forked child. "forkserver" forks each worker from a clean server
+    process, which imports ``preload`` (the task's module) once, so a new worker starts in
+    milliseconds instead of importing textbooklm, numpy and pyarrow again. ``preload`` only counts
+    when the fork server starts (once per process).
+    """
+    global _warm
+    if _warm is not None and _warm[1] == workers and _warm[2] == os.getpid():
+        return _warm[0]
+    shutdown_pool()
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["textbooklm.executor", *(preload or [])])
+    # die_with: a SIGKILLed main process runs no cleanup; each worker watches it and dies with it.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with, initargs=(os.getpid(),))
+    _warm = (pool, workers, os.getpid())
+    return pool
+
+
+def shutdown_pool() -> None:
+    """Stop the warm pool (if any); the next local map starts a new one. Runs at interpreter exit."""
+    global _warm
+    if _warm is not None:
+        pool, _, owner = _warm
+        _warm = None
+        if owner == os.getpid():  # a forked child must not shut its parent's pool down
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown_pool)
+
+
+def _preload_for(fn: TaskFn) -> list[str]:
+    """Modules the fork server should import for ``fn``: its own, when it is one of textbooklm's (a test's
+    or a script's module is imported by each worker as before)."""
+    module = getattr(fn, "__module__", None) or ""
+    return [module] if module.startswith("textbooklm.") and module in sys.modules else []
+
+
 def _map_local(fn, todo, marker_dir, workers, advance) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     if workers == 1 or len(todo) == 1:
@@ -95,20 +167,23 @@ def _map_local(fn, todo, marker_dir, workers, advance) -> dict[str, dict[str, An
             out[task["key"]] = _run_and_mark(fn, task, str(marker_dir))
             advance(1)
         return out
-    # Not "fork": a stage that already ran torch in this process (judge, classify) leaves OpenMP
-    # thread pools that deadlock in a forked child. "forkserver" forks from a clean server process.
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
-    # die_with: a SIGKILLed main process runs no cleanup; each worker watches it and dies with it.
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
-                             initializer=die_with, initargs=(os.getpid(),)) as pool:
-        pending = {pool.submit(_run_and_mark, fn, t, str(marker_dir)): t["key"] for t in todo}
+    pool = warm_pool(workers, _preload_for(fn))
+    pending = {pool.submit(_run_and_mark, fn, t, str(marker_dir)): t["key"] for t in todo}
+    try:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 key = pending.pop(fut)
                 out[key] = fut.result()
                 advance(1)
+    except BaseException as exc:
+        for fut in pending:  # a failed task stops the step; queued tasks are not started
+            fut.cancel()
+        if isinstance(exc, BrokenProcessPool | KeyboardInterrupt):  # a killed worker (OOM) breaks the pool
+            shutdown_pool()
+        else:
+            wait(pending)  # the step ends with no task of it still running (their markers are final)
+        raise
     return out
 
 

@@ -72,6 +72,7 @@ def run_pipeline(cfg: PipelineBase, run_dir: str | Path, only: list[str] | None 
     message naming them (it would otherwise read stale data without a word).
     """
     from textbooklm.config_base import ConfigError
+    from textbooklm.executor import shutdown_pool
     from textbooklm.run_check import check_run
 
     problems = check_run(cfg, "config")
@@ -115,7 +116,10 @@ def run_pipeline(cfg: PipelineBase, run_dir: str | Path, only: list[str] | None 
         atomic_write_json(folder / ATTEMPT_FILE, {"config_hash": h})
         started = time.time()
         inputs = run.inputs_for(spec)
-        result: Dataset = spec.load()(getattr(cfg, spec.name), inputs, folder, context_for(run, spec.name))
+        try:
+            result: Dataset = spec.load()(getattr(cfg, spec.name), inputs, folder, context_for(run, spec.name))
+        finally:
+            shutdown_pool()  # one warm worker pool per stage: idle workers do not hold memory into the next
         seconds = time.time() - started
         summary = result.manifest.get("summary", {}) if result.is_finished else {}
         done = {

@@ -80,6 +80,8 @@ def check_run(cfg: Any, source: str, paths: bool = True) -> list[str]:
         stage_hashes(cfg)
     except ValueError as exc:
         problems.append(f"{source}: {exc}")
+    if paths:  # the bound depends on this machine's cores, like the paths
+        problems += _check_workers(getattr(cfg, "run", None), source)
     for spec in registry.stages():
         section = getattr(cfg, spec.name, None)
         if section is None:
@@ -99,3 +101,13 @@ def _uses_teacher(stage: str, section: Any, field: str) -> bool:
     """A judge that runs no LLM judge does not need its teacher."""
     judges = getattr(section, "judges", None)
     return not (stage == "judge" and field == "teacher" and judges is not None and "llm" not in judges)
+
+
+def _check_workers(run: Any, source: str) -> list[str]:
+    """``[run] workers`` above what the local executor will start here (it caps it) is a mistake to say."""
+    from textbooklm.executor import WORKERS_PER_CORE, max_workers, usable_cores
+
+    if run is None or run.executor != "local" or run.workers <= max_workers():
+        return []
+    return [f"{source}: run.workers: {run.workers} is more than the local executor starts on this machine "
+            f"(at most {max_workers()}: {WORKERS_PER_CORE} per core x {usable_cores()} cores; 0 = one per core)"]

@@ -66,10 +66,10 @@ def test_special_files_are_all_accounted_for(tmp_path):
         "pipe.py": ("not-a-regular-file", "a FIFO"),
         "sock.py": ("not-a-regular-file", "a socket"),
         "x.py": ("not-a-regular-file", "a directory"),
-        "zero.py": ("not-a-regular-file", "a character device (symlink to '/dev/zero')"),
+        "zero.py": ("outside-source", f"symlink to '/dev/zero', outside the source folder '{folder}'"),
         "dangling.py": ("dangling-link", f"symlink to '{folder}/nowhere/gone.py', which does not exist"),
     }
-    assert summary["rejected_by_reason"] == {"not-a-regular-file": 4, "dangling-link": 1}
+    assert summary["rejected_by_reason"] == {"not-a-regular-file": 3, "dangling-link": 1, "outside-source": 1}
 
 
 @pytest.mark.timeout(300)
@@ -142,7 +142,7 @@ def test_fifo_and_dangling_sources_of_every_kind_are_rejected(tmp_path):
         assert [(i.error, i.detail) for i in items] == [("not-a-regular-file", "a FIFO")], kind
         folder = tmp_path / f"dir-{kind}"
         folder.mkdir()
-        os.symlink(tmp_path / "missing", folder / name)
+        os.symlink(folder / "missing", folder / name)  # within the folder (one leading out is outside-source)
         source = SourceConfig(kind=kind, path=str(folder))
         items = [i for u in plan_units(source) for i in read_unit(u, source, 10**6)]
         assert [i.error for i in items] == ["dangling-link"], kind
@@ -186,3 +186,105 @@ def test_entries_swapped_for_a_fifo_after_planning_never_block(tmp_path):
     for source, units in planned:
         items = [i for u in units for i in read_unit(u, source, 10**6)]
         assert {(i.error, i.detail) for i in items} == {("not-a-regular-file", "a FIFO")}, source.kind
+
+
+def make_linking_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """A source folder whose symlinks lead out of it (to a 'secret' file and folder) and within it."""
+    outside = tmp_path / "outside"
+    (outside / "keys").mkdir(parents=True)
+    (outside / "secret.py").write_text(good_module(99) + "# SECRET-TOKEN\n")
+    (outside / "keys" / "id_rsa.py").write_text(good_module(98) + "# SECRET-KEY\n")
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "good.py").write_text(good_module(1))
+    (src / "pkg" / "inner.py").write_text(good_module(2))
+    os.symlink(outside / "secret.py", src / "absolute.py")  # absolute link out
+    os.symlink("../outside/secret.py", src / "relative.py")  # relative link out
+    os.symlink("relative.py", src / "chain.py")  # a link to a link that leads out
+    os.symlink(outside / "keys", src / "vendor")  # a folder out (its name does not match the glob)
+    os.symlink("pkg", src / "pkg_alias")  # a folder within: not followed, but counted
+    os.symlink("good.py", src / "alias.py")  # a file within: read
+    return src, outside
+
+
+def test_symlinks_that_leave_the_source_folder_are_rejected_unread(tmp_path):
+    src, _ = make_linking_folder(tmp_path)
+    source = SourceConfig(kind="folder", path=str(src))
+    items = {i.path: i for u in plan_units(source) for i in read_unit(u, source, 10**6)}
+    assert set(items) == {"good.py", "pkg/inner.py", "absolute.py", "relative.py", "chain.py", "vendor",
+                          "pkg_alias", "alias.py"}
+    for name in ("absolute.py", "relative.py", "chain.py", "vendor"):
+        assert items[name].error == "outside-source" and items[name].data is None, name
+        assert "outside the source folder" in items[name].detail
+    assert (items["pkg_alias"].error, items["pkg_alias"].detail) == ("not-a-regular-file",
+                                                                     "a directory (symlink to 'pkg')")
+    assert items["alias.py"].error is None and items["alias.py"].data == good_module(1).encode()
+
+
+@pytest.mark.timeout(300)
+def test_outside_source_links_are_kept_in_the_rejected_dataset(tmp_path):
+    src, _ = make_linking_folder(tmp_path)
+    proc = run_corpus_cli(tmp_path, str(src))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    kept = Dataset(tmp_path / "run" / "corpus")
+    rejected = {r["path"]: r for r in Dataset(tmp_path / "run" / "corpus" / "rejected").iter_records()}
+    assert {p for p, r in rejected.items() if r["reason"] == "outside-source"} == {
+        "absolute.py", "relative.py", "chain.py", "vendor"}
+    assert rejected["pkg_alias"]["reason"] == "not-a-regular-file"
+    everything = [r["text"] or "" for r in kept.iter_records()] + [r["text"] or "" for r in rejected.values()]
+    assert not any("SECRET" in t for t in everything)
+    summary = kept.manifest["summary"]
+    assert summary["read"] == 8 and summary["rejected_by_reason"]["outside-source"] == 4
+
+
+def test_jsonl_and_archive_folders_reject_links_that_leave_them(tmp_path):
+    from corpus_fixtures import make_jsonl
+
+    outside = make_jsonl(tmp_path / "elsewhere.jsonl")
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    make_jsonl(folder / "a.jsonl")
+    os.symlink(outside, folder / "b.jsonl")
+    source = SourceConfig(kind="jsonl", path=str(folder))
+    items = [i for u in plan_units(source) for i in read_unit(u, source, 10**6)]
+    out = [i for i in items if i.error == "outside-source"]
+    assert [i.path for i in out] == [str(folder / "b.jsonl")]
+    assert items and all(i.path.startswith(str(folder / "a.jsonl")) for i in items if i not in out)
+    (tmp_path / "x.whl").write_bytes(b"")
+    os.symlink(tmp_path / "x.whl", folder / "y.whl")
+    source = SourceConfig(kind="archive", path=str(folder))
+    items = [i for u in plan_units(source) for i in read_unit(u, source, 10**6)]
+    assert [(i.path, i.error) for i in items] == [(str(folder / "y.whl"), "outside-source")]
+
+
+def test_parquet_folder_rejects_a_link_that_leaves_it_before_opening_it(tmp_path):
+    from corpus_fixtures import make_parquet
+
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    os.symlink(make_parquet(tmp_path / "t.parquet"), folder / "t.parquet")
+    source = SourceConfig(kind="parquet", path=str(folder))
+    units = plan_units(source)
+    assert [(u["reason"], u["row_group"]) for u in units] == [("outside-source", -1)]
+    assert [i.error for u in units for i in read_unit(u, source, 10**6)] == ["outside-source"]
+
+
+@pytest.mark.timeout(120)
+def test_a_thousand_level_folder_tree_is_walked_without_recursion(tmp_path):
+    root = tmp_path / "deep"
+    bottom = root
+    for _ in range(1000):  # os.makedirs itself recurses once per level
+        bottom = bottom / "d"
+        bottom.mkdir(parents=bottom.parent == root)
+    (bottom / "bottom.py").write_text(good_module(7))
+    (root / "top.py").write_text(good_module(8))
+    try:
+        source = SourceConfig(kind="folder", path=str(root))
+        items = [i for u in plan_units(source) for i in read_unit(u, source, 10**6)]
+        assert sorted(i.path.count("/") for i in items) == [0, 1000]
+        assert all(i.error is None for i in items)
+    finally:  # shutil.rmtree (pytest's clean-up of old tmp folders) recurses once per level too
+        (bottom / "bottom.py").unlink()
+        while bottom != root:
+            bottom.rmdir()
+            bottom = bottom.parent

@@ -1,4 +1,4 @@
-"""``config check`` of the corpus section: every source path exists."""
+"""``config check`` of the corpus section: every source path exists (a folder where the reader takes one)."""
 
 from __future__ import annotations
 
@@ -10,5 +10,5 @@ def check(cfg: CorpusConfig, c: Checker) -> None:
     for i, src in enumerate(cfg.sources):
         if src.kind == "folder":
             c.path(f"sources.{i}.path", src.path, "dir")
-        elif src.kind != "stdlib":
-            c.path(f"sources.{i}.path", src.path, "file")
+        elif src.kind != "stdlib":  # jsonl, parquet, archive: one file, or a folder of them (read in order)
+            c.path(f"sources.{i}.path", src.path, "any")

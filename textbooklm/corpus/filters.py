@@ -22,7 +22,8 @@ AUTOGEN_MARKERS = re.compile(
 AUTOGEN_HEAD_CHARS = 2000  # markers only count near the top, where generators put them
 
 REASONS = (
-    "unreadable", "unreadable-archive", "not-a-regular-file", "dangling-link", "malformed-record", "too-large",
+    "unreadable", "unreadable-archive", "not-a-regular-file", "dangling-link", "outside-source", "malformed-record",
+    "too-large",
     "binary", "invalid-utf8", "invalid-unicode",
     "empty", "too-few-lines", "too-many-lines", "long-lines", "mean-line-length",
     "alphanumeric-fraction", "auto-generated", "exact-duplicate", "near-duplicate",

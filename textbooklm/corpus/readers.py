@@ -12,6 +12,12 @@ Every entry a reader sees is read or rejected: a FIFO, socket or device (also be
 as one to ``/dev/zero``) and a directory whose name matches the glob are ``not-a-regular-file``, a
 symlink to nothing is ``dangling-link``. Files are opened with ``O_NONBLOCK`` and checked with
 ``fstat`` before reading, so a FIFO (even one that appears after planning) never blocks a worker.
+
+A folder is hostile input too (a repository from the web can hold ``key.py -> ~/.ssh/id_rsa``): a symlink
+whose target leaves the source folder is ``outside-source`` and never opened, and a symlink to a
+folder is not followed but listed (whatever its name) and rejected, so what it hides is counted.
+Folders are walked with an explicit stack, so a tree thousands of levels deep cannot overflow
+Python's recursion limit.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import sys
 import sysconfig
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -58,11 +64,57 @@ def _match(rel: str, pattern: str) -> bool:
     return fnmatch(rel, pattern) or (pattern.startswith("**/") and fnmatch(rel, pattern[3:]))
 
 
+def walk(root: Path, wanted: Callable[[str], bool], skip_dirs: tuple[str, ...] = ()) -> list[Path]:
+    """Entries under ``root`` whose relative path is ``wanted``, plus every symlink to a folder, sorted.
+
+    Iterative (an explicit stack, not recursion), never descends through a symlink, and lists a
+    symlinked folder as an entry of its own so the reader rejects it by name instead of skipping
+    what is behind it in silence. Folders named in ``skip_dirs`` are not entered.
+    """
+    found: list[Path] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            continue  # unreadable folder: nothing listed below it (as rglob did)
+        for entry in entries:
+            path = folder / entry.name
+            rel = str(path.relative_to(root))
+            if entry.is_symlink():
+                if wanted(rel) or entry.is_dir():  # a symlink to a folder is never followed, but counted
+                    found.append(path)
+            elif entry.is_dir():
+                if entry.name not in skip_dirs:
+                    stack.append(path)
+                if wanted(rel):  # a folder named like a match: the reader rejects it as not a file
+                    found.append(path)
+            elif wanted(rel):
+                found.append(path)
+    return sorted(found)
+
+
+def outside_root(path: Path, root: Path) -> tuple[str, str] | None:
+    """``("outside-source", detail)`` when ``path`` is a symlink whose target leaves ``root``, else None.
+
+    Only a symlink can leave the folder it was listed in; ``realpath`` resolves every link on the way
+    (a chain of links, a link to a link-to-folder), so ``a.py -> ../../etc/shadow`` is caught."""
+    if not os.path.islink(path):
+        return None
+    target = os.path.realpath(path)
+    base = os.path.realpath(root)
+    if target == base or target.startswith(base.rstrip(os.sep) + os.sep):
+        return None
+    return "outside-source", f"symlink to {os.readlink(path)!r}, outside the source folder {str(root)!r}"
+
+
 def plan_units(source: SourceConfig) -> list[dict[str, Any]]:
     """List the units of work of one source. Raises ValueError naming the path if it is missing."""
     if source.kind == "stdlib":
         root = stdlib_root()
-        files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts)
+        files = walk(root, lambda rel: rel.endswith(".py"), skip_dirs=("site-packages",))
         return [{"file": str(p), "root": str(root)} for p in files]
     path = Path(source.path or "")
     if not path.exists():
@@ -71,35 +123,42 @@ def plan_units(source: SourceConfig) -> list[dict[str, Any]]:
         if not path.is_dir():
             raise ValueError(f"corpus source {source.label}: {path} is not a folder")
         # Every matching entry becomes a unit, whatever its type: the worker reads it or rejects it.
-        files = sorted(p for p in path.rglob("*") if _match(str(p.relative_to(path)), source.glob))
+        files = walk(path, lambda rel: _match(rel, source.glob))
         return [{"file": str(p), "root": str(path)} for p in files]
+    # A folder of archives / JSONL / Parquet files: each unit remembers the folder (its "root"), so a
+    # symlink in it that leads out is rejected; a file named on its own is read where it points.
+    root = {"root": str(path)} if path.is_dir() else {}
     if source.kind == "archive":
-        files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if p.name.endswith(ARCHIVE_SUFFIXES))
-        return [{"archive": str(p)} for p in files]
+        files = [path] if not root else walk(path, lambda rel: rel.endswith(ARCHIVE_SUFFIXES))
+        return [{"archive": str(p), **root} for p in files]
     if source.kind == "jsonl":
-        files = [path] if not path.is_dir() else sorted(path.rglob("*.jsonl"))
-        return [{"jsonl": str(p)} for p in files]
+        files = [path] if not root else walk(path, lambda rel: rel.endswith(".jsonl"))
+        return [{"jsonl": str(p), **root} for p in files]
     if source.kind == "parquet":
-        files = [path] if not path.is_dir() else sorted(path.rglob("*.parquet"))
+        files = [path] if not root else walk(path, lambda rel: rel.endswith(".parquet"))
         units: list[dict[str, Any]] = []
         for p in files:
-            problem = not_regular(p)
+            problem = outside_root(p, path) if root else None
+            problem = problem or not_regular(p)
             if problem is not None:  # never hand a FIFO to the Parquet reader: it would block
-                units.append({"parquet": str(p), "row_group": -1, "reason": problem[0], "error": problem[1]})
+                units.append({"parquet": str(p), "row_group": -1, "reason": problem[0], "error": problem[1], **root})
                 continue
             try:
                 groups = pq.ParquetFile(p).metadata.num_row_groups
             except Exception as exc:  # noqa: BLE001 - any unreadable file becomes a rejected unit
-                units.append({"parquet": str(p), "row_group": -1, "error": f"{type(exc).__name__}: {exc}"})
+                units.append({"parquet": str(p), "row_group": -1, "error": f"{type(exc).__name__}: {exc}", **root})
                 continue
-            units.extend({"parquet": str(p), "row_group": g} for g in range(groups))
+            units.extend({"parquet": str(p), "row_group": g, **root} for g in range(groups))
         return units
     raise ValueError(f"unknown source kind {source.kind!r}")  # pragma: no cover - pydantic checks
 
 
 def read_unit(unit: dict[str, Any], source: SourceConfig, max_bytes: int) -> Iterator[RawItem]:
     """Yield the items of one unit; never raises for bad data."""
-    if "file" in unit:
+    whole = unit.get("archive") or unit.get("jsonl") or unit.get("parquet")
+    if whole and "root" in unit and (problem := outside_root(Path(whole), Path(unit["root"]))) is not None:
+        yield RawItem(whole, None, 0, *problem)
+    elif "file" in unit:
         yield _read_file(Path(unit["file"]), Path(unit["root"]), max_bytes)
     elif "archive" in unit:
         yield from _read_archive(Path(unit["archive"]), source.glob, max_bytes)
@@ -139,16 +198,22 @@ def not_regular(path: Path) -> tuple[str, str] | None:
     return "not-a-regular-file", _kind(st.st_mode) + via
 
 
-def open_regular(path: Path) -> tuple[Any, int] | tuple[None, tuple[str, str]]:
+def open_regular(path: Path, follow: bool = True) -> tuple[Any, int] | tuple[None, tuple[str, str]]:
     """Open ``path`` for reading only if it is a regular file: ``(binary file, size)`` or ``(None, (reason,
     detail))``. ``O_NONBLOCK`` makes opening a FIFO return at once; ``fstat`` on the open descriptor then
-    checks what was really opened (the entry may have been swapped since it was listed)."""
+    checks what was really opened (the entry may have been swapped since it was listed).
+
+    ``follow=False`` (a folder entry that was checked not to be a symlink) opens with ``O_NOFOLLOW``:
+    an entry swapped for a symlink after that check fails to open instead of being read."""
     problem = not_regular(path)
     if problem is not None:
         return None, problem
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, flags)
     except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            return None, ("outside-source", "became a symlink after it was checked; not followed")
         return None, ("unreadable", f"{type(exc).__name__}: {exc}")
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
@@ -163,7 +228,10 @@ def _read_file(path: Path, root: Path, max_bytes: int) -> RawItem:
         rel = str(path.relative_to(root))
     except ValueError:
         rel = str(path)
-    fh, info = open_regular(path)
+    problem = outside_root(path, root)
+    if problem is not None:
+        return RawItem(rel, None, 0, *problem)
+    fh, info = open_regular(path, follow=os.path.islink(path))
     if fh is None:
         return RawItem(rel, None, 0, *info)
     size = info
