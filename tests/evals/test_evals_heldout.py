@@ -11,10 +11,17 @@ from test_evals_stage import tiny_checkpoint  # noqa: F401 - the module-scoped f
 
 from textbooklm.config import parse_config
 from textbooklm.evals.config import EvalConfig
-from textbooklm.evals.heldout import heldout_problems, is_heldout
+from textbooklm.evals.heldout import (
+    TrainingSource,
+    heldout_problems,
+    reference_function,
+    relabel,
+    set_label,
+    training_overlap,
+)
 from textbooklm.evals.stage import run
-from textbooklm.lm.pack import is_validation
 from textbooklm.pipeline import context_for
+from textbooklm.record import is_heldout_exercise
 from textbooklm.run import Run
 from textbooklm.run_check import check_run
 from textbooklm.store import write_dataset
@@ -31,16 +38,10 @@ def exercise_rows(n: int) -> list[dict]:
     return rows
 
 
-def test_the_split_is_the_packers():
-    texts = [f"def f{i}():\n    return {i}\n" for i in range(400)]
-    for frac in (0.05, 0.1, 0.5):
-        assert [is_heldout(t, frac) for t in texts] == [is_validation(t, frac) for t in texts]
-
-
 def test_heldout_problems_are_the_validation_side(tmp_path):
     ds = write_dataset(tmp_path / "ex", exercise_rows(60), stage="exercises")
     problems = heldout_problems(ds, 0.2)
-    expected = [r for r in exercise_rows(60) if is_validation(r["prompt"] + r["completion"], 0.2)]
+    expected = [r for r in exercise_rows(60) if is_heldout_exercise(r, 0.2)]
     assert [p.entry_point for p in problems] == [r["entry_point"] for r in expected] and 3 <= len(problems) <= 25
     assert all(p.canonical_solution and p.task_id.startswith("exercise/e") for p in problems)
     assert len(heldout_problems(ds, 0.2, limit=2)) == 2
@@ -67,3 +68,27 @@ def test_config_check_wants_the_finetune_split(tmp_path):
     assert any("heldout_exercises.fraction: 0.2 differs from [finetune] data.val_fraction 0.1" in p for p in problems)
     raw["eval"]["heldout_exercises"]["fraction"] = 0.1
     assert not [p for p in check_run(parse_config(raw), "x.toml") if "heldout" in p]
+
+
+def test_overlap_finds_a_heldout_function_in_training_text_whatever_its_spacing(tmp_path):
+    rows = exercise_rows(40)
+    ds = write_dataset(tmp_path / "ex", rows, stage="exercises")
+    held = heldout_problems(ds, 0.3)
+    assert held
+    leaked = held[0]
+    copy = "# a training file\n" + reference_function(leaked).replace("    ", "\t") + "\nx = 1\n"
+    clean = write_dataset(tmp_path / "clean", [{"id": "a", "text": "def other():\n    return 0\n"}], stage="t")
+    dirty = write_dataset(tmp_path / "dirty", [{"id": "b", "text": copy}], stage="t")
+    sets = {"exercises": held}
+    got = training_overlap(sets, [TrainingSource("clean", clean, 0.0), TrainingSource("ex", ds, 0.3)])
+    # The exercises dataset itself is read on its training side only: its held-out rows are not "trained on".
+    assert got["exercises"]["overlapping"] == 0 and got["training_data"][1]["train_documents"] == 40 - len(held)
+    got = training_overlap(sets, [TrainingSource("dirty", dirty, 0.0)])
+    assert got["exercises"] == {"n": len(held), "overlapping": 1, "by_function": 1, "by_source_file": 0,
+                                "problem_ids": [leaked.task_id]}
+    # A source file counts by record id: the file an exercise was mined from.
+    got = training_overlap(sets, [TrainingSource("clean", clean, 0.0)], {held[-1].task_id: "a"})
+    assert got["exercises"]["by_source_file"] == 1
+    assert set_label("exercises", got) == "exercises (overlapping training: 1)"
+    assert list(relabel({"exercises pass@1": 1.0, "humaneval pass@1": 2.0}, got)) == [
+        "exercises (overlapping training: 1) pass@1", "humaneval pass@1"]

@@ -20,6 +20,7 @@ from textbooklm.lm.pack import INDEX, is_validation, pack, token_dtype
 from textbooklm.lm.stage import document_texts
 from textbooklm.model.tokenizer import TextTokenizer
 from textbooklm.problems import Problem
+from textbooklm.record import is_heldout_exercise
 from textbooklm.store import Dataset, atomic_write_json
 
 
@@ -149,18 +150,18 @@ def _equal_shares(available: list[int], need: int) -> list[int]:
 
 
 def heldout_exercises(ds: Dataset | None, holdout_fraction: float) -> list[Problem]:
-    """The verified exercises a finetuning arm never sees (hash rule on prompt + completion)."""
+    """The verified exercises a finetuning arm never sees: the one exercise split (by source file,
+    :func:`textbooklm.record.is_heldout_exercise`), which the finetuning arm's pack uses too."""
     if ds is None or not ds.is_finished or not ds.num_rows:
         return []
     names = set(ds.schema().names)
     need = {"prompt", "completion", "entry_point", "test"}
     if not need <= names:
         raise ValueError(f"{ds.path}: exercises need columns {sorted(need)} (has {sorted(names)})")
-    cols = ["prompt", "completion", "entry_point", "test"] + (["id"] if "id" in names else [])
+    cols = ["prompt", "completion", "entry_point", "test"] + [c for c in ("id", "provenance") if c in names]
     problems = []
     for i, r in enumerate(ds.iter_records(columns=cols)):
-        text = (r["prompt"] or "") + (r["completion"] or "")
-        if is_validation(text, holdout_fraction) and r["test"]:
+        if is_heldout_exercise(r, holdout_fraction) and r["test"]:
             problems.append(Problem(task_id=f"exercise/{r.get('id') or i}", prompt=r["prompt"],
                                     entry_point=r["entry_point"], test=r["test"],
                                     canonical_solution=r["completion"]))

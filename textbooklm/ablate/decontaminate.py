@@ -25,18 +25,23 @@ from textbooklm.store import Dataset, finish_dataset
 
 def decontaminated_copy(name: str, ds: Dataset, run: Run, folder: Path, what: str, workers: int = 0) -> Dataset:
     """``ds`` less what the run's decontam settings remove; rejected rows beside it, with reasons."""
+    from textbooklm.decontam.heldout import HELDOUT_FILE, HeldOut
     from textbooklm.decontam.stage import check_task, plan_tasks
     from textbooklm.executor import map_shards
 
     cfg = run.cfg.decontam
+    # The run's held-out exercises are a benchmark for this copy too (their functions and source files).
+    held_path = run.stage_dir("decontam") / HELDOUT_FILE
+    held = HeldOut.read(held_path) if cfg.heldout_exercises and held_path.is_file() else None
     stamp = config_hash({"decontam": cfg.model_dump(mode="json"), "source": str(ds.path.resolve()),
-                         "rows": ds.num_rows, "source_hash": ds.manifest.get("config_hash")})
+                         "rows": ds.num_rows, "source_hash": ds.manifest.get("config_hash"),
+                         "heldout": held.digest if held is not None else None})
     out = folder / f"{name}-{stamp}"
     kept_path = out / name
     if Dataset(kept_path).is_finished:
         return Dataset(kept_path)
     work = out / "_work"
-    tasks = plan_tasks(cfg, {name: ds}, out, work)
+    tasks = plan_tasks(cfg, {name: ds}, out, work, held)
     results = map_shards(check_task, tasks, work / "markers", workers=workers,
                          description=f"{what}: decontaminate {name}")
     checked = sum(r["checked"] for r in results.values())

@@ -4,7 +4,8 @@ Why: exercises are mined from the filtered corpus, which is also the pretraining
 this every held-out exercise sits verbatim in the pretraining data (the demo: 15 of 15). The held-out
 side is chosen by :func:`textbooklm.record.is_heldout_exercise` (by source file, so no file has
 exercises on both sides), read from the ``exercises`` input, and written once per run to
-``_work/heldout.json``, which every worker builds its index from. Each held-out exercise becomes a
+``OUT/heldout.json``, which every worker builds its index from (and the ablation's extra decontaminated
+copies too). Each held-out exercise becomes a
 reference like a HumanEval problem (prompt, prompt + reference body, tests), and the corpus file it
 was mined from is listed so that the file is removed whole (signal ``source``).
 """
@@ -25,6 +26,7 @@ from textbooklm.store import Dataset, atomic_write_json
 
 EXERCISES = "exercises"  # the input whose held-out side is the benchmark (the exercises stage)
 BENCHMARK = "heldout-exercises"
+HELDOUT_FILE = "heldout.json"
 COLUMNS = ("id", "prompt", "completion", "entry_point", "test", "provenance")
 
 
@@ -57,8 +59,8 @@ def split_note(row: dict[str, Any], fraction: float) -> dict[str, Any]:
     return {"split": side, "split_key": exercise_source_key(row), "split_fraction": fraction}
 
 
-def heldout_exercises(cfg: DecontamConfig, ds: Dataset | None, work: Path) -> HeldOut | None:
-    """Read the held-out side of ``ds`` (None when the run has no exercises) and write ``work/heldout.json``."""
+def heldout_exercises(cfg: DecontamConfig, ds: Dataset | None, out: Path) -> HeldOut | None:
+    """Read the held-out side of ``ds`` (None when the run has no exercises) and write ``out/heldout.json``."""
     if ds is None or not ds.is_finished:
         return None
     schema = ds.schema()
@@ -80,8 +82,8 @@ def heldout_exercises(cfg: DecontamConfig, ds: Dataset | None, work: Path) -> He
             source = heldout_source_file(r)
             if source is not None and cfg.heldout_source_files:
                 sources.setdefault(source, pid)
-    path = work / "heldout.json"
-    work.mkdir(parents=True, exist_ok=True)
+    path = out / HELDOUT_FILE
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, {"dataset": str(ds.path), "fraction": cfg.heldout_fraction, "problems": problems,
                              "source_files": sources, "n_sources": len(keys),
                              "n_train_sources": sum(not h for h in keys.values())})

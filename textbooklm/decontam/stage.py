@@ -9,7 +9,8 @@ a task scores its rows with every signal and writes, atomically,
   matched ``pair`` (training passage, problem text);
 * ``_work/matches/part-N``: one row per sample that matched anything under any signal.
 
-Then ``OUT/`` (the stage's own dataset) gathers the match rows, ``OUT/pairs.json`` lists the evidence of
+Then ``OUT/`` (the stage's own dataset) gathers the match rows, ``OUT/heldout.json`` holds the held-out
+exercises checked against, ``OUT/pairs.json`` lists the evidence of
 every removal (and of every AST match held back as too small), and ``OUT/report.json`` holds the pruning
 table (``report.tau_table``, HumanEval and the other configured benchmarks) the run report reads, plus
 the held-out exercises' figures. Training stages read ``OUT/<input>/``.
@@ -35,7 +36,13 @@ import pyarrow.parquet as pq
 
 from textbooklm.decontam.benchmarks import load_references
 from textbooklm.decontam.config import DecontamConfig
-from textbooklm.decontam.heldout import EXERCISES, HeldOut, heldout_exercises, index_references, split_note
+from textbooklm.decontam.heldout import (
+    EXERCISES,
+    HeldOut,
+    heldout_exercises,
+    index_references,
+    split_note,
+)
 from textbooklm.decontam.index import ContaminationIndex, Sample
 from textbooklm.decontam.report import format_table, tau_table
 from textbooklm.embeddings import load_embedder
@@ -189,7 +196,7 @@ def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: StageCo
     datasets = select_inputs(inputs)
     if not datasets:
         raise ValueError("decontam: no training data to check; configure corpus/filter, textbooks or exercises")
-    held = heldout_exercises(cfg, datasets.get(EXERCISES), work) if cfg.heldout_exercises else None
+    held = heldout_exercises(cfg, datasets.get(EXERCISES), out) if cfg.heldout_exercises else None
     tasks = plan_tasks(cfg, datasets, out, work, held)
     results = ctx.map(check_task, tasks, work / "markers", description="decontam: check")
     match_tables = [pq.read_table(work / "matches" / t["key"]) for t in tasks]

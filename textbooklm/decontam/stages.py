@@ -6,5 +6,5 @@ from textbooklm.registry import StageSpec
 STAGES = [
     StageSpec("decontam", DecontamConfig, "textbooklm.decontam.stage:run", reads="cleanable", cleans=True,
               help="Remove training samples too close to the benchmarks (n-grams, embeddings, AST match).",
-              artefacts=("report.json",), check="textbooklm.decontam.checks:check"),
+              artefacts=("report.json", "pairs.json", "heldout.json"), check="textbooklm.decontam.checks:check"),
 ]

@@ -31,7 +31,7 @@ from textbooklm.evals.compare import compare_models, training_validation_loss
 from textbooklm.evals.config import EvalConfig
 from textbooklm.evals.corpus_validation import document_nll, validation_documents
 from textbooklm.evals.generate import SamplingSettings
-from textbooklm.evals.heldout import heldout_problems
+from textbooklm.evals.heldout import heldout_problems, model_overlap, relabel
 from textbooklm.evals.measures import (
     Measured,
     canonical_nll_per_problem,
@@ -202,6 +202,7 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
     measured: dict[str, dict[str, Measured]] = {}
     training: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
+    overlaps: dict[str, dict[str, Any]] = {}
     for name in cfg.models:
         folder = ctx.owner.model_folder(name)
         label = Path(name).name
@@ -211,6 +212,9 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
             skipped[label] = str(exc)
             continue
         measured[label] = evaluate_model(label, folder, cfg, out, ctx.run_dir, workers, sets)
+        # Measured overlap of the sets with what this model trained on (expected 0; evals/heldout.py).
+        overlaps[label] = model_overlap(ctx.owner, name, sets.humaneval, sets.heldout, cfg.heldout_exercises)
+        measured[label] = relabel(measured[label], overlaps[label])
         units = {k: {"unit": m.unit, "ids": m.ids, "num": m.num, "den": m.den} for k, m in measured[label].items()}
         atomic_write_json(out / f"{label}.units.json", units)  # the per-unit numbers behind every figure
         own = training_validation_loss(folder)
@@ -224,7 +228,7 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
         "sets": sets.described, "sets_skipped": sets.skipped,
         "measurements": {m: {k: x.record() for k, x in ms.items()} for m, ms in measured.items()},
         "comparisons": [c.row() for c in comparisons],
-        "training_validation_loss": training,
+        "training_validation_loss": training, "heldout_overlap": overlaps,
         "uncertainty": {"pass@k, accuracy": "standard error of the mean over problems (lm-eval-harness)",
                         "NLL/token": f"95% percentile bootstrap over problems or documents, {RESAMPLES} resamples",
                         "comparison": f"paired bootstrap interval and paired permutation p ({RESAMPLES}), "

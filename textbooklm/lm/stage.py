@@ -121,10 +121,20 @@ def run_tokenizer(cfg: TokenizerConfig, inputs: dict[str, Dataset], out: Path, c
 
 
 def document_texts(ds: Dataset):
-    """Each record's training text: ``text``, or ``prompt + completion`` for exercises."""
+    """Each record's training text: ``text``, or ``prompt + completion`` for exercises.
+
+    Exercises that decontam marked held out (provenance ``decontam.split``) are left out: they stay in
+    the cleaned exercises only to be finetuning's validation split and eval's held-out set, and a
+    tokenizer trained on them would have read them.
+    """
     names = set(ds.schema().names) if ds.schema() is not None else set()
     if {"prompt", "completion"} <= names:
-        for r in ds.iter_records(columns=["prompt", "completion"]):
+        from textbooklm.record import provenance
+
+        cols = ["prompt", "completion", *(["provenance"] if "provenance" in names else [])]
+        for r in ds.iter_records(columns=cols):
+            if (provenance(r).get("decontam") or {}).get("split") == "heldout":
+                continue
             yield (r["prompt"] or "") + (r["completion"] or "")
     elif "text" in names:
         for r in ds.iter_records(columns=["text"]):
