@@ -44,7 +44,14 @@ __all__ = [
 
 def build_teacher(cfg: TeacherConfig, cache_dir: str | Path | None, stage: str = "default") -> Teacher:
     """A ready :class:`Teacher` for one stage: backend + request cache + ledger + budget."""
-    if cfg.backend == "openai":
+    if cfg.backend == "openai" and cfg.batch:
+        from textbooklm.teacher.batch_backend import OpenAIBatchBackend
+
+        if cache_dir is None:
+            raise TeacherError(f"teacher {cfg.model!r}: batch = true needs a cache folder (it records every "
+                               "submitted batch so that a killed run never submits again)")
+        backend = OpenAIBatchBackend(cfg, Path(cache_dir) / "batches")
+    elif cfg.backend == "openai":
         from textbooklm.teacher.openai_backend import OpenAIBackend
 
         backend = OpenAIBackend(cfg)

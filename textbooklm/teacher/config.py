@@ -94,6 +94,22 @@ class TeacherConfig(StrictModel):
         "alternatives counts as 0). SmolLM2 measured 0.26-0.38 on phi1's high/low, 0.01-0.03 on "
         "fineweb-edu's digits.",
     )
+    batch: bool = Field(
+        False, description="openai backend: send requests through the Batch API (/v1/files + /v1/batches) "
+        "instead of /chat/completions: about half the price, replies within batch_window. Same request "
+        "cache: a later synchronous run reuses the replies (teacher/batch_backend.py).",
+    )
+    batch_max_requests: int = Field(50_000, ge=1, le=50_000, description="Requests per batch (the API's "
+                                    "limit is 50,000).")
+    batch_max_bytes: int = Field(190_000_000, ge=1_000, le=200_000_000, description="Bytes per batch input "
+                                 "file (the API's limit is 200 MB).")
+    batch_window: Literal["24h"] = Field("24h", description="The batch's completion window.")
+    batch_collect_s: float = Field(1.0, gt=0, description="A batch is sent when this long passes with no "
+                                   "new request (or batch_max_requests are waiting).")
+    batch_poll_s: float = Field(30.0, gt=0, description="First delay between polls of a batch; doubles.")
+    batch_poll_max_s: float = Field(600.0, gt=0, description="Longest delay between polls of a batch.")
+    batch_price_factor: float = Field(0.5, gt=0, le=1, description="Batch price as a share of the "
+                                      "synchronous one (OpenAI: 0.5); the ledger, budget and `cost` use it.")
     batch_size: int = Field(8, ge=1, description="Prompts generated together (local backend).")
     device: str = Field("cpu", description="Torch device of the local model ('cpu', 'cuda', 'cuda:1').")
     cache: bool = Field(True, description="Keep finished results in the SQLite request cache and reuse them.")
@@ -114,6 +130,8 @@ class TeacherConfig(StrictModel):
             raise ValueError(
                 f"unknown price_preset {self.price_preset!r}; presets: {', '.join(sorted(PRICE_PRESETS))}"
             )
+        if self.batch and self.backend != "openai":
+            raise ValueError("batch = true needs backend = 'openai' (the Batch API is an HTTP endpoint)")
         if self.budget_usd is not None and self.resolved_price() is None:
             raise ValueError(
                 f"budget_usd needs a price for model {self.model!r}: set `price` or `price_preset`"
@@ -121,7 +139,15 @@ class TeacherConfig(StrictModel):
         return self
 
     def resolved_price(self) -> Price | None:
-        """The price in force: explicit, else preset by name, else free for local models, else unknown."""
+        """The price in force (times ``batch_price_factor`` when ``batch`` is on)."""
+        price = self._list_price()
+        if price is None or not self.batch:
+            return price
+        return Price(usd_per_1m_input=price.usd_per_1m_input * self.batch_price_factor,
+                     usd_per_1m_output=price.usd_per_1m_output * self.batch_price_factor)
+
+    def _list_price(self) -> Price | None:
+        """Explicit, else preset by name, else free for local models, else unknown."""
         if self.price is not None:
             return self.price
         if self.price_preset is not None:
