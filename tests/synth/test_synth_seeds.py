@@ -100,3 +100,47 @@ def test_name_pool_is_deterministic_unique_valid_and_spread(tmp_path):
         name_pool(3, user)
     with pytest.raises(ValueError, match="names_file"):
         name_pool(100_000)
+
+
+def test_weighted_picker_draws_in_proportion_and_never_a_zero_weight():
+    import random
+
+    from textbooklm.synth.seeds import WeightedPicker
+
+    weights = [0.0, 1.0, 3.0, 0.0, 6.0, 0.0]
+    picker = WeightedPicker(weights)
+    rng = random.Random(1)
+    counts = [0] * len(weights)
+    for _ in range(20_000):
+        counts[picker.draw(rng.random())] += 1
+    assert counts[0] == counts[3] == counts[5] == 0
+    assert [round(c / 20_000, 2) for c in (counts[1], counts[2], counts[4])] == [0.1, 0.3, 0.6]
+    picker.set(4, 0.0)
+    picker.set(0, 4.0)
+    drawn = {picker.draw(rng.random()) for _ in range(2_000)}
+    assert drawn == {0, 1, 2} and abs(picker.total() - 8.0) < 1e-9
+
+
+def test_a_seed_costs_the_same_with_20k_topics_as_with_20():
+    """Operation count, not time: the picker touches O(log n) nodes per draw."""
+    import random
+
+    from textbooklm.synth.seeds import WeightedPicker
+
+    class Counting(list):
+        reads = 0
+
+        def __getitem__(self, i):
+            Counting.reads += 1
+            return super().__getitem__(i)
+
+    reads = {}
+    for n in (20, 20_000):
+        picker = WeightedPicker([1.0] * n)
+        picker.tree = Counting(picker.tree)
+        Counting.reads = 0
+        rng = random.Random(0)
+        for _ in range(100):
+            picker.set(picker.draw(rng.random()), 0.5)
+        reads[n] = Counting.reads / 100
+    assert reads[20_000] < 4 * reads[20], reads
