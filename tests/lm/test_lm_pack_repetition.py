@@ -10,6 +10,7 @@ import json
 from collections import Counter
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from lm_corpus import stdlib_texts
@@ -72,6 +73,18 @@ def test_source_over_max_epochs_is_capped_and_the_summary_says_so(tmp_path, two_
     both = pack(sources, tok, tmp_path / "both", val_fraction=0.0, total_tokens=total, max_epochs=[0.5, 2], seed=1)
     assert all(s["packed"]["capped"] for s in both["sources"])
     assert both["splits"]["train"]["tokens"] < total and "every source is at its cap" in both["line"]
+
+
+def test_a_source_without_train_tokens_gives_its_share_to_the_others(tmp_path, two_sources, bpe_tokenizer):
+    big, _ = two_sources
+    empty = write_dataset(tmp_path / "empty", [], stage="t",  # e.g. a stage that kept nothing
+                          schema=pa.schema([("id", pa.string()), ("text", pa.string())]))
+    index = pack([("big", big, 0.5), ("empty", empty, 0.5)], load_tokenizer(bpe_tokenizer), tmp_path / "p",
+                 val_fraction=0.0, total_tokens=20_000, max_epochs=None, seed=0)
+    s_big, s_empty = (s["packed"] for s in index["sources"])
+    assert s_empty["capped"] and s_empty["tokens"] == 0 and s_empty["asked_epochs"] is None
+    assert s_big["tokens"] >= 20_000 == index["asked_train_tokens"]
+    assert index["warnings"][0].startswith("empty:") and "no train tokens" in index["warnings"][0]
 
 
 def test_epochs_per_source_measured_on_a_real_pack(tmp_path, two_sources, bpe_tokenizer):
@@ -143,3 +156,5 @@ def test_pack_stage_config_caps_per_source_and_records_the_mixture(tmp_path, two
     assert summary["epochs by source"][str(small.path)] == pytest.approx(rows[str(small.path)]["epochs"], abs=1e-3)
     assert summary["train tokens by source"][str(big.path)] == rows[str(big.path)]["train_tokens_packed"]
     assert summary["warnings"] and "capped at max_epochs 1.5" in summary["line"]
+    # What the capped source's last pass left short of its cap went to 'big' too: the size asked for holds.
+    assert summary["tokens"] >= summary["asked_train_tokens"] == total

@@ -33,14 +33,18 @@ class SourceBudget:
     max_epochs: float  # math.inf: no cap
     asked: float  # share x requested total
     target: float  # tokens to draw (<= cap)
+    at_cap: bool  # the cap set the target: it was over (capped) or others' freed tokens filled it to the cap
 
     @property
     def cap(self) -> float:
-        return self.max_epochs * self.available
+        """Most train tokens this source may give (0 when it has none, even uncapped)."""
+        if self.available <= 0:
+            return 0.0
+        return self.max_epochs * self.available if math.isfinite(self.max_epochs) else math.inf
 
     @property
     def capped(self) -> bool:
-        """True when the cap, not the weight, set this source's target."""
+        """True when its weight asked for more than the cap allows (it gets less than its share)."""
         return self.asked > self.cap * (1 + 1e-9)
 
 
@@ -56,7 +60,9 @@ def allocate(weights: Sequence[float], available: Sequence[int], max_epochs: Seq
         raise ValueError("allocate: weights, available and max_epochs differ in length")
     total_w = float(sum(weights))
     shares = [w / total_w for w in weights]
-    caps = [m * a if math.isfinite(m) else math.inf for m, a in zip(max_epochs, available, strict=True)]
+    # A source with no train tokens can give none, whatever its cap: its share goes to the others too.
+    caps = [0.0 if a <= 0 else (m * a if math.isfinite(m) else math.inf)
+            for m, a in zip(max_epochs, available, strict=True)]
     fixed: set[int] = set()
     while True:
         rest = total - sum(caps[i] for i in fixed)
@@ -74,5 +80,5 @@ def allocate(weights: Sequence[float], available: Sequence[int], max_epochs: Seq
             targets.append(share * total)  # the expression packs used before caps: same packs when none bind
         else:
             targets.append(max(rest, 0.0) * weights[i] / free_w if free_w > 0 else 0.0)
-    return [SourceBudget(share=s, available=int(a), max_epochs=float(m), asked=s * total, target=t)
-            for s, a, m, t in zip(shares, available, max_epochs, targets, strict=True)]
+    return [SourceBudget(share=s, available=int(a), max_epochs=float(m), asked=s * total, target=t, at_cap=i in fixed)
+            for i, (s, a, m, t) in enumerate(zip(shares, available, max_epochs, targets, strict=True))]

@@ -232,7 +232,8 @@ def _realized(t: _SourceTokens, budget: SourceBudget, docs: np.ndarray) -> tuple
         "asked_tokens": round(budget.asked),  # its weight's share of the requested total
         "asked_epochs": budget.asked / available if available else (None if budget.asked else 0.0),  # None: inf
         "max_epochs": budget.max_epochs if math.isfinite(budget.max_epochs) else None,
-        "capped": budget.capped,
+        "capped": budget.capped,  # its weight asked more than max_epochs allows
+        "at_cap": budget.at_cap,  # packed up to its cap (capped, or filled there by others' freed tokens)
     }, copies
 
 
@@ -263,8 +264,12 @@ def _documents_table(sources: list[tuple[str, Dataset, float]], toks: list[_Sour
     return pa.table(cols, schema=schema)
 
 
-def _epochs_text(epochs: float | None) -> str:
-    return "unbounded (no train tokens)" if epochs is None else f"{epochs:.1f}"
+def _cap_text(source: dict) -> str:
+    """Why a capped source got less than its weight asked: its cap, or nothing to give."""
+    p = source["packed"]
+    if not source["train_tokens"]:
+        return "it has no train tokens"
+    return f"capped at max_epochs {p['max_epochs']:g}: its weight asked {p['asked_epochs']:.1f} epochs"
 
 
 def _mixture_line(index: dict) -> str:
@@ -275,25 +280,33 @@ def _mixture_line(index: dict) -> str:
         part = (f"{s['dataset']} {p['tokens'] / max(tr['tokens'], 1):.1%} "
                 f"({p['tokens']:,} tokens, {p['epochs']:.2f} epochs")
         if p["capped"]:
-            part += f", capped at max_epochs {p['max_epochs']:g}: its weight asked {_epochs_text(p['asked_epochs'])}"
+            part += ", " + _cap_text(s)
+        elif p["at_cap"]:
+            part += f", filled to its max_epochs {p['max_epochs']:g} by others' freed tokens"
         parts.append(part + ")")
     line = (f"pack: {tr['tokens']:,} train tokens ({tr['documents']:,} docs, {len(tr['shards'])} shards), "
             f"{va['tokens']:,} validation tokens ({va['documents']:,} docs); mixture {', '.join(parts)}")
-    if tr["tokens"] < index["asked_train_tokens"] and any(s["packed"]["capped"] for s in index["sources"]):
+    if tr["tokens"] < index["asked_train_tokens"] and all(s["packed"]["at_cap"] for s in index["sources"]):
         line += f"; asked {index['asked_train_tokens']:,} train tokens, every source is at its cap"
+    elif tr["tokens"] < index["asked_train_tokens"]:
+        line += f"; asked {index['asked_train_tokens']:,} train tokens"
     return line
 
 
 def _cap_warnings(index: dict) -> list[str]:
     capped = [s for s in index["sources"] if s["packed"]["capped"]]
-    free = [s["dataset"] for s in index["sources"] if not s["packed"]["capped"]]
+    free = [s["dataset"] for s in index["sources"] if not s["packed"]["at_cap"]]
     out = []
     for s in capped:
         p = s["packed"]
-        out.append(f"{s['dataset']}: weight {s['weight']:g} asked {p['asked_tokens']:,} train tokens = "
-                   f"{_epochs_text(p['asked_epochs'])} epochs of its {s['train_tokens']:,}; capped at max_epochs "
-                   f"{p['max_epochs']:g} ({p['tokens']:,} tokens packed); "
-                   + (f"the rest went to {', '.join(free)} by weight" if free else "no source had room for the rest"))
+        asked = f"{s['dataset']}: its weight {s['weight']:g} asked {p['asked_tokens']:,} train tokens"
+        if not s["train_tokens"]:
+            why = f"{asked}, but it has no train tokens"
+        else:
+            why = (f"{asked}, {p['asked_epochs']:.1f} epochs of its {s['train_tokens']:,}; capped at max_epochs "
+                   f"{p['max_epochs']:g} ({p['tokens']:,} tokens packed)")
+        out.append(f"{why}; " + (f"the rest went to {', '.join(free)} by weight" if free
+                                 else "no source had room for the rest"))
     return out
 
 
@@ -341,9 +354,20 @@ def pack(
         caps = [min(c, 1.0) for c in caps]
     budgets = allocate(weights, avail, caps, total_tokens)
     rng = np.random.default_rng(seed)
+    drawn: dict[int, np.ndarray] = {}
+    # Capped sources first: their last pass stops short of the cap by part of a document, and that
+    # shortfall goes to the uncapped sources by weight too (with no cap binding, this is one loop in order).
+    for i in (i for i, b in enumerate(budgets) if b.at_cap):
+        drawn[i] = _draw(toks[i], int(budgets[i].target), rng, at_most=True)
+    free = [i for i, b in enumerate(budgets) if not b.at_cap]
+    short = sum(budgets[i].target - np.diff(toks[i].offsets["train"])[d].sum() for i, d in drawn.items())
+    free_w = sum(weights[i] for i in free)
+    for i in free:
+        extra = short * weights[i] / free_w if free_w and short > 0 else 0.0
+        drawn[i] = _draw(toks[i], int(round(budgets[i].target + extra)), rng)
     picks, realized, copies = [], [], []
     for i, (t, budget) in enumerate(zip(toks, budgets, strict=True)):
-        docs = _draw(t, int(budget.target) if budget.capped else int(round(budget.target)), rng, budget.capped)
+        docs = drawn[i]
         picks.append(np.stack([np.full(len(docs), i, np.int64), docs], axis=1))
         r, c = _realized(t, budget, docs)
         realized.append(r)
