@@ -214,7 +214,8 @@ def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: StageCo
     report = tau_table(bench_rows, [r.problem_id for r in refs], n_samples=checked, taus=cfg.report_taus,
                        ngram_min_hits=cfg.ngram_min_hits, embedding_threshold=cfg.embedding_threshold)
     report["config"] = cfg.model_dump(mode="json")
-    report["datasets"] = {n: sum(r["checked"] for r in results.values() if r["dataset"] == n) for n in datasets}
+    report["datasets"] = {n: sum(r["checked"] - r.get("heldout", 0) for r in results.values() if r["dataset"] == n)
+                          for n in datasets}
     pairs = [{"dataset": r["dataset"], "id": r["id"], **r["pair"]} for r in rows if r["pair"] is not None]
     report["pairs"] = {"file": PAIRS_FILE, "removed": sum(p["decision"] != "keep" for p in pairs),
                        "held_back": sum(p["decision"] == "keep" for p in pairs)}
