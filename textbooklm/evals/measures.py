@@ -80,7 +80,7 @@ def nll_measure(metric: str, unit: str, ids: list[str], nats: list[float], token
     """NLL per token (nats summed over tokens summed) with a bootstrap interval over units."""
     return Measured(metric, unit, ids, list(nats), list(tokens), False,
                     interval=bootstrap_ratio_interval(nats, tokens, seed=seed),
-                    details={"interval": f"95% percentile bootstrap over {unit}, {RESAMPLES} resamples",
+                    details={"interval_method": f"95% percentile bootstrap over {unit}, {RESAMPLES} resamples",
                              **(details or {})})
 
 

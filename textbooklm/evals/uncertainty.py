@@ -77,7 +77,11 @@ class PairedComparison:
     verdict: str
 
     def row(self) -> dict[str, object]:
-        return {**asdict(self), "interval": list(self.interval)}
+        """JSON-ready: NaN (no test could be made) becomes null."""
+        def clean(x: object) -> object:
+            return None if isinstance(x, float) and math.isnan(x) else x
+
+        return {**{k: clean(v) for k, v in asdict(self).items()}, "interval": [clean(x) for x in self.interval]}
 
 
 def paired_comparison(step: str, metric: str, before: tuple[Sequence[float], Sequence[float]],

@@ -239,17 +239,71 @@ def training(run: RunData) -> str:
 def evaluation(run: RunData) -> str:
     results = _json(run.folder("eval") / "results.json") if "eval" in run.stages else None
     body = ""
-    if isinstance(results, dict) and results.get("models"):
+    if isinstance(results, dict) and results.get("measurements"):
+        body += _eval_tables(results)
+    elif isinstance(results, dict) and results.get("models"):  # results.json of an older eval stage
         models = results["models"]
         metrics = sorted({k for m in models.values() for k in m})
         body += H.table(["metric", *models], [(k, *[models[m].get(k) for m in models]) for k in metrics],
                         "this run (pass@k in %, NLL in nats per token)")
+    if isinstance(results, dict) and (results.get("models") or results.get("measurements")):
         for label, why in (results.get("skipped") or {}).items():
             body += H.note(f"{label}: not evaluated ({why})")
     else:
         body += H.missing("No evaluation stage was part of this run.")
     body += H.table(["model", "source", "metric", "value"], PAPER_RESULTS,
                     "published figures (pass@1 in %, accuracies as fractions)")
+    return body
+
+
+def _eval_cell(m: dict | None) -> str:
+    """``value ± stderr`` or ``value [low, high]``, then n (and the empty share of sampled figures)."""
+    if not m or m.get("value") is None:
+        return ""
+    text = f"{m['value']:.4g}"
+    if m.get("stderr") is not None:
+        text += f" ± {m['stderr']:.2g}"
+    elif m.get("interval") and None not in m["interval"]:
+        text += f" [{m['interval'][0]:.4g}, {m['interval'][1]:.4g}]"
+    text += f" (n={m.get('n')}" + (f" x {m['samples_per_problem']}" if "samples_per_problem" in m else "")
+    if m.get("empty_share") is not None:
+        text += f", {m['empty_share']:.0%} empty"
+    return text + ")"
+
+
+def _eval_tables(results: dict) -> str:
+    """Every model on the same sets with n and intervals; paired comparisons; training runs' own losses."""
+    measured = results["measurements"]
+    models = list(measured)
+    metrics = list(dict.fromkeys(k for m in measured.values() for k in m))
+    body = H.table(["metric", *models], [(k, *[_eval_cell(measured[m].get(k)) for m in models]) for k in metrics],
+                   "each model on the same sets (pass@k in % ± standard error; NLL in nats/token [95% bootstrap "
+                   "interval]; n = problems or documents x samples per problem)")
+    sets = results.get("sets") or {}
+    if sets:
+        body += H.table(["set", "what", "n", "unit"], [(k, v.get("what"), v.get("n"), v.get("unit"))
+                                                       for k, v in sets.items()], "evaluation sets")
+    for name, why in (results.get("sets_skipped") or {}).items():
+        body += H.note(f"{name}: not measured ({why})")
+    for m in models:
+        for k, v in measured[m].items():
+            if v.get("zero_note"):
+                body += H.note(f"{m}, {k.rsplit(' ', 1)[0]}: {v['zero_note']}")
+        sampled = next((v["sampling"] for v in measured[m].values() if v.get("sampling")), None)
+        if sampled:
+            body += H.note(f"{m} sampling: " + ", ".join(f"{k} {v!r}" for k, v in sampled.items()))
+    comps = results.get("comparisons") or []
+    if comps:
+        body += H.table(["step", "metric", "difference", "95% interval", "p", "effect", "n"],
+                        [(c["step"], c["metric"], c["diff"], "" if c["interval"][0] is None else
+                          f"[{c['interval'][0]:.3g}, {c['interval'][1]:.3g}]", c["p"], c["effect"],
+                          f"{c['n']} {c['unit']}") for c in comps],
+                        "paired comparisons on the same problems (paired bootstrap interval, permutation p)")
+    own = results.get("training_validation_loss") or {}
+    if own:
+        body += H.table(["model", "last validation loss", "measured on"],
+                        [(m, v.get("last validation loss"), v.get("measured on")) for m, v in own.items()],
+                        "each training run's own validation loss, on its own split: not a comparison")
     return body
 
 
