@@ -115,3 +115,34 @@ def test_a_short_source_leaves_its_share_to_the_others():
     assert _equal_shares([10, 1000], 100) == [10, 90]
     assert _equal_shares([0, 50], 100) == [0, 50]
     assert _equal_shares([7, 7, 1000], 99) == [7, 7, 85]
+
+
+def test_heldout_exercises_are_split_by_source_file_like_the_finetuning_pack(small_run, tmp_path):
+    import json
+
+    from textbooklm.record import exercise_source_key, is_heldout_exercise
+
+    tok_path = small_run / "tokenizer" / "tokenizer.json"
+    tok = load_tokenizer(tok_path)
+    rows = []
+    for f in range(12):  # 12 mined files of 3 functions each
+        for k in range(3):
+            name = f"f{f}_{k}"
+            prov = {"synth": {"source": "corpus", "mined": {"source_id": f"file{f}", "source_path": f"m{f}.py"}}}
+            rows.append({"id": name, "prompt": f'def {name}(x):\n    """Return x plus {k}."""\n',
+                         "completion": f"    return x + {k}\n", "entry_point": name,
+                         "test": f"def check(candidate):\n    assert candidate(1) == {1 + k}\n",
+                         "provenance": json.dumps(prov)})
+    ex = write_dataset(tmp_path / "ex", rows, stage="exercises")
+    held = heldout_exercises(ex, 0.3)
+    held_names = {p.entry_point for p in held}
+    assert held_names == {r["entry_point"] for r in rows if is_heldout_exercise(r, 0.3)} and held_names
+    by_file: dict[str, set[bool]] = {}
+    for r in rows:
+        by_file.setdefault(exercise_source_key(r), set()).add(r["entry_point"] in held_names)
+    assert all(len(s) == 1 for s in by_file.values())
+    pack_arm([("exercises", ex, 1.0)], tok, tok_path, tmp_path / "ft", total_tokens=None, val_fraction=0.3, seed=0,
+             loss_on="completion")
+    train_text = tok.decode([int(t) for s in PackedTokens(tmp_path / "ft", "train", 16).tokens for t in s])
+    for r in rows:
+        assert (f"def {r['entry_point']}(" in train_text) == (r["entry_point"] not in held_names)

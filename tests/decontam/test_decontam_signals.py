@@ -129,3 +129,21 @@ def test_indexed_search_decides_like_exhaustive_comparison(index):
     assert [r["decision"] for r in fast] == [r["decision"] for r in slow]
     assert [r["matches"] for r in fast] == [r["matches"] for r in slow]
     assert before < exhaustive_pairs / 5
+
+
+def test_a_one_statement_ast_match_does_not_decide_alone(index):
+    # The demo's only removal: a one-line __eq__ with HumanEval/54's shape (return set(a) == set(b)).
+    eq = "class Bag(list):\n    def __eq__(self, other):\n        return set(self) == set(other)\n"
+    row = index.check([Sample("eq", eq)])[0]
+    assert (row["ast_problem"], row["ast_tau"]) == ("HumanEval/54", 1.0)
+    assert row["decision"] == "keep" and "1 statement(s) < ast_min_statements 3" in row["held_back"]
+    assert row["pair"]["held_back"] and row["pair"]["training_snippet"].startswith("def __eq__")
+    # With another signal on the same problem (its docstring copied), the same function is removed.
+    copied = f"def same(s0, s1):\n    '''{_docstring('HumanEval/54')}'''\n    return set(s0) == set(s1)\n"
+    row = index.check([Sample("copy", copied)])[0]
+    assert (row["decision"], row["problem_id"]) == ("remove", "HumanEval/54")
+    assert row["pair"]["problem_text"].startswith("\n\ndef same_chars") and row["pair"]["training_snippet"]
+    # And a larger function still decides by its AST alone (RENAMED_REORDERED has 6 statements).
+    cfg = DecontamConfig(embedder="hashing", ast_min_statements=1)
+    loose = ContaminationIndex(load_references(cfg), cfg, None).check([Sample("eq", eq)])[0]
+    assert (loose["decision"], loose["signal"]) == ("remove", "ast")

@@ -1,0 +1,58 @@
+"""Finetuning's train/validation split of exercises is by source: a mined exercise's corpus file, a
+teacher exercise's own id (record.is_heldout_exercise). Checked on exercises mined from real stdlib
+files, packed by the real packer, and read back from the token shards."""
+
+from __future__ import annotations
+
+import json
+
+from lm_corpus import stdlib_texts
+
+from textbooklm.lm.pack import PackedTokens, pack
+from textbooklm.model.tokenizer import load_tokenizer
+from textbooklm.record import content_id, exercise_source_key, is_heldout_exercise, is_validation
+from textbooklm.store import write_dataset
+from textbooklm.synth.mining import mine_functions
+
+FRACTION = 0.3
+
+
+def mined_rows(n_files: int) -> list[dict]:
+    """Exercise rows with the provenance the corpus source writes (synth.mined.source_id/path)."""
+    rows = []
+    for k, text in enumerate(stdlib_texts(n_files, start=20)):
+        fid = content_id(text)
+        found, _, _ = mine_functions(text, f"lib/{k}.py", fid)
+        for c in found[:8]:
+            rows.append({"id": content_id(c.code), "prompt": c.prompt, "completion": c.completion,
+                         "entry_point": c.name, "provenance": json.dumps({"synth": {"source": "corpus",
+                                                                                     "mined": c.provenance()}})})
+    return rows
+
+
+def test_no_source_file_has_exercises_on_both_sides(tmp_path, bpe_tokenizer):
+    rows = mined_rows(40)
+    files = {exercise_source_key(r) for r in rows}
+    assert len(rows) > 60 and len(files) > 10
+    # The old per-exercise rule put one file's functions on both sides: the case this guards against.
+    old = {}
+    for r in rows:
+        old.setdefault(exercise_source_key(r), set()).add(is_validation(r["prompt"] + r["completion"], FRACTION))
+    assert any(len(sides) == 2 for sides in old.values())
+
+    ds = write_dataset(tmp_path / "ex", rows, stage="exercises")
+    tok = load_tokenizer(bpe_tokenizer)
+    index = pack([("exercises", ds, 1.0)], tok, tmp_path / "p", loss_on="completion", val_fraction=FRACTION)
+    assert index["val_fraction"] == FRACTION
+    held = [r for r in rows if is_heldout_exercise(r, FRACTION)]
+    assert index["splits"]["val"]["documents"] == len(held) > 0
+    assert index["splits"]["train"]["documents"] == len(rows) - len(held) > 0
+    decoded = {split: tok.decode([int(t) for s in PackedTokens(tmp_path / "p", split, 16).tokens for t in s])
+               for split in ("train", "val")}
+    sides: dict[str, set[str]] = {}
+    for r in rows:
+        in_val = r["prompt"].strip() in decoded["val"] and r["completion"].strip() in decoded["val"]
+        assert in_val == is_heldout_exercise(r, FRACTION)
+        sides.setdefault(exercise_source_key(r), set()).add("val" if in_val else "train")
+    assert all(len(s) == 1 for s in sides.values())
+    assert {"val"} in sides.values() and {"train"} in sides.values()
