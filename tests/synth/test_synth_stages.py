@@ -158,6 +158,8 @@ def test_round_store_rejects_a_teacher_reply_with_a_lone_surrogate(tmp_path):
     good, rejected = store.read(0)
     assert [r["id"] for r in good] == ["a"]
     assert rejected[0]["reason"] == "invalid-unicode" and rejected[0]["text"] == "emoji half \\ud83d"
-    summary = store.finish(1, lambda r: r["text"], lambda texts: list(range(len(texts))))
+    from textbooklm.synth.config import DiversityConfig
+
+    summary = store.finish(1, DiversityConfig(drop_near_duplicates=False))
     assert summary["rejected_by_reason"] == {"invalid-unicode": 1}
     assert Dataset(tmp_path).num_rows == 1

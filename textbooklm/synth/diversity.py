@@ -55,8 +55,12 @@ def opening(text: str, n_words: int) -> str:
 
 def coverage(used: Sequence[str], available: Sequence[str] | None = None) -> dict[str, Any]:
     """How many distinct values were used (of how many), and the least / most used counts."""
-    counts = Counter(used)
-    out: dict[str, Any] = {"used": len(counts), "samples": len(used)}
+    return coverage_from_counts(Counter(used), available)
+
+
+def coverage_from_counts(counts: Counter[str], available: Sequence[str] | None = None) -> dict[str, Any]:
+    """:func:`coverage` from counts accumulated elsewhere (a stage streaming its kept seeds)."""
+    out: dict[str, Any] = {"used": len(counts), "samples": sum(counts.values())}
     if available is not None:
         avail = list(dict.fromkeys(available))
         out["available"] = len(avail)

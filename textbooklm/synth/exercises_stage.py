@@ -47,7 +47,7 @@ from textbooklm.synth.consensus import (
     solution_code,
 )
 from textbooklm.synth.corpus_exercises import mine_round
-from textbooklm.synth.diversity import coverage, diversity_report, near_duplicate_roots
+from textbooklm.synth.diversity import coverage, diversity_report
 from textbooklm.synth.docstring_rewrite import clean_reply, replace_docstring, rewrite_requests
 from textbooklm.synth.exercise import TOO_FEW_TESTS, ExerciseError, ParsedExercise, parse_exercise, reply_code
 from textbooklm.synth.names import KINDS, VERBS, FunctionName, name_pool
@@ -445,10 +445,8 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
         if teacher is not None:
             teacher.close()
 
-    d = cfg.diversity
-    near = (lambda texts: near_duplicate_roots(texts, d.ngram, d.num_perm, d.bands, d.threshold).tolist()) \
-        if d.drop_near_duplicates else (lambda texts: list(range(len(texts))))
-    final = store.finish(n_rounds, lambda r: r["text"], near)
+    final = store.finish(n_rounds, cfg.diversity)  # streams the rounds; measures the kept set's diversity
+    overall = final.pop("diversity")
     kept_ds = Dataset(out)
     kept_rows = list(kept_ds.iter_records()) if kept_ds.shards() else []
     problems = exercise_problems(kept_rows)
@@ -459,8 +457,6 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
 
     all_provs = [json.loads(r["provenance"])["synth"] for r in kept_rows]
     provs = [p for p in all_provs if "name" in p]  # teacher exercises (corpus ones have no function-name seed)
-    overall = diversity_report([r["text"] for r in kept_rows], ngram=d.ngram, num_perm=d.num_perm, bands=d.bands,
-                               threshold=d.threshold, openings_words=d.openings_words)
     overall["coverage"] = {
         "names": coverage([p["name"]["name"] for p in provs], [n.name for n in names]),
         "kinds": coverage([p["name"]["kind"] for p in provs],

@@ -12,9 +12,10 @@ Killed anywhere, a re-run skips marked rounds, re-plans the interrupted round id
 seed, same marked rounds before it), finds the replies that had arrived in the cache, and sends only
 the rest. Nothing is sent twice, nothing is lost, nothing is duplicated.
 
-The final step reads every round's candidates, drops exact and near duplicates across rounds (into
-``rejected``), and writes ``OUT/part-k`` and ``OUT/rejected/part-k``; it is recomputed from the
-round files on every run, so it is idempotent.
+The final step reads the rounds' candidates round by round (near_dups.py: memory does not grow with
+their texts), drops exact and near duplicates across rounds (into ``rejected``), writes
+``OUT/part-k`` and ``OUT/rejected/part-k`` and measures the kept set's diversity on the way
+(distinct.py); it is recomputed from the round files on every run, so it is idempotent.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from textbooklm.record import content_id, with_provenance
 from textbooklm.sandbox import Limits, Program, SandboxPool
 from textbooklm.sandbox import Result as SandboxResult
 from textbooklm.store import atomic_write_json, divert_unwritable, shard_name, write_table
+from textbooklm.synth.distinct import DatasetDiversity
+from textbooklm.synth.near_dups import near_duplicate_roots_streaming
 from textbooklm.teacher import Teacher, build_teacher
 
 TEACHER_ERROR = "teacher-error"
@@ -135,46 +137,65 @@ class RoundStore:
         rejected = pq.read_table(self.work / "rounds-rejected" / shard_name(k)).to_pylist()
         return kept, rejected
 
-    def finish(self, n_rounds: int, text_of: Callable[[dict[str, Any]], str],
-               near_dup: Callable[[list[str]], list[int]]) -> dict[str, Any]:
-        """Cross-round exact + near dedup, then write OUT/part-k and OUT/rejected/part-k.
+    def read_column(self, k: int, column: str) -> list[Any]:
+        """One column of round ``k``'s candidates (the finish reads texts round by round)."""
+        return pq.read_table(self.work / "rounds" / shard_name(k), columns=[column]).column(column).to_pylist()
 
-        ``near_dup(texts)`` gives each text's cluster root; a dropped row goes through
-        :func:`mark_duplicate`.
+    def finish(self, n_rounds: int, diversity: Any, text_column: str = "text") -> dict[str, Any]:
+        """Cross-round exact + near dedup, then write OUT/part-k and OUT/rejected/part-k, round by round.
+
+        Memory does not grow with the rounds' texts (near_dups.py): ids and LSH band keys per sample,
+        then one round's rows at a time. ``diversity`` is the stage's DiversityConfig: its MinHash
+        settings decide near duplicates (dropped when ``drop_near_duplicates``; counted either way),
+        and the overall diversity of what is kept is measured on the way (distinct.py) and returned
+        under ``"diversity"``. A dropped row goes through :func:`mark_duplicate`.
         """
-        mark = mark_duplicate
-        per_round = [self.read(k) for k in range(n_rounds)]
-        flat = [(k, row) for k, (kept, _) in enumerate(per_round) for row in kept]
-        texts = [text_of(r) for _, r in flat]
-        roots = near_dup(texts)
-        first_by_id: dict[str, int] = {}
-        decisions: list[tuple[str, str] | None] = []
-        for i, (_, row) in enumerate(flat):
-            j = first_by_id.setdefault(row["id"], i)
-            if j != i:
-                decisions.append((DUPLICATE, f"same text as {flat[j][1]['id']}"))
-            elif roots[i] != i:
-                decisions.append((NEAR_DUPLICATE, f"near duplicate of {flat[roots[i]][1]['id']}"))
-            else:
-                decisions.append(None)
+        d = diversity
+
+        def texts_by_round():
+            for k in range(n_rounds):
+                yield [t or "" for t in self.read_column(k, text_column)]
+
+        roots = near_duplicate_roots_streaming(texts_by_round, d.ngram, d.num_perm, d.bands, d.threshold)
+        first_by_id: dict[str, tuple[int, str]] = {}
+        ids_by_index: dict[int, str] = {}  # only the cluster roots that a near duplicate names
+        wanted_roots = {int(r) for i, r in enumerate(roots.tolist()) if r != i}
+        index = 0
+        for k in range(n_rounds):
+            for rid in self.read_column(k, "id"):
+                first_by_id.setdefault(rid, (index, rid))
+                if index in wanted_roots:
+                    ids_by_index[index] = rid
+                index += 1
         counts: Counter[str] = Counter()
-        i = 0
-        kept_total = 0
-        for k, (kept, rejected) in enumerate(per_round):
+        overall = DatasetDiversity(d.openings_words)
+        kept_total = candidates = near_found = 0
+        index = 0
+        for k in range(n_rounds):
+            kept, rejected = self.read(k)
             keep_rows, rej_rows = [], list(rejected)
             for row in kept:
-                d = decisions[i]
-                i += 1
-                if d is None:
-                    keep_rows.append(row)
-                else:
-                    rej_rows.append(mark(row, *d))
+                i, index = index, index + 1
+                candidates += 1
+                first = first_by_id[row["id"]][0]
+                root = int(roots[i])
+                if first != i:
+                    rej_rows.append(mark_duplicate(row, DUPLICATE, f"same text as {row['id']}"))
+                    continue
+                if root != i:
+                    near_found += 1
+                    if d.drop_near_duplicates:
+                        rej_rows.append(mark_duplicate(row, NEAR_DUPLICATE, f"near duplicate of {ids_by_index[root]}"))
+                        continue
+                keep_rows.append(row)
+                overall.add(row.get(text_column) or "")
             counts.update(r["reason"] for r in rej_rows)
             kept_total += len(keep_rows)
             write_table(self.out / shard_name(k), pa.Table.from_pylist(keep_rows, schema=self.schema))
             write_table(self.out / "rejected" / shard_name(k),
                         pa.Table.from_pylist(rej_rows, schema=self.rejected_schema))
-        return {"kept": kept_total, "rejected": sum(counts.values()), "rejected_by_reason": dict(counts.most_common())}
+        return {"kept": kept_total, "rejected": sum(counts.values()), "rejected_by_reason": dict(counts.most_common()),
+                "diversity": overall.report(near_found, candidates)}
 
 
 def reasons_text(counts: dict[str, int]) -> str:

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from textbooklm.codeblocks import extract_blocks
 from textbooklm.progress import summary_line
 from textbooklm.sandbox import Program
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset
 from textbooklm.synth.config import TextbooksConfig
-from textbooklm.synth.diversity import coverage, diversity_report, near_duplicate_roots
+from textbooklm.synth.diversity import coverage_from_counts, diversity_report
 from textbooklm.synth.prompts import TEXTBOOK_FIELDS, PromptTemplate, render_textbook
 from textbooklm.synth.rounds import (
     TEACHER_ERROR,
@@ -248,27 +249,31 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
                 store.write(k, kept, rejected, result)
             for s in result["kept_seeds"]:
                 cov.add(s)
-            rounds.append(result)
+            # the kept seeds live on in the coverage counts; keeping them per round grew with the count
+            rounds.append({key: val for key, val in result.items() if key != "kept_seeds"})
     finally:
         if sandbox is not None:
             sandbox.close()
         teacher_line = teacher.summary()
         teacher.close()
-    d = cfg.diversity
-    near = (lambda texts: near_duplicate_roots(texts, d.ngram, d.num_perm, d.bands, d.threshold).tolist()) \
-        if d.drop_near_duplicates else (lambda texts: list(range(len(texts))))
-    final = store.finish(n_rounds, lambda r: r["text"], near)
+    final = store.finish(n_rounds, cfg.diversity)  # streams the rounds; measures the kept set's diversity
+    overall = final.pop("diversity")
+    used: dict[str, Counter[str]] = {f: Counter() for f in ("topic", "audience", "style", "words")}
+    excerpts_used = 0
     kept_ds = Dataset(out)
-    seeds = [json.loads(s) for s in kept_ds.column("seed")] if kept_ds.shards() else []
-    texts = kept_ds.column("text") if kept_ds.shards() else []
-    overall = diversity_report(texts, ngram=d.ngram, num_perm=d.num_perm, bands=d.bands, threshold=d.threshold,
-                               openings_words=d.openings_words)
+    for shard in kept_ds.shards():  # one shard's seeds at a time: memory flat in the count
+        for raw in pq.read_table(shard, columns=["seed"]).column("seed").to_pylist():
+            seed = json.loads(raw)
+            for f in ("topic", "audience", "style"):
+                used[f][seed[f]] += 1
+            used["words"].update(seed["words"])
+            excerpts_used += bool(seed.get("excerpt"))
     overall["coverage"] = {
-        "topics": coverage([s["topic"] for s in seeds], sampler.topics),
-        "audiences": coverage([s["audience"] for s in seeds], sampler.audiences),
-        "styles": coverage([s["style"] for s in seeds], sampler.styles),
-        "words": coverage([w for s in seeds for w in s["words"]], sampler.words or None),
-        "excerpts": sum(1 for s in seeds if s.get("excerpt")),
+        "topics": coverage_from_counts(used["topic"], sampler.topics),
+        "audiences": coverage_from_counts(used["audience"], sampler.audiences),
+        "styles": coverage_from_counts(used["style"], sampler.styles),
+        "words": coverage_from_counts(used["words"], sampler.words or None),
+        "excerpts": excerpts_used,
     }
     code: Counter[str] = Counter()
     for r in rounds:

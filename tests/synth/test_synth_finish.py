@@ -1,0 +1,52 @@
+"""The streaming finish: the same decisions as the all-in-memory dedup, round by round."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pyarrow.parquet as pq
+
+from textbooklm.synth.config import DiversityConfig
+from textbooklm.synth.diversity import diversity_report, near_duplicate_roots
+from textbooklm.synth.rounds import RoundStore, sample_id
+from textbooklm.synth.textbooks_stage import REJECTED_SCHEMA, SCHEMA
+
+
+def _doc(rng: random.Random, i: int) -> str:
+    return f"Lesson {i}. " + " ".join(rng.choice(["loop", "list", "dict", "set", "map", "key", "sum", "max",
+                                                   "sort", "heap", "tree", "node"]) + str(rng.randint(0, 50))
+                                       for _ in range(120))
+
+
+def test_streaming_finish_matches_in_memory_near_duplicates_and_diversity(tmp_path):
+    rng = random.Random(3)
+    texts = [_doc(rng, i) for i in range(30)]
+    texts += [texts[2]]  # an exact duplicate
+    texts += [texts[5].replace("Lesson 5.", "Lesson five.")]  # a near duplicate
+    texts += [texts[7] + " extra words at the end"]
+    rounds = [texts[i: i + 8] for i in range(0, len(texts), 8)]
+    store = RoundStore(tmp_path, SCHEMA, REJECTED_SCHEMA)
+    for k, chunk in enumerate(rounds):
+        rows = [{"id": sample_id(t), "text": t, "seed": "{}", "provenance": json.dumps({"synth": {}})} for t in chunk]
+        store.write(k, rows, [], {"kept": len(rows)})
+    d = DiversityConfig()
+    final = store.finish(len(rounds), d)
+    kept = [t for k in range(len(rounds))
+            for t in pq.read_table(tmp_path / f"part-{k:05d}.parquet")["text"].to_pylist()]
+    roots = near_duplicate_roots(texts, d.ngram, d.num_perm, d.bands, d.threshold)
+    seen, expected = set(), []
+    for i, t in enumerate(texts):  # the in-memory rule: exact first, then near
+        if sample_id(t) in seen or roots[i] != i:
+            seen.add(sample_id(t))
+            continue
+        seen.add(sample_id(t))
+        expected.append(t)
+    assert kept == expected and final["kept"] == len(expected)
+    assert final["rejected_by_reason"]["duplicate"] == 1 and final["rejected_by_reason"]["near-duplicate"] >= 2
+    overall = final["diversity"]
+    reference = diversity_report(expected)
+    for key in ("samples", "words", "distinct_1", "distinct_2", "distinct_3", "top_openings"):
+        assert overall[key] == reference[key], key
+    assert overall["near_duplicates_among"] == len(texts)
+    assert overall["near_duplicates"] == final["rejected_by_reason"]["near-duplicate"]

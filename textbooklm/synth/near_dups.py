@@ -1,0 +1,76 @@
+"""Cross-round exact and near-duplicate decisions for a synthesis stage, without holding its texts.
+
+Why: the finish step used to read every round's rows into memory (~11.8 kB per textbook) and
+MinHash them all at once: phi-1.5's 13M textbooks would need ~154 GB for that alone. Here the texts
+are read round by round, twice, and only small fixed-size data per sample is kept:
+
+1. per sample: its id (exact duplicates: the first occurrence wins) and its LSH band keys
+   (``bands`` x 8 bytes, the corpus stage's :func:`textbooklm.minhash.band_keys`);
+2. candidate pairs from equal band keys (a bucket larger than ``max_bucket`` is linked as a star);
+3. the signatures of candidate members only are recomputed (second read) and pairs whose estimated
+   Jaccard reaches ``threshold`` are joined by union-find; each sample's cluster root is its first
+   member, the same decision as :func:`textbooklm.synth.diversity.near_duplicate_roots`.
+
+Memory per sample: ~(8 x bands + 100) bytes (0.36 kB at 32 bands) instead of the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from textbooklm.minhash import MinHasher, band_keys, clusters
+
+MAX_BUCKET = 2000
+
+
+def _pairs_from_keys(keys: np.ndarray, max_bucket: int = MAX_BUCKET) -> np.ndarray:
+    n = len(keys)
+    found: list[np.ndarray] = []
+    for band in range(keys.shape[1]):
+        col = keys[:, band]
+        order = np.argsort(col, kind="stable")
+        sk = col[order]
+        starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+        sizes = np.diff(np.r_[starts, n])
+        for s, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
+            members = np.sort(order[s: s + size])
+            if size > max_bucket:
+                pairs = np.stack([np.full(size - 1, members[0]), members[1:]], axis=1)
+            else:
+                ii, jj = np.triu_indices(size, k=1)
+                pairs = np.stack([members[ii], members[jj]], axis=1)
+            found.append(pairs)
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found).astype(np.int64), axis=0)
+
+
+def near_duplicate_roots_streaming(texts_by_round: Callable[[], Iterator[list[str]]], ngram: int, num_perm: int,
+                                   bands: int, threshold: float, seed: int = 1) -> np.ndarray:
+    """Each sample's cluster root (its own index when unique), reading ``texts_by_round()`` twice."""
+    if num_perm % bands:
+        raise ValueError(f"num_perm ({num_perm}) must be a multiple of bands ({bands})")
+    hasher = MinHasher(num_perm, ngram, seed)
+    keys: list[np.ndarray] = []
+    for texts in texts_by_round():
+        if texts:
+            keys.append(band_keys(hasher.signatures(texts), bands))
+    n = sum(len(k) for k in keys)
+    if n < 2:
+        return np.arange(n)
+    candidates = _pairs_from_keys(np.concatenate(keys))
+    del keys
+    if not len(candidates):
+        return np.arange(n)
+    needed = np.unique(candidates)
+    sigs: dict[int, np.ndarray] = {}
+    offset = 0
+    for texts in texts_by_round():
+        lo, hi = np.searchsorted(needed, [offset, offset + len(texts)])
+        for i in needed[lo:hi].tolist():
+            sigs[i] = hasher.signature(texts[i - offset])
+        offset += len(texts)
+    agree = np.array([float(np.mean(sigs[int(i)] == sigs[int(j)])) for i, j in candidates])
+    return clusters(n, candidates[agree >= threshold])
