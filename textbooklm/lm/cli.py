@@ -182,6 +182,9 @@ def generate_cmd(
                         stop=stops, seed=seed)
     for p, o in zip(prompt, outs, strict=True):
         typer.echo(p + o)
+        if not o.strip():  # say so: a blank line after the prompt reads as "nothing happened"
+            n = len(gen.tokenizer.encode(o))
+            typer.echo(f"(empty completion: {n} tokens" + (", all whitespace)" if n else ")"), err=True)
         if len(prompt) > 1:
             typer.echo("-" * 40)
 
