@@ -57,6 +57,8 @@ def test_eval_scores_heldout_exercises(tmp_path, tiny_checkpoint):  # noqa: F811
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     m = results["models"]["model"]
     assert 0 <= m["exercises pass@1"] <= 100 and math.isfinite(m["exercises reference NLL/token"])
+    # A checkpoint folder from outside the run: its training data is unknown, and results say so.
+    assert "not a training stage of this run" in results["heldout_overlap"]["model"]["unknown"]
     chosen = json.loads((tmp_path / "eval" / "heldout_exercises.json").read_text())["task_ids"]
     assert chosen == [p.task_id for p in heldout_problems(ds, 0.25)] and chosen
 
