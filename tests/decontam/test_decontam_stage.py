@@ -99,3 +99,19 @@ def test_mbpp_without_path_is_a_config_error():
 
     with pytest.raises(ConfigError, match="needs a path"):
         parse_config({"decontam": {"benchmarks": [{"task": "mbpp"}]}})
+
+
+def test_config_check_wants_one_heldout_fraction_for_the_run(tmp_path):
+    from textbooklm.run_check import check_run
+
+    raw = {"exercises": {"source": "teacher", "teacher": "t"}, "teachers": {"t": {"backend": "openai", "model": "m"}},
+           "decontam": {"embedder": "hashing", "heldout_fraction": 0.2},
+           "finetune": {"data": {"sources": [{"dataset": "exercises"}], "val_fraction": 0.1}},
+           "eval": {"models": ["finetune"], "heldout_exercises": {"dataset": "exercises", "fraction": 0.1}}}
+    problems = [p for p in check_run(parse_config(raw), "x.toml", paths=False) if "heldout_fraction" in p]
+    assert len(problems) == 2 and "differs from [finetune] data.val_fraction 0.1" in problems[0]
+    assert "differs from [eval] heldout_exercises.fraction 0.1" in problems[1]
+    raw["decontam"]["heldout_fraction"] = 0.1
+    assert not [p for p in check_run(parse_config(raw), "x.toml", paths=False) if "heldout_fraction" in p]
+    raw["decontam"] = {"heldout_exercises": False, "heldout_fraction": 0.3}  # off: nothing to agree on
+    assert not [p for p in check_run(parse_config(raw), "x.toml", paths=False) if "heldout_fraction" in p]
