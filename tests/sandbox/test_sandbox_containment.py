@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from textbooklm.sandbox import Limits, Program, SandboxPool
-from textbooklm.sandbox.environment import FROM_PARENT, THREAD_CAPS, program_environment
+from textbooklm.sandbox.environment import FROM_PARENT, HASH_SEED, THREAD_CAPS, program_environment
 from textbooklm.sandbox.mounts import blocking_ancestors
 
 # Reads every /proc/<pid>/environ and cmdline it can (and every thread's), reports where the
@@ -76,7 +76,8 @@ def test_no_parent_secret_reaches_a_program(tmp_path, monkeypatch):
     assert r.status == "passed", (r.error, r.stderr)
     assert secret not in r.stdout and secret not in r.stderr
     report = json.loads(r.stdout)
-    allowed = set(FROM_PARENT) | set(THREAD_CAPS) | {"HOME", "TMPDIR", "TMP", "TEMP", "PYTHONDONTWRITEBYTECODE"}
+    allowed = set(FROM_PARENT) | set(THREAD_CAPS) | set(HASH_SEED) | {"HOME", "TMPDIR", "TMP", "TEMP",
+                                                                      "PYTHONDONTWRITEBYTECODE"}
     assert set(report["environ"]) <= allowed, set(report["environ"]) - allowed
     assert report["environ"]["HOME"] == report["environ"]["TMPDIR"] and report["environ"]["HOME"].startswith(
         str(tmp_path))
@@ -149,6 +150,21 @@ def test_limits_env_passes_named_variables_only(tmp_path, monkeypatch):
 def test_limits_env_rejects_bad_names_and_values(bad):
     with pytest.raises(ValueError, match="env"):
         Limits(env=bad)
+
+
+SET_ORDER = "print(list({f'item-{i}' for i in range(40)}))\nimport os\nprint(os.environ['PYTHONHASHSEED'])\n"
+
+
+def test_printed_set_order_is_the_same_in_every_pool(tmp_path):
+    """PYTHONHASHSEED is fixed for the worker (a forked program keeps its interpreter's seed) and for
+    programs: a printed set reads the same in two pools (a random seed per worker orders it differently)."""
+    outputs = []
+    for _ in range(2):
+        with SandboxPool(Limits(timeout_s=5), workers=1, tmp_root=str(tmp_path)) as pool:
+            r = pool.run([Program(id="set", code=SET_ORDER)])[0]
+        assert r.status == "passed", (r.error, r.stderr)
+        outputs.append(r.stdout)
+    assert outputs[0] == outputs[1] and outputs[0].splitlines()[1] == "0"
 
 
 def test_program_environment_is_an_allowlist():
@@ -289,7 +305,7 @@ def _peek_across_pools(tmp_root: Path, uid_a: int | None, uid_b: int | None) -> 
         (loot[0].parent / "done").touch()
         writer.join()
     assert out[0].status == "passed" and peek.status == "passed", (out[0].error, peek.error, peek.stderr)
-    return {"value": json.loads(peek.stdout), "secret": secret}, out[0].uid, peek.uid
+    return {"value": json.loads(peek.stdout), "secret": secret, "fs_view": peek.fs_view}, out[0].uid, peek.uid
 
 
 def test_two_live_pools_never_share_a_uid_so_one_cannot_read_the_others_work(tmp_path):
@@ -304,29 +320,63 @@ def test_two_live_pools_never_share_a_uid_so_one_cannot_read_the_others_work(tmp
         shared, uid_a, uid_b = _peek_across_pools(root, 62000, 62000)
         if uid_a == 0:
             pytest.skip("programs stay root here (see test_programs_do_not_run_as_root)")
-        assert uid_a == uid_b == 62000 and shared["value"] == shared["secret"]
+        assert uid_a == uid_b == 62000
+        # With a filesystem view (fs_view.py) pool A's folder is not even in B's view; without one, a
+        # shared uid reads it.
+        assert shared["value"] == ("FileNotFoundError" if shared["fs_view"] != "none" else shared["secret"])
         # Leased uids: distinct, and the work folder (0700, owned by A's uid) is closed to B.
         leased, uid_a, uid_b = _peek_across_pools(root, None, None)
         assert uid_a != uid_b and min(uid_a, uid_b) >= 62000
-        assert leased["value"] == "PermissionError"
+        assert leased["value"] == ("FileNotFoundError" if leased["fs_view"] != "none" else "PermissionError")
     finally:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_uid_leases_are_disjoint_released_and_refuse_an_unsafe_lock_folder(tmp_path, monkeypatch):
-    import tempfile
-
+def test_uid_leases_are_disjoint_released_and_refuse_an_unsafe_lock_folder(tmp_path):
     from textbooklm.sandbox.uids import UidLease, lock_dir
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    first, second = UidLease(3, first=70000, span=5), UidLease(2, first=70000, span=5)
+    folder = tmp_path / "leases"
+    first, second = UidLease(3, first=70000, span=5, folder=folder), UidLease(2, first=70000, span=5, folder=folder)
     assert first.uids == [70000, 70001, 70002] and second.uids == [70003, 70004]
     with pytest.raises(RuntimeError, match="no free uid for 1 workers in 70000-70004"):
-        UidLease(1, first=70000, span=5)
+        UidLease(1, first=70000, span=5, folder=folder)
     first.release()
-    assert UidLease(3, first=70000, span=5).uids == [70000, 70001, 70002]
-    os.chmod(lock_dir(), 0o777)  # writable by a sandboxed uid: it could steer leases
+    assert UidLease(3, first=70000, span=5, folder=folder).uids == [70000, 70001, 70002]
+    os.chmod(lock_dir([folder]), 0o777)  # writable by a sandboxed uid: it could steer leases
     with pytest.raises(RuntimeError, match="writable only by it"):
-        UidLease(1, first=70000, span=5)
+        UidLease(1, first=70000, span=5, folder=folder)
+
+
+HOLD_A_LEASE = """import sys
+from textbooklm.sandbox.uids import UidLease
+lease = UidLease(1)
+print(lease.uids[0], flush=True)
+sys.stdin.read()  # hold it until the test closes our stdin
+"""
+
+
+def test_uid_leases_do_not_depend_on_tmpdir(tmp_path):
+    """Two pools started with different TMPDIR lease from the same fixed folder: never the same uid (the
+    lease folder used to live under tempfile.gettempdir(), so both took 62000)."""
+    import subprocess
+    import sys
+
+    from textbooklm.sandbox.uids import lock_dir_candidates
+
+    assert all(not str(p).startswith(str(tmp_path)) for p in lock_dir_candidates())
+    holders = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            env = {**os.environ, "TMPDIR": str(tmp_path / name)}
+            holders.append(subprocess.Popen([sys.executable, "-c", HOLD_A_LEASE], env=env, text=True,
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+        uids = [int(p.stdout.readline()) for p in holders]
+    finally:
+        for p in holders:
+            p.stdin.close()
+            p.wait(timeout=30)
+    assert uids[0] != uids[1] and min(uids) >= 62000, uids
+    assert list((tmp_path / "a").iterdir()) == list((tmp_path / "b").iterdir()) == []

@@ -15,6 +15,14 @@ Where: cgroup v2 (a ``pids.max`` appears in a child of the unified hierarchy whe
 controller is enabled there) or cgroup v1 (a ``pids`` hierarchy, e.g. /sys/fs/cgroup/pids), under
 this process's own cgroup first, then the hierarchy's root; the first writable one wins. With
 neither, the sandbox falls back to RLIMIT_NPROC and says so.
+
+Memory: likewise one cgroup per worker with the ``memory`` controller (v2 ``memory.max`` in the same
+folder as ``pids.max``; v1 a folder of the same name in the ``memory`` hierarchy), limit = the
+program's ``memory_mb`` plus the worker's own allowance. Unlike RLIMIT_AS it counts what a program
+holds outside its address space: ``memfd_create`` files, shared memory and the pages of the private
+tmpfs (/tmp, /dev/shm) it wrote. When the limit is hit the kernel's OOM killer ends a process of the
+cgroup (the worker protects itself with ``oom_score_adj``), and the counter read by ``oom_kills``
+(v2 ``memory.events``, v1 ``memory.oom_control``) turns the program's verdict into ``memory``.
 """
 
 from __future__ import annotations
@@ -78,16 +86,16 @@ def _under(mount: str, root: str, own: str | None) -> list[str]:
     return list(dict.fromkeys(dirs))
 
 
-def candidate_parents() -> list[tuple[str, str]]:
-    """Where a pids cgroup could be made, best first: (dir, kind)."""
+def candidate_parents(controller: str = "pids") -> list[tuple[str, str]]:
+    """Where a cgroup with ``controller`` (pids, memory) could be made, best first: (dir, kind)."""
     own = _own_paths()
     out: list[tuple[str, str]] = []
     for fstype, mount, root, _opts in _mounts():
         if fstype == "cgroup2":
             out += [(d, "cgroup-v2") for d in _under(mount, root, own.get(""))]
     for fstype, mount, root, opts in _mounts():
-        if fstype == "cgroup" and "pids" in opts.split(","):
-            out += [(d, "cgroup-v1") for d in _under(mount, root, own.get("pids"))]
+        if fstype == "cgroup" and controller in opts.split(","):
+            out += [(d, "cgroup-v1") for d in _under(mount, root, own.get(controller))]
     return out
 
 
@@ -101,13 +109,13 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def _v2_enable_pids(parent: str) -> None:
-    """Make ``pids.max`` appear in children of a v2 cgroup (fails with EBUSY where the parent holds
-    processes and is not the root: cgroup v2's no-internal-processes rule)."""
-    if "pids" not in _read(os.path.join(parent, "cgroup.controllers")).split():
-        raise OSError(errno.ENOTSUP, f"the pids controller is not available in {parent}")
-    if "pids" not in _read(os.path.join(parent, "cgroup.subtree_control")).split():
-        _write(os.path.join(parent, "cgroup.subtree_control"), "+pids")
+def _v2_enable(parent: str, controller: str = "pids") -> None:
+    """Make ``pids.max`` (``memory.max``) appear in children of a v2 cgroup (fails with EBUSY where the
+    parent holds processes and is not the root: cgroup v2's no-internal-processes rule)."""
+    if controller not in _read(os.path.join(parent, "cgroup.controllers")).split():
+        raise OSError(errno.ENOTSUP, f"the {controller} controller is not available in {parent}")
+    if controller not in _read(os.path.join(parent, "cgroup.subtree_control")).split():
+        _write(os.path.join(parent, "cgroup.subtree_control"), f"+{controller}")
 
 
 def create(name: str, pids_max: int) -> tuple[PidsCgroup | None, str]:
@@ -118,7 +126,7 @@ def create(name: str, pids_max: int) -> tuple[PidsCgroup | None, str]:
         path = os.path.join(parent, name)
         try:
             if kind == "cgroup-v2":
-                _v2_enable_pids(parent)
+                _v2_enable(parent, "pids")
             os.mkdir(path)
         except OSError as exc:
             reasons.append(f"{parent}: {exc.strerror or exc}")
@@ -133,6 +141,69 @@ def create(name: str, pids_max: int) -> tuple[PidsCgroup | None, str]:
             except OSError:
                 pass
     return None, "; ".join(reasons) or "no cgroup hierarchy with the pids controller is mounted"
+
+
+@dataclass(frozen=True)
+class MemoryCgroup:
+    path: str
+    kind: str  # "cgroup-v2" | "cgroup-v1"
+    limit_mb: int
+
+
+def create_memory(name: str, limit_mb: int) -> tuple[MemoryCgroup | None, str]:
+    """Make (or, in v2, reuse the pids cgroup ``name`` as) a memory cgroup limited to ``limit_mb`` MiB,
+    swap included where the kernel accounts it. Returns (the cgroup, "") or (None, why none)."""
+    reasons = []
+    limit = str(limit_mb * 1024 * 1024)
+    for parent, kind in candidate_parents("memory"):
+        path = os.path.join(parent, name)
+        made = False
+        try:
+            if kind == "cgroup-v2":
+                _v2_enable(parent, "memory")
+            try:
+                os.mkdir(path)
+                made = True
+            except FileExistsError:
+                if kind != "cgroup-v2":
+                    raise
+        except OSError as exc:
+            reasons.append(f"{parent}: {exc.strerror or exc}")
+            continue
+        limit_file = "memory.max" if kind == "cgroup-v2" else "memory.limit_in_bytes"
+        try:
+            _write(os.path.join(path, limit_file), limit)
+        except OSError as exc:
+            reasons.append(f"{path}/{limit_file}: {exc.strerror or exc}")
+            if made:
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+            continue
+        swap_file, swap = (("memory.swap.max", "0") if kind == "cgroup-v2"
+                           else ("memory.memsw.limit_in_bytes", limit))
+        try:  # no swap beyond the limit (absent where swap is not accounted: then there is none to use)
+            _write(os.path.join(path, swap_file), swap)
+        except OSError:
+            pass
+        return MemoryCgroup(path, kind, limit_mb), ""
+    return None, "; ".join(reasons) or "no cgroup hierarchy with the memory controller is mounted"
+
+
+def oom_kills(cgroup: MemoryCgroup | None) -> int:
+    """How many processes the OOM killer has ended in the cgroup so far (0 when unknown)."""
+    if cgroup is None:
+        return 0
+    name = "memory.events" if cgroup.kind == "cgroup-v2" else "memory.oom_control"
+    try:
+        for line in _read(os.path.join(cgroup.path, name)).splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def join(path: str) -> None:
@@ -187,7 +258,7 @@ def remove(path: str, timeout_s: float = 5.0) -> bool:
 def ours(prefix: str = PREFIX) -> list[str]:
     """Every cgroup dir named with ``prefix`` in the places ``create`` uses (for leftover checks)."""
     found = []
-    for parent, _kind in candidate_parents():
+    for parent, _kind in candidate_parents("pids") + candidate_parents("memory"):
         try:
             found += [os.path.join(parent, n) for n in os.listdir(parent) if n.startswith(prefix)]
         except OSError:

@@ -23,7 +23,16 @@ class Limits(StrictModel):
     cpu_s: float | None = Field(
         None, gt=0, description="CPU-time limit (RLIMIT_CPU); default: the wall limit rounded up, plus 1 s."
     )
-    memory_mb: int = Field(4096, ge=64, description="Address-space limit (RLIMIT_AS) per program, MiB.")
+    memory_mb: int = Field(
+        4096, ge=64, le=1 << 22,
+        description="Memory limit per program, MiB: its address space (RLIMIT_AS) and, where a memory cgroup "
+        "is writable, everything it holds (memfd, shared memory, files in its private /tmp and /dev/shm).",
+    )
+    tmp_mb: int = Field(
+        64, ge=1, le=1 << 20,
+        description="Size of each private tmpfs a program gets (/tmp, /var/tmp, /run/lock, /dev/shm), MiB; "
+        "emptied after every program.",
+    )
     max_processes: int = Field(
         32, ge=1, description="Processes/threads one program may have (cgroup pids.max, else RLIMIT_NPROC)."
     )
@@ -50,6 +59,12 @@ class Limits(StrictModel):
     @classmethod
     def _valid_env(cls, env: dict[str, str]) -> dict[str, str]:
         return check_extra(env)
+
+    def private_tmp_mb(self) -> int:
+        """The size of each private tmpfs: ``tmp_mb``, at most a quarter of ``memory_mb``, so that /tmp,
+        /var/tmp and /dev/shm full together still fit the program's share of the memory cgroup (their
+        pages stay charged after the OOM killer ended the program, until the worker empties them)."""
+        return max(1, min(self.tmp_mb, self.memory_mb // 4))
 
     def wall_limit(self, reference_s: float | None) -> float:
         """The wall-clock limit for a program whose reference solution took ``reference_s`` seconds."""

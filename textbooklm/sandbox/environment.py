@@ -20,6 +20,9 @@ DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 DEFAULT_LANG = "C.UTF-8"
 # Numerical libraries otherwise start one thread per core in every program.
 THREAD_CAPS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# A fixed hash seed: a printed set or dict-of-sets comes out in the same order on every run. The worker
+# is exec'd with it (a forked program keeps its interpreter's seed); programs get it for any Python they start.
+HASH_SEED = {"PYTHONHASHSEED": "0"}
 # The worker's own needs: find the package, never read a user site dir (HOME is a shared tmp dir).
 WORKER_ONLY = ("PYTHONPATH", "PYTHONNOUSERSITE", "PYTHONDONTWRITEBYTECODE", "HOME", "TMPDIR")
 
@@ -35,19 +38,21 @@ def _from_parent(parent: Mapping[str, str]) -> dict[str, str]:
 
 def worker_environment(parent: Mapping[str, str], home: str, pythonpath: str) -> dict[str, str]:
     """What a warm worker is exec'd with (and so what its ``/proc/PID/environ`` shows)."""
-    return {**_from_parent(parent), **THREAD_CAPS, "HOME": home, "TMPDIR": home, "PYTHONPATH": pythonpath,
+    return {**_from_parent(parent), **THREAD_CAPS, **HASH_SEED, "HOME": home, "TMPDIR": home,
+            "PYTHONPATH": pythonpath,
             "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def worker_names() -> set[str]:
     """Every name a worker's environment may hold (checked by the worker at start)."""
-    return set(FROM_PARENT) | set(THREAD_CAPS) | set(WORKER_ONLY)
+    return set(FROM_PARENT) | set(THREAD_CAPS) | set(HASH_SEED) | set(WORKER_ONLY)
 
 
 def program_environment(worker_env: Mapping[str, str], workdir: str, extra: Mapping[str, str]) -> dict[str, str]:
-    """The whole ``os.environ`` of one program: PATH/LANG/LC_ALL, the thread caps, HOME and the
+    """The whole ``os.environ`` of one program: PATH/LANG/LC_ALL, the thread caps, PYTHONHASHSEED, HOME and the
     temp dir variables pointing at its work dir, then ``extra`` (``Limits.env``), which wins."""
-    env = {**_from_parent(worker_env), **THREAD_CAPS, "HOME": workdir, "TMPDIR": workdir, "TMP": workdir,
+    env = {**_from_parent(worker_env), **THREAD_CAPS, **HASH_SEED, "HOME": workdir, "TMPDIR": workdir,
+           "TMP": workdir,
            "TEMP": workdir, "PYTHONDONTWRITEBYTECODE": "1"}
     env.update(extra)
     return env

@@ -76,6 +76,9 @@ class Result:
     proc_private: bool = False  # /proc shows only its own PID namespace (no host process)
     env_scrubbed: bool = False  # its environment, and its worker's, hold only the allowlist (+ Limits.env)
     uid: int | None = None  # the uid it ran as (0: root); None when unknown (its worker died)
+    private_tmp: bool = False  # /tmp, /var/tmp, /run/lock, /dev/shm were its own size-limited tmpfs, emptied after
+    memory_limit: str = ""  # what bounds its memory: cgroup-v2 | cgroup-v1 (all it holds) | rlimit-as (address space)
+    fs_view: str = ""  # read-only-root: it saw only the interpreter, its packages and its work dir | none: the host's
     isolation_notes: list[str] = field(default_factory=list)  # why a layer is missing, one note each
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -10,6 +10,12 @@ the kernel drops it when the process exits, kill -9 included, so a crashed run n
 uids and nothing has to be cleaned up. The lock folder belongs to the effective user and is
 writable by nobody else, so a sandboxed uid cannot pre-create or delete lock files to steer leases;
 a folder that fails that check is refused, never trusted.
+
+Where: one fixed folder per machine, never derived from ``$TMPDIR`` (two pools started with
+different ``TMPDIR`` once leased from two folders and both ran as uid 62000): as root
+``/run/textbooklm-sandbox-uids`` (``/run`` is root-owned and cleared at boot), else
+``/var/lock/...``, else ``/tmp/textbooklm-sandbox-uids-0``; as another user (who drops no uid, so
+leases only keep pools apart) ``/tmp/textbooklm-sandbox-uids-<euid>``.
 """
 
 from __future__ import annotations
@@ -17,34 +23,50 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 FIRST_UID = 62000
 UID_COUNT = 2048  # 62000-64047: below 65534 (nobody) and outside the usual system and login ranges
 
 
-def lock_dir() -> Path:
-    """The lease folder (made 0755 on first use); an unsafe existing one is an error naming why."""
-    folder = Path(tempfile.gettempdir()) / f"textbooklm-sandbox-uids-{os.geteuid()}"
-    try:
-        folder.mkdir(mode=0o755)
-    except FileExistsError:
-        pass
-    info = os.lstat(folder)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        raise RuntimeError(f"sandbox: {folder} is not a folder owned by uid {os.geteuid()} and writable only by it; "
-                           "remove it (another user may be steering sandbox uids)")
-    return folder
+def lock_dir_candidates() -> list[Path]:
+    """Where the lease folder may live, best first (fixed paths: the same for every pool of the machine)."""
+    euid = os.geteuid()
+    if euid == 0:
+        return [Path("/run/textbooklm-sandbox-uids"), Path("/var/lock/textbooklm-sandbox-uids"),
+                Path("/tmp/textbooklm-sandbox-uids-0")]
+    return [Path(f"/tmp/textbooklm-sandbox-uids-{euid}")]
+
+
+def lock_dir(candidates: list[Path] | None = None) -> Path:
+    """The lease folder (made 0755 on first use) in the first candidate place whose parent lets us make
+    it; an unsafe existing one is an error naming why (never skipped for the next candidate: another
+    pool would lease from there)."""
+    reasons = []
+    for folder in candidates or lock_dir_candidates():
+        try:
+            folder.mkdir(mode=0o755)
+        except FileExistsError:
+            pass
+        except OSError as exc:  # e.g. no /run, or a read-only one: the next fixed place
+            reasons.append(f"{folder}: {exc.strerror}")
+            continue
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise RuntimeError(f"sandbox: {folder} is not a folder owned by uid {os.geteuid()} and writable only "
+                               "by it; remove it (another user may be steering sandbox uids)")
+        return folder
+    raise RuntimeError(f"sandbox: no place for the uid lease folder ({'; '.join(reasons)})")
 
 
 class UidLease:
     """``count`` uids held until :meth:`release` (or until this process ends)."""
 
-    def __init__(self, count: int, first: int = FIRST_UID, span: int = UID_COUNT) -> None:
+    def __init__(self, count: int, first: int = FIRST_UID, span: int = UID_COUNT,
+                 folder: Path | None = None) -> None:
         self.uids: list[int] = []
         self._fds: list[int] = []
-        folder = lock_dir()
+        folder = lock_dir([folder] if folder is not None else None)
         for uid in range(first, first + span):
             if len(self.uids) == count:
                 break

@@ -56,6 +56,7 @@ import typing  # noqa: F401
 from textbooklm.sandbox import (
     cgroups,
     environment,
+    fs_view,
     guard,  # noqa: F401  (imported before privileges are dropped)
     mounts,
 )
@@ -102,6 +103,9 @@ def _rmtree(path: str) -> None:
 
 
 class Worker:
+    view: fs_view.View | None = None  # set by main() after start-up
+    memory_cgroup: cgroups.MemoryCgroup | None = None
+
     def __init__(self, tmp_root: str, uid: int | None, pid_namespace: bool, network_isolated: bool,
                  cgroup: str | None = None, process_limit: str = "none",
                  report: dict | None = None) -> None:
@@ -178,10 +182,13 @@ class Worker:
 
     def run(self, request: dict) -> dict:
         workdir = tempfile.mkdtemp(prefix="textbooklm-sbx-", dir=self.tmp_root)
+        oom_before = cgroups.oom_kills(self.memory_cgroup)
         try:
-            return self._run(request, workdir)
+            return _memory_verdict(self._run(request, workdir), self.memory_cgroup, oom_before)
         finally:
             _rmtree(workdir)
+            if self.view is not None:  # what the program left in /tmp, /dev/shm: gone before the next one
+                self.view.empty_private_tmp()
 
     def _run(self, request: dict, workdir: str) -> dict:
         limits = request["limits"]
@@ -294,6 +301,16 @@ class Worker:
         return result
 
 
+def _memory_verdict(result: dict, group: cgroups.MemoryCgroup | None, oom_before: int) -> dict:
+    """A program the memory cgroup's OOM killer ended (or one of whose processes it ended, short of a
+    pass) gets ``memory``, not ``crashed``: the kernel's counter says so, nothing the program wrote."""
+    if group is None or result.get("status") == "passed" or cgroups.oom_kills(group) <= oom_before:
+        return result
+    result.update(status="memory", error=f"the memory limit of {group.limit_mb} MiB (memory cgroup, program and "
+                                         "worker together) was reached: the OOM killer ended a process")
+    return result
+
+
 def _uid_cannot_run_python(uid: int, tmp_root: str) -> str:
     """Why an unprivileged ``uid`` could not run programs here ("" when it can): it must import the
     standard library and the site-packages on sys.path (not so when the interpreter lives under a
@@ -341,24 +358,48 @@ def _exec_environment() -> list[str]:
         return list(os.environ)
 
 
+def _interpreter_dirs() -> list[str]:
+    """The folders Python itself needs: its prefixes, the executable's folder and ``sys.path``."""
+    dirs = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
+            os.path.dirname(os.path.realpath(sys.executable)), os.path.dirname(sys.executable)]
+    return list(dict.fromkeys([*dirs, *(p for p in sys.path if p and os.path.isdir(p))]))
+
+
 def _needed_paths(tmp_root: str) -> list[tuple[str, bool]]:
     """What a program (and the worker forking it) must reach: (path, writable)."""
-    paths = [(p, False) for p in (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
-                                  os.path.dirname(os.path.realpath(sys.executable)))]
-    paths += [(p, False) for p in sys.path if p and os.path.isdir(p)]
-    return [*paths, (tmp_root, True)]
+    return [*((p, False) for p in _interpreter_dirs()), (tmp_root, True)]
 
 
-def _private_mounts(info: dict, tmp_root: str, mask_for_uid: bool) -> None:
-    """A private mount namespace: /proc of our PID namespace, and (when programs will drop to
-    an unprivileged uid) the interpreter made reachable. Records what was achieved in ``info``."""
+def _private_mounts(info: dict, tmp_root: str, mask_for_uid: bool, tmp_mb: int = 64,
+                    cgroup_dirs: list[str] | None = None) -> fs_view.View | None:
+    """A private mount namespace and, in it, the programs' filesystem view (fs_view.py: a read-only root
+    of what Python needs, a /proc of our PID namespace, private size-limited /tmp, /var/tmp, /run/lock and
+    /dev/shm). Where the view cannot be built: the host's tree with a private /proc and (when programs
+    drop to an unprivileged uid) the interpreter made reachable. Records what was achieved in ``info``."""
     notes = info["notes"]
     why = mounts.enter_private_namespace()
     if why:
         notes.append(f"{why}: programs see the host's /proc (every host process, and the environ of "
-                     "those they may read)")
-        return
+                     "those they may read), the host's files, /tmp and /dev/shm")
+        return None
     info["mount_namespace"] = True
+    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(mounts.__file__)))
+    started = time.perf_counter()
+    hidden = fs_view.hidden_ancestors(_interpreter_dirs() + [tmp_root])  # as the host shows them
+    try:
+        view = fs_view.build(tmp_root, tmp_mb, _interpreter_dirs(), package_dir, bool(info["pid_namespace"]),
+                             cgroup_dirs or [])
+    except OSError as exc:
+        notes.append(f"no filesystem view ({exc}): programs see the host's files (what their uid may read), "
+                     "its /tmp and /dev/shm")
+        view = None
+    if view is not None:
+        info.update(fs_view="read-only-root", private_tmp=True, proc_private=view.proc_private,
+                    view_build_ms=round((time.perf_counter() - started) * 1000, 2),
+                    masked=hidden)
+        if view.proc_note:
+            notes.append(view.proc_note)
+        return view
     if info["pid_namespace"]:
         try:
             note = mounts.remount_proc(tmp_root)
@@ -373,6 +414,7 @@ def _private_mounts(info: dict, tmp_root: str, mask_for_uid: bool) -> None:
         masked, mask_notes = mounts.expose(_needed_paths(tmp_root))
         info["masked"] = masked
         notes.extend(mask_notes)
+    return None
 
 
 def _enter_cgroup(args: argparse.Namespace, info: dict, uid: int | None) -> tuple[str | None, str]:
@@ -394,6 +436,39 @@ def _enter_cgroup(args: argparse.Namespace, info: dict, uid: int | None) -> tupl
     info["notes"].append("no process limit: RLIMIT_NPROC does not bind root and no pids cgroup is writable "
                          "(a fork bomb is stopped only by the guard and the time limits)")
     return None, "none"
+
+
+def _enter_memory_cgroup(args: argparse.Namespace, info: dict) -> cgroups.MemoryCgroup | None:
+    """Join the worker's memory cgroup (every program forked inherits it) and point the OOM killer at
+    the programs: each fork of the worker raises its own oom_score_adj to 1000 (os.register_at_fork;
+    raising needs no privilege), the worker lowers its own to -1000 where it may. A program that lowers
+    its score back may have its worker killed instead: reported ``crashed``, the pool starts a new one.
+    Says which memory limit holds."""
+    group = None
+    if args.memory_cgroup:
+        try:
+            cgroups.join(args.memory_cgroup)
+            group = cgroups.MemoryCgroup(args.memory_cgroup, args.memory_cgroup_kind, args.memory_limit_mb)
+        except OSError as exc:
+            info["notes"].append(f"could not join the memory cgroup {args.memory_cgroup} ({exc.strerror}): "
+                                 "memory outside the address space (memfd, shm, tmpfs files) is not limited")
+    else:
+        info["notes"].append(f"no writable memory cgroup ({args.memory_note or 'none given'}): only RLIMIT_AS "
+                             "limits memory; memfd, shared memory and tmpfs files are not limited")
+    info.update(memory_limit=group.kind if group else "rlimit-as",
+                memory_cgroup=group.path if group else None, memory_cgroup_mb=group.limit_mb if group else None)
+    if group is not None:
+        _write_oom_score(-1000)  # needs CAP_SYS_RESOURCE (containers often lack it): then the raise below does it
+        os.register_at_fork(after_in_child=lambda: _write_oom_score(1000))
+    return group
+
+
+def _write_oom_score(value: int) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError:
+        pass
 
 
 def _watch_owner(pid: int) -> None:
@@ -454,6 +529,11 @@ def main() -> None:
     parser.add_argument("--cgroup-kind", default="", help="cgroup-v1 or cgroup-v2.")
     parser.add_argument("--cgroup-note", default="", help="Why the pool could not make a cgroup.")
     parser.add_argument("--owner-pid", type=int, default=0, help="Die as soon as this process (the pool's) ends.")
+    parser.add_argument("--memory-cgroup", default="", help="A memory cgroup made for this worker by the pool.")
+    parser.add_argument("--memory-cgroup-kind", default="", help="cgroup-v1 or cgroup-v2.")
+    parser.add_argument("--memory-limit-mb", type=int, default=0, help="The memory cgroup's limit.")
+    parser.add_argument("--memory-note", default="", help="Why the pool could not make a memory cgroup.")
+    parser.add_argument("--tmp-mb", type=int, default=64, help="Size of each private tmpfs (/tmp, /dev/shm).")
     args = parser.parse_args()
 
     proto_in = os.fdopen(os.dup(0), "rb")
@@ -474,9 +554,13 @@ def main() -> None:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     else:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
-    info.update(mount_namespace=False, proc_private=False, masked=[])
+    info.update(mount_namespace=False, proc_private=False, masked=[], fs_view="none", private_tmp=False)
     uid = args.uid if args.uid >= 0 and os.geteuid() == 0 else None
-    _private_mounts(info, args.tmp_root, mask_for_uid=uid is not None)
+    # cgroups first: they are joined through /sys/fs/cgroup, which the view shows only these two folders of.
+    cgroup, process_limit = _enter_cgroup(args, info, uid)
+    memory_cgroup = _enter_memory_cgroup(args, info)
+    view = _private_mounts(info, args.tmp_root, mask_for_uid=uid is not None, tmp_mb=args.tmp_mb,
+                           cgroup_dirs=[g for g in (cgroup, memory_cgroup and memory_cgroup.path) if g])
     if uid is not None:
         why = _uid_cannot_run_python(uid, args.tmp_root)
         if why:
@@ -492,11 +576,16 @@ def main() -> None:
     if extra:
         info["notes"].append("the worker was started with variables outside the allowlist (programs get only "
                              f"the allowlist, but may read the worker's /proc/PID/environ): {', '.join(extra)}")
-    cgroup, process_limit = _enter_cgroup(args, info, uid)
+    if uid is None and process_limit == "rlimit-nproc" and os.geteuid() == 0:  # the drop uid was unusable
+        process_limit = info["process_limit"] = "none"
+        info["notes"].append("no process limit: RLIMIT_NPROC does not bind root and no pids cgroup is writable "
+                             "(a fork bomb is stopped only by the guard and the time limits)")
     report = {"proc_private": info["proc_private"], "env_scrubbed": info["env_scrubbed"], "uid": info["uid"],
+              "private_tmp": info["private_tmp"], "memory_limit": info["memory_limit"], "fs_view": info["fs_view"],
               "isolation_notes": list(info["notes"])}
     worker = Worker(args.tmp_root, uid, bool(info["pid_namespace"]), bool(info["network_isolated"]),
                     cgroup, process_limit, report)
+    worker.view, worker.memory_cgroup = view, memory_cgroup  # start-up layers the loop uses after each program
     if not info["pid_namespace"]:
         _watch_owner(args.owner_pid)  # threads only now: unshare() wants a single-threaded process
     hello = {"ready": True, **info}
