@@ -67,6 +67,7 @@ class _Fault:
 class ServerState:
     latency_s: float = 0.0
     reply_tokens: int = 8
+    reply: str = "echo"  # "echo": the last message back; "textbook": a distinct long textbook per prompt
     hang_s: float = 5.0
     top: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TOP))
     hits: list[Hit] = field(default_factory=list)
@@ -90,6 +91,29 @@ def parse_chat_request(path: str, raw: bytes) -> dict[str, Any] | tuple[int, byt
         return json.loads(raw)
     except ValueError:
         return 400, b'{"error": {"message": "bad json"}}'
+
+
+_VOCAB = [f"{a}{b}" for a in ("ta", "ke", "ri", "mo", "su", "ve", "la", "pi", "do", "ne", "gu", "fa", "zo", "wi",
+                             "be", "cu") for b in ("n", "lor", "mix", "gat", "sel", "bun", "tro", "ple", "dan", "wek",
+                                                     "sor", "til", "mav", "ruk", "pon", "yel")]
+
+
+def textbook_reply(prompt: str, max_words: int) -> tuple[str, list[str]]:
+    """A distinct textbook for each prompt (deterministic in it): up to ``max_words`` words of prose in
+    paragraphs and one runnable Python code block; what a teacher writing phi-1 textbooks returns."""
+    import hashlib
+    import random
+
+    rng = random.Random(hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).digest())
+    fn = f"lesson_{rng.randrange(16**8):08x}"
+    code = (f"```python\ndef {fn}(values):\n    total = 0\n    for v in values:\n"
+            f"        total += v * {rng.randint(2, 9)}\n    return total\n\nprint({fn}([1, 2, 3]))\n```")
+    budget = max(1, max_words - len(code.split()))
+    prose = [rng.choice(_VOCAB) for _ in range(budget)]
+    paragraphs = [" ".join(prose[i: i + 60]).capitalize() + "." for i in range(0, len(prose), 60)]
+    half = len(paragraphs) // 2
+    text = "\n\n".join(["# " + " ".join(prose[:4]).title(), *paragraphs[:half], code, *paragraphs[half:]])
+    return text, text.split()
 
 
 def _words(text: str) -> int:
@@ -173,8 +197,11 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = " ".join(str(m.get("content", "")) for m in messages)
         n_out = max(1, min(int(body.get("max_tokens") or state.reply_tokens), state.reply_tokens))
         last = str(messages[-1].get("content", "")) if messages else ""
-        words = (["echo"] + last.split())[:n_out]
-        text = " ".join(words)
+        if state.reply == "textbook":
+            text, words = textbook_reply(last, n_out)
+        else:
+            words = (["echo"] + last.split())[:n_out]
+            text = " ".join(words)
         choice: dict[str, Any] = {
             "index": 0,
             "message": {"role": "assistant", "content": text},
@@ -245,8 +272,9 @@ class _EchoBase:
 class EchoServer(_EchoBase):
     """A thread per connection (http.server); tests may swap in a ``_Handler`` subclass."""
 
-    def __init__(self, latency_s: float = 0.0, max_concurrent: int | None = None, reply_tokens: int = 8) -> None:
-        self.state = ServerState(latency_s=latency_s, reply_tokens=reply_tokens)
+    def __init__(self, latency_s: float = 0.0, max_concurrent: int | None = None, reply_tokens: int = 8,
+                 reply: str = "echo") -> None:
+        self.state = ServerState(latency_s=latency_s, reply_tokens=reply_tokens, reply=reply)
         if max_concurrent:
             self.state.slots = threading.BoundedSemaphore(max_concurrent)
         self._httpd = _Server(self.state)
@@ -275,6 +303,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per request")
     parser.add_argument("--max-concurrent", type=int, default=64, help="requests served at once")
     parser.add_argument("--reply-tokens", type=int, default=8)
+    parser.add_argument("--reply", choices=["echo", "textbook"], default="echo",
+                        help="echo: the last message back; textbook: a distinct long textbook with one code block")
     parser.add_argument(
         "--engine", choices=["asyncio", "threads"], default="asyncio",
         help="asyncio: one event loop (least CPU per request); threads: a thread per connection",
@@ -284,9 +314,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.engine == "asyncio":
         from fakes.echo_server_async import AsyncEchoServer
 
-        server = AsyncEchoServer(args.latency, args.max_concurrent, args.reply_tokens)
+        server = AsyncEchoServer(args.latency, args.max_concurrent, args.reply_tokens, args.reply)
     else:
-        server = EchoServer(args.latency, args.max_concurrent, args.reply_tokens)
+        server = EchoServer(args.latency, args.max_concurrent, args.reply_tokens, args.reply)
     print(server.base_url, flush=True)  # the parent reads the URL from the first line
     try:
         server.serve_forever()

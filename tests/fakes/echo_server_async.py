@@ -126,9 +126,10 @@ class AsyncEchoServer(_EchoBase):
         latency_s: float = 0.0,
         max_concurrent: int | None = None,
         reply_tokens: int = 8,
+        reply: str = "echo",
         completion: Completion = _Handler._completion,
     ) -> None:
-        self.state = ServerState(latency_s=latency_s, reply_tokens=reply_tokens)
+        self.state = ServerState(latency_s=latency_s, reply_tokens=reply_tokens, reply=reply)
         self.max_concurrent = max_concurrent
         self.completion = completion
         self._sock = socket.create_server(("127.0.0.1", 0), backlog=1024)

@@ -17,6 +17,7 @@ may use an earlier block's definitions; its status is that program's verdict.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -256,6 +257,7 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
             sandbox.close()
         teacher_line = teacher.summary()
         teacher.close()
+    finish_start = time.monotonic()
     final = store.finish(n_rounds, cfg.diversity)  # streams the rounds; measures the kept set's diversity
     overall = final.pop("diversity")
     used: dict[str, Counter[str]] = {f: Counter() for f in ("topic", "audience", "style", "words")}
@@ -296,7 +298,7 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
         + _judge_text(rounds)
     )
     summary = {"line": line, "asked": asked, **final, "code_blocks": dict(code), "diversity": overall,
-               "teacher": teacher_line}
+               "teacher": teacher_line, "finish_s": round(time.monotonic() - finish_start, 3)}
     finish_dataset(out / "rejected", stage=f"{STAGE}.rejected", config_hash=ctx.config_hash, summary=summary)
     ds = finish_dataset(out, stage=STAGE, config_hash=ctx.config_hash, parents=[str(v.path) for v in inputs.values()],
                         summary=summary)
