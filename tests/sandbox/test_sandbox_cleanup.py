@@ -1,5 +1,6 @@
-"""After 1,000 mixed programs (some forking, daemonizing, flooding, timing out) nothing is left:
-no process, no temp dir and no pids cgroup (checked before and after)."""
+"""After 1,000 mixed programs over two pools at once (some forking, daemonizing, flooding, timing out,
+spilling files into /tmp and /dev/shm, holding memory past the limit) nothing is left: no process, no
+work dir, no cgroup, nothing in the host's /tmp or /dev/shm (checked before and after)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -41,27 +43,77 @@ def _processes_mentioning(marker: str) -> list[int]:
     return pids
 
 
+SPILL = ("import _io, os\nfor d in ('/tmp', '/var/tmp', '/dev/shm'):\n"
+         "    _io.open(os.path.join(d, 'TOKEN-' + str(os.getpid())), 'w').write('left')\n")
+MEMFD_HOG = ("import os\nfds = []\nfor i in range(512):\n    if i % 32 == 0:\n"
+             "        fds.append(os.memfd_create('hog'))\n    os.write(fds[-1], b'x' * (1 << 20))\n")
+
+
+def _host_entries(token: str) -> list[str]:
+    """Entries in the host's /tmp, /var/tmp and /dev/shm whose name carries ``token``."""
+    return [os.path.join(d, n) for d in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(d)
+            for n in os.listdir(d) if token in n]
+
+
 @pytest.mark.slow
-def test_thousand_mixed_programs_leave_nothing(tmp_path):
-    root = tmp_path / "sbx"
-    root.mkdir()
-    marker = str(root)  # every worker and every fork of it carries this in its command line
-    mine = f"{cgroups.PREFIX}{os.getpid()}-"  # every pids cgroup a pool of this process makes
-    assert _processes_mentioning(marker) == [] and list(root.iterdir()) == [] and cgroups.ours(mine) == []
-    programs = [Program(id=f"{i}", code=KINDS[i % len(KINDS)][1], test=KINDS[i % len(KINDS)][2],
-                        entry_point=KINDS[i % len(KINDS)][3]) for i in range(990)]
-    programs += [Program(id=f"t{i}", code="while True:\n    pass\n") for i in range(10)]  # timeouts
-    with SandboxPool(Limits(timeout_s=0.5, guard=False), workers=2, tmp_root=str(root)) as pool:
-        results = pool.run(programs)
-        assert len(_processes_mentioning(marker)) <= 4  # only the workers (outer + PID 1 each) remain
-        for path in pool.cgroup_paths():  # each worker's cgroup holds the worker alone
-            assert cgroups.pids_current(path) == 1, path
-    for i, r in enumerate(results[:990]):
-        assert r.status in KINDS[i % len(KINDS)][4], (KINDS[i % len(KINDS)][0], r.status, r.error)
-    assert all(r.status == "timeout" for r in results[990:])
-    assert _processes_mentioning(marker) == []
-    assert list(root.iterdir()) == []
+def test_thousand_mixed_programs_over_two_pools_leave_nothing(tmp_path):
+    """1,000 programs over two pools running at once: every verdict as expected, and afterwards no
+    process, no work dir, no cgroup, and nothing in the host's /tmp, /var/tmp or /dev/shm."""
+    token = f"textbooklm-stress-{os.getpid()}-{os.urandom(4).hex()}"
+    kinds = [*KINDS, ("spill", SPILL.replace("TOKEN", token), "", "", {"passed"})]
+    roots = [tmp_path / "sbx-a", tmp_path / "sbx-b"]
+    mine = f"{cgroups.PREFIX}{os.getpid()}-"  # every cgroup a pool of this process makes
+    for root in roots:
+        root.mkdir()
+        assert _processes_mentioning(str(root)) == []
+    assert cgroups.ours(mine) == [] and _host_entries(token) == []
+
+    def programs(pool_name: str) -> list[Program]:
+        items = [Program(id=f"{pool_name}{i}", code=kinds[i % len(kinds)][1], test=kinds[i % len(kinds)][2],
+                         entry_point=kinds[i % len(kinds)][3]) for i in range(490)]
+        items += [Program(id=f"{pool_name}t{i}", code="while True:\n    pass\n") for i in range(5)]  # timeouts
+        return items + [Program(id=f"{pool_name}m{i}", code=MEMFD_HOG) for i in range(5)]  # memory hogs
+
+    limits = Limits(timeout_s=2, memory_mb=256, guard=False)
+    results: dict[str, list] = {}
+    baseline: dict[str, tuple] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str, root) -> None:
+        try:
+            with SandboxPool(limits, workers=1, tmp_root=str(root)) as pool:
+                # what a started pool holds (workers and their helpers): the same must be all that is left
+                baseline[name] = (len(_processes_mentioning(str(root))),
+                                  [cgroups.pids_current(p) for p in pool.cgroup_paths()], pool.isolation)
+                results[name] = pool.run(programs(name))
+                assert len(_processes_mentioning(str(root))) == baseline[name][0]
+                assert [cgroups.pids_current(p) for p in pool.cgroup_paths()] == baseline[name][1]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name, root)) for name, root in zip("ab", roots, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for name in "ab":
+        rs, isolation = results[name], baseline[name][2]
+        for i, r in enumerate(rs[:490]):
+            assert r.status in kinds[i % len(kinds)][4], (kinds[i % len(kinds)][0], r.status, r.error)
+        assert all(r.status == "timeout" for r in rs[490:495])
+        memfd = "memory" if isolation["memory_limit"] != "rlimit-as" else "passed"
+        assert all(r.status == memfd for r in rs[495:]), [(r.status, r.error) for r in rs[495:]]
+    for root in roots:
+        assert _processes_mentioning(str(root)) == []
+        assert list(root.iterdir()) == []
     assert cgroups.ours(mine) == []
+    if all(baseline[n][2]["private_tmp"] for n in "ab"):
+        assert _host_entries(token) == []
+    else:  # programs wrote into the host's /tmp: remove what they left, and say so
+        for path in _host_entries(token):
+            os.unlink(path)
+        pytest.skip("no private /tmp here: programs write into the host's /tmp")
 
 
 def test_cli_run_writes_results_and_limits(tmp_path):
