@@ -125,6 +125,29 @@ class CorpusMiningConfig(StrictModel):
         return self
 
 
+class SeparationConfig(StrictModel):
+    """Tests must separate the reference from wrong code (separation.py): every verified exercise's tests
+    are run against its trivial candidates (``return <arg>``, ``None``, its most common expected value, an
+    empty value) and mutants of its reference; weak tests are strengthened with more inputs (mined
+    exercises) or rejected as 'weak-tests'."""
+
+    trivial: bool = Field(True, description="Reject an exercise whose tests a trivial candidate passes.")
+    mutants: int = Field(8, ge=0, le=32, description="Mutants of the reference run per exercise (0: none).")
+    min_mutation_score: float = Field(
+        0.5, ge=0, le=1, description="Share of its mutants an exercise's tests must kill (an exercise with no "
+        "mutable code is judged on the trivial candidates alone).",
+    )
+    timeout_s: float = Field(
+        1.0, gt=0, description="Wall limit of one candidate's run (raised to the sandbox's timeout_factor times "
+        "the reference's verification time when larger): a mutant that loops is killed, cheaply.",
+    )
+    extra_inputs: int = Field(
+        24, ge=0, le=64, description="Mined exercises whose tests are weak get up to this many more generated "
+        "inputs; those on which the reference and a surviving candidate differ become tests (0: no "
+        "strengthening, weak ones are rejected at once).",
+    )
+
+
 ExerciseSource = Literal["teacher", "corpus"]
 
 
@@ -180,6 +203,7 @@ class ExercisesConfig(StrictModel):
         "usage); only inputs on which all solutions agree become tests.",
     )
     min_tests: int = Field(2, ge=1, description="Fewest assert statements an exercise's tests must have.")
+    separation: SeparationConfig = Field(default_factory=SeparationConfig)
     sandbox: Limits = Field(default_factory=lambda: Limits(timeout_s=3.0, memory_mb=1024))
     diversity: DiversityConfig = Field(default_factory=lambda: DiversityConfig(threshold=0.85))
 

@@ -15,17 +15,20 @@ is, by definition, the expected value. So (mining.py finds the candidates, input
 3. the exercise is kept with at least ``min_tests`` such tests, more than one distinct value
    (``constant-output`` otherwise: tests a constant function would pass teach nothing) and not
    every input returned unchanged (``identity-output``: ``return x`` would pass them), and
-   verified like every exercise: ``prompt + completion`` against its tests in a fresh sandbox run.
+   verified like every exercise: ``prompt + completion`` against its tests in a fresh sandbox run;
+4. the tests must reject trivial candidates and most mutants of the function (separation.py); weak
+   ones first get inputs on which the function and a surviving candidate differ (strengthen.py).
 
 Rejection reasons (besides mining.py's static ones): doctest-failed, raises (on every input),
 too-slow, probe-failed (the program failed before any call), non-deterministic, constant-output,
-identity-output, too-few-tests, tests-failed, timeout, memory, crashed.
+identity-output, too-few-tests, tests-failed, timeout, memory, crashed, weak-tests.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +38,7 @@ from textbooklm.sandbox import Result as SandboxResult
 from textbooklm.synth.consensus import literal
 from textbooklm.synth.input_gen import GeneratedInput, doctest_calls, doctest_imports, generate_inputs, names_read
 from textbooklm.synth.mining import Candidate
+from textbooklm.synth.separation import WEAK_TESTS, SeparationRun
 from textbooklm.synth.stable_repr import STABLE_REPR_SOURCE
 
 MARK = "@@textbooklm-mine@@"
@@ -171,7 +175,7 @@ def judge(inputs: list[GeneratedInput], probe: Probe, min_tests: int) -> Judgeme
             dropped["raises"] += 1
             continue
         ok, value = literal(a[1])
-        if not ok or len(a[1]) > MAX_RESULT_REPR or not _round_trips(a[1], value):
+        if not ok or len(a[1]) > MAX_RESULT_REPR or not round_trips(value):
             dropped["not-literal"] += 1
             continue
         tests.append({"args": inp.args, "origin": inp.origin, "expected": a[1]})
@@ -200,7 +204,8 @@ def _probe_reason(status: str) -> str:
     return {"timeout": TOO_SLOW, "failed": "probe-failed"}.get(status, status)
 
 
-def _round_trips(text: str, value: Any) -> bool:
+def round_trips(value: Any) -> bool:
+    """Whether a value's repr reads back as the same value (so it can be written into a test)."""
     try:
         return ast.literal_eval(repr(value)) == value
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -233,15 +238,18 @@ def candidate_inputs(cand: Candidate, limit: int, seed: int) -> list[GeneratedIn
 
 def mine_round(k: int, files: list[dict[str, Any]], *, min_tests: int, inputs_per_function: int, per_call_s: float,
                min_lines: int, max_lines: int, max_per_file: int, sandbox: Any, seed: int,
-               stage: str = "exercises") -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+               stage: str = "exercises", separation: SeparationRun | None = None,
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Mine one round's files (records with id, text, path): kept exercise rows, rejected rows, counts.
 
-    ``sandbox.run(programs)`` runs the probes and the verifications (a LazySandbox or SandboxPool).
+    ``sandbox.run(programs)`` runs the probes and the verifications (a LazySandbox or SandboxPool);
+    ``separation`` (None: skipped) checks the verified ones' tests against trivial candidates and mutants.
     Rows have the exercises stage's columns (id, prompt, completion, text, entry_point, test,
     provenance; rejected ones add reason and detail).
     """
     from textbooklm.synth.mining import mine_functions
     from textbooklm.synth.rounds import sample_id
+    from textbooklm.synth.strengthen import MinedExercise, separate_mined
 
     counts: Counter[str] = Counter()
     cands: list[Candidate] = []
@@ -294,19 +302,31 @@ def mine_round(k: int, files: list[dict[str, Any]], *, min_tests: int, inputs_pe
     # Verification: the exercise as it will be stored (prompt + completion, then its tests) in a fresh run.
     programs = [Program(id=str(n), code=c.code, test=observed_check(j.tests, setups_of[id(c)]),
                         entry_point=c.name) for n, (c, j, _p) in enumerate(kept_plans)]
-    kept: list[dict[str, Any]] = []
     reasons = {"failed": "tests-failed", "timeout": "timeout", "memory": "memory", "crashed": "crashed"}
+    verified: list[MinedExercise] = []
     for (c, j, prov), v in zip(kept_plans, sandbox.run(programs), strict=True):
         prov["verification"] = {"status": v.status, "error": v.error, "duration_s": round(v.duration_s, 3),
                                 "n_tests": len(j.tests), "wall_limit_s": v.wall_limit_s}
-        test = observed_check(j.tests, setups_of[id(c)])
         if v.passed:
-            kept.append({"id": sample_id(c.code), "prompt": c.prompt, "completion": c.completion, "text": c.code,
-                         "entry_point": c.name, "test": test, "provenance": json.dumps({"synth": prov})})
+            verified.append(MinedExercise(c, j.tests, setups_of[id(c)], prov, v.duration_s))
         else:
             rejected.append(reject_row(prov, c.code, c.name, reasons.get(v.status, v.status), v.error or v.status,
-                                       c.prompt, c.completion, test))
+                                       c.prompt, c.completion, observed_check(j.tests, setups_of[id(c)])))
+    # Do the tests reject trivial and mutated versions of the function? Weak ones get more inputs first.
+    t0 = time.perf_counter()
+    weakness = separate_mined(verified, separation, sandbox, per_call_s=per_call_s, seed=seed) \
+        if separation is not None else [None] * len(verified)
+    separation_s = round(time.perf_counter() - t0, 2)
+    kept: list[dict[str, Any]] = []
+    for it, weak in zip(verified, weakness, strict=True):
+        c, test = it.cand, observed_check(it.tests, it.setup)
+        it.prov["tests"] = it.tests
+        if weak is None:
+            kept.append({"id": sample_id(c.code), "prompt": c.prompt, "completion": c.completion, "text": c.code,
+                         "entry_point": c.name, "test": test, "provenance": json.dumps({"synth": it.prov})})
+        else:
+            rejected.append(reject_row(it.prov, c.code, c.name, WEAK_TESTS, weak, c.prompt, c.completion, test))
     result = {"round": k, "source": "corpus", "files": len(files), "asked": len(cands), "parsed": len(cands),
               "passed_own_tests": len(kept), "kept": len(kept), "mining": dict(counts), "inputs": dict(input_counts),
-              "rejected": dict(Counter(r["reason"] for r in rejected)), "kept_seeds": []}
+              "rejected": dict(Counter(r["reason"] for r in rejected)), "kept_seeds": [], "separation_s": separation_s}
     return kept, rejected, result

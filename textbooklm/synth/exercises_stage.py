@@ -62,6 +62,13 @@ from textbooklm.synth.rounds import (
     short_hash,
 )
 from textbooklm.synth.seeds import Coverage, SeedSampler, derived_seed, load_words
+from textbooklm.synth.separation import (
+    WEAK_TESTS,
+    Exercise,
+    SeparationRun,
+    candidate_limits,
+    separation_summary,
+)
 from textbooklm.teacher import Request, Teacher
 
 SCHEMA = pa.schema([
@@ -196,7 +203,8 @@ def consensus_round(parsed: list[dict[str, Any]], cfg: ExercisesConfig, sol_temp
 
 def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: ExercisesConfig,
               templates: tuple[PromptTemplate, PromptTemplate], teacher: LazyTeacher, sandbox: LazySandbox,
-              run_seed: int, start: int) -> tuple[list[dict], list[dict], dict[str, Any]]:
+              run_seed: int, start: int,
+              separation: SeparationRun | None = None) -> tuple[list[dict], list[dict], dict[str, Any]]:
     template, sol_template = templates
     prompts = [exercise_prompt(template, fn, s.audience, s.words, cfg.min_tests) for fn, s in zip(names, audiences,
                                                                                                    strict=True)]
@@ -263,6 +271,18 @@ def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: Exer
             if failed:
                 r.update(reason="disagree",
                          detail=f"{len(failed)} of {n_sol - 1} other solutions failed the tests: {failed[0]}")
+
+    # Separation: the tests must reject trivial candidates and most mutants of the solution (separation.py).
+    # No strengthening here: a consensus test's value needs every solution's agreement, a teacher's its asserts.
+    if separation is not None:
+        todo = [r for r in parsed if r["reason"] is None]
+        seps = separation.check([Exercise(r["ex"].prompt + r["ex"].completion, r["fn"].name, r["ex"].test,
+                                          r["prov"]["verification"]["duration_s"]) for r in todo])
+        for r, sep in zip(todo, seps, strict=True):
+            r["prov"]["separation"] = {**sep.to_json(), "min_mutation_score": separation.cfg.min_mutation_score}
+            weak = separation.weakness(sep)
+            if weak:
+                r.update(reason=WEAK_TESTS, detail=weak)
 
     kept, rejected = [], []
     for r in rows:
@@ -346,7 +366,8 @@ def rewrite_docstrings(rows: list[dict[str, Any]], teacher: LazyTeacher, sandbox
 
 
 def corpus_rounds(cfg: ExercisesConfig, corpus: Dataset | None, store: RoundStore, sandbox: LazySandbox,
-                  run_seed: int, first: int, rounds: list[dict[str, Any]], teacher: LazyTeacher | None = None) -> int:
+                  run_seed: int, first: int, rounds: list[dict[str, Any]], teacher: LazyTeacher | None = None,
+                  separation: SeparationRun | None = None) -> int:
     """Mine the filtered corpus one shard per round (rounds ``first``, ``first + 1``, ...) until
     ``corpus.count`` exercises are verified; returns the number of rounds in all. Marked rounds are
     read back, not re-run."""
@@ -369,7 +390,7 @@ def corpus_rounds(cfg: ExercisesConfig, corpus: Dataset | None, store: RoundStor
             kept_rows, rejected, result = mine_round(
                 k, files, min_tests=cfg.min_tests, inputs_per_function=mc.inputs, per_call_s=mc.per_call_s,
                 min_lines=mc.min_lines, max_lines=mc.max_lines, max_per_file=mc.max_per_file, sandbox=sandbox,
-                seed=run_seed, stage=STAGE)
+                seed=run_seed, stage=STAGE, separation=separation)
             if mc.rewrite_docstring and teacher is not None:
                 rewrite_docstrings(kept_rows, teacher, sandbox, cfg, run_seed, k)
             result["shard"] = shard.name
@@ -422,6 +443,8 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
     store = RoundStore(out, SCHEMA, REJECTED_SCHEMA)
     teacher = LazyTeacher(cfg.teacher, ctx, out, STAGE) if cfg.teacher is not None else None
     sandbox = LazySandbox(cfg.sandbox, ctx.run.workers)
+    candidates = LazySandbox(candidate_limits(cfg.separation, cfg.sandbox), ctx.run.workers)
+    separation = SeparationRun(cfg.separation, candidates, run_seed)
     n_rounds = -(-cfg.count // cfg.per_round) if "teacher" in cfg.sources else 0
     cov = Coverage()
     rounds: list[dict[str, Any]] = []
@@ -432,15 +455,18 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
                 start = k * cfg.per_round
                 batch = names[start: start + cfg.per_round]
                 seeds = sampler.sample(len(batch), k, cov, start=start)
-                kept, rejected, result = run_round(k, batch, seeds, cfg, templates, teacher, sandbox, run_seed, start)
+                kept, rejected, result = run_round(k, batch, seeds, cfg, templates, teacher, sandbox, run_seed, start,
+                                                   separation)
                 store.write(k, kept, rejected, result)
             for seed in result["kept_seeds"]:
                 cov.add({"topic": seed["topic"], "audience": seed["audience"], "style": "", "words": seed["words"]})
             rounds.append(result)
         if "corpus" in cfg.sources:
-            n_rounds = corpus_rounds(cfg, inputs.get("filter"), store, sandbox, run_seed, n_rounds, rounds, teacher)
+            n_rounds = corpus_rounds(cfg, inputs.get("filter"), store, sandbox, run_seed, n_rounds, rounds, teacher,
+                                     separation)
     finally:
         sandbox.close()
+        candidates.close()
         teacher_line = teacher.summary() if teacher is not None else "teacher not used (corpus exercises only)"
         if teacher is not None:
             teacher.close()
@@ -485,6 +511,9 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
         f"{final['rejected']} rejected"
         + (f" ({reasons_text(final['rejected_by_reason'])})" if final["rejected"] else "")
     )
+    sep_line, sep_summary = separation_summary(all_provs, final["rejected_by_reason"].get(WEAK_TESTS, 0),
+                                               cfg.separation)
+    line += sep_line
     by_source = Counter(p.get("source", "teacher") for p in all_provs)
     mined = corpus_totals(rounds)
     if "corpus" in cfg.sources:
@@ -492,7 +521,7 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
                  f"{mined['candidates']} candidates run, {by_source['corpus']} kept with {mined['tests']} tests from "
                  f"execution")
     summary = {"line": line, "asked": asked, "parsed": parsed, "passed_own_tests": own, **final,
-               "kept_by_source": dict(by_source), "corpus_mining": mined,
+               "kept_by_source": dict(by_source), "corpus_mining": mined, "separation": sep_summary,
                "verified_rate": round(final["kept"] / max(asked, 1), 4), "diversity": overall, "teacher": teacher_line,
                "problems_jsonl": str(out / "problems.jsonl")}
     finish_dataset(out / "rejected", stage=f"{STAGE}.rejected", config_hash=ctx.config_hash, summary=summary)

@@ -12,7 +12,8 @@ Where each parameter's values come from, most trusted first (each input records 
   ``Optional[X]``, ``X | None``, ``Sequence``/``Iterable``/``Mapping``, ``tuple[...]``, ``set``,
   ``bytes``, ``bool``, ``float``), recursively for containers;
 * ``usage`` / ``name``: without an annotation, the type the body implies (``s.lower()`` -> str,
-  ``x.append`` -> list, ``d.items()`` -> dict, ``range(n)`` -> int) or the parameter's name
+  ``x.append`` -> list, ``d.items()`` -> dict, ``range(n)`` -> int; ``a[i]`` or ``len(a)`` alone -> list)
+  or the parameter's name
   (``text``, ``n``, ``items``, ``is_*``), else the default's type; ``any`` as a last resort;
 * ``mutation``: evalplus's type-aware mutations of the values above (int +-1, negation, doubling;
   str reversed, doubled, upper-cased, first character dropped; list reversed, extended, shortened,
@@ -197,11 +198,24 @@ def kind_from_usage(func: ast.FunctionDef, param: str, _depth: int = 0) -> Kind 
                 if elem is not None and elem.name in ("str", "int", "float", "bytes"):
                     elems.append(elem)
     votes.pop("any", None)
+    if not votes and _indexed(func, param):  # a[mid], len(a): a sequence, when nothing says which
+        return Kind("list", (elems[0] if elems else INT,))
     if not votes:
         return None
     best = max(votes, key=lambda k: votes[k])
     return {"str": STR, "int": INT, "float": FLOAT, "bool": BOOL, "bytes": BYTES,
             "list": Kind("list", (elems[0] if elems else INT,)), "dict": Kind("dict", (STR, INT))}.get(best)
+
+
+def _indexed(func: ast.FunctionDef, param: str) -> bool:
+    """Whether the body subscripts ``param`` or takes its ``len``."""
+    for n in ast.walk(func):
+        if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and n.value.id == param:
+            return True
+        if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "len" and n.args
+                and isinstance(n.args[0], ast.Name) and n.args[0].id == param):
+            return True
+    return False
 
 
 _NAME_HINTS: list[tuple[tuple[str, ...], Kind]] = [
