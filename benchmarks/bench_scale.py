@@ -226,7 +226,13 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray executor part")
     parser.add_argument("--ray-scales", default="1", help="scales also run on the 2-node Ray cluster")
     parser.add_argument("--keep", type=Path, help="keep corpora and runs in this folder")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="the first N stages to run (e.g. 'corpus' alone; each needs the ones before it)")
     args = parser.parse_args()
+    chosen = args.stages.split(",")
+    if chosen != STAGES[: len(chosen)]:
+        parser.error(f"--stages must be a prefix of {','.join(STAGES)}")
+    STAGES[:] = chosen
     scales = [int(s) for s in args.scales.split(",")]
     base = stdlib_sample(args.base_files)
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_scale_"))

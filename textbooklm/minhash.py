@@ -53,13 +53,14 @@ def _ensure_powers(n: int) -> None:
         _inv_powers = np.cumprod(np.r_[np.uint32(1), np.full(size - 1, inv, np.uint32)], dtype=np.uint32)
 
 
-def token_hashes(text: str) -> np.ndarray:
+def token_hashes(text: str, raw: bytes | None = None) -> np.ndarray:
     """uint32 hash of every whitespace-separated token, computed without a Python loop.
 
     With prefix sums ``P[i] = sum(b[k] * B**k, k < i)`` (mod 2**32), the token ``b[s:e]`` hashes to
-    ``(P[e] - P[s]) * B**-s``, which depends only on its bytes, not on where it stands.
+    ``(P[e] - P[s]) * B**-s``, which depends only on its bytes, not on where it stands. ``raw``: the
+    text's UTF-8 bytes when the caller already has them (a file as read), so they are not encoded again.
     """
-    data = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    data = np.frombuffer(raw if raw is not None else text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
     n = len(data)
     _ensure_powers(n)
     edges = np.flatnonzero(np.diff(np.r_[False, ~_WHITESPACE[data], False].view(np.int8)))
@@ -77,9 +78,9 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> _SHIFT)
 
 
-def shingle_hashes(text: str, ngram: int) -> np.ndarray:
+def shingle_hashes(text: str, ngram: int, raw: bytes | None = None) -> np.ndarray:
     """uint32 hash of every run of ``ngram`` tokens; a text shorter than that is one shingle."""
-    th = token_hashes(text)
+    th = token_hashes(text, raw)
     if not len(th):
         return th
     n = min(ngram, len(th))
@@ -101,9 +102,10 @@ class MinHasher:
         self.a = (rng.integers(0, 2**31, size=num_perm, dtype=np.uint32) << np.uint32(1)) | np.uint32(1)
         self.b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint64).astype(np.uint32)
 
-    def signature(self, text: str) -> np.ndarray:
-        """uint32[num_perm]; an empty text gets all-max (it matches only other empty texts)."""
-        sh = shingle_hashes(text, self.ngram)
+    def signature(self, text: str, raw: bytes | None = None) -> np.ndarray:
+        """uint32[num_perm]; an empty text gets all-max (it matches only other empty texts). ``raw``: the
+        text's UTF-8 bytes, if the caller has them."""
+        sh = shingle_hashes(text, self.ngram, raw)
         sig = np.full(self.num_perm, MAX_HASH, dtype=np.uint32)
         with np.errstate(over="ignore"):
             for start in range(0, len(sh), _CHUNK):

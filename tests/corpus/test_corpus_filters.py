@@ -35,3 +35,51 @@ def test_content_id_ignores_whitespace_noise():
 def test_alnum_fraction_matches_definition():
     for text in ["ab_1 !", "héllo wörld_ ßø", "x" * 10, "== --"]:
         assert alnum_fraction(text) == pytest.approx(sum(c.isalnum() for c in text) / len(text))
+
+
+def test_limits_can_be_turned_off_in_toml_terms():
+    """TOML has no null: 0, false and "off" all mean no limit, and the checks are then skipped."""
+    for off in (0, False, "off", "OFF", "none"):
+        cfg = FilterConfig(min_lines=off, max_lines=off, max_line_length=off, max_mean_line_length=off,
+                           min_alnum_fraction=off)
+        assert (cfg.min_lines, cfg.max_lines, cfg.max_line_length, cfg.max_mean_line_length,
+                cfg.min_alnum_fraction) == (None,) * 5
+        for reason in ("too-few-lines", "too-many-lines", "long-lines", "mean-line-length", "alphanumeric-fraction"):
+            assert quality_reason(BAD_FILES[reason].decode(), cfg) == (None, ""), reason
+        assert quality_reason("  \n\t\n", cfg)[0] == "empty"  # emptiness is always checked
+    with pytest.raises(ValueError):
+        FilterConfig(max_lines="many")
+
+
+def test_off_limits_parse_from_a_config_file(tmp_path):
+    from textbooklm.config import load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('[corpus.filters]\nmin_lines = 0\nmax_lines = false\nmax_line_length = "off"\n')
+    filters = load_config(path).corpus.filters
+    assert (filters.min_lines, filters.max_lines, filters.max_line_length) == (None, None, None)
+    assert filters.max_mean_line_length == 100.0  # untouched limits keep their defaults
+
+
+def test_fused_line_stats_match_the_line_by_line_definition():
+    """The numpy pass gives the figures splitlines() gives, for \\n, \\r\\n and \\r line ends and non-ASCII."""
+    from textbooklm.corpus.filters import line_stats
+
+    texts = [good_module(1), "a\r\nbb\r\n\r\n  \nccc", "x\ry\rzz", "héllo\n  wörld ßø\n\n", "one line", "\n\n",
+             "tab\t\n   x  \n", BAD_FILES["long-lines"].decode(), "日本語のコード\nx = 1\n"]
+    for text in texts:
+        lines = text.splitlines()
+        expected = (len(lines), sum(1 for line in lines if line.strip()), max(map(len, lines)),
+                    sum(map(len, lines)))
+        assert line_stats(text.encode()) == expected, repr(text)
+
+
+def test_cli_limits_take_numbers_or_off():
+    import typer
+
+    from textbooklm.corpus.cli import parse_limit
+
+    assert [parse_limit(v) for v in ("off", "0", "false", "12", "0.3", None)] == ["off", "off", "off", 12, 0.3, None]
+    assert FilterConfig(max_lines=parse_limit("off"), min_lines=parse_limit("3")).max_lines is None
+    with pytest.raises(typer.BadParameter, match="no limit"):
+        parse_limit("lots")

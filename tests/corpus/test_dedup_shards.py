@@ -6,6 +6,7 @@ import functools
 import random
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -162,3 +163,21 @@ def test_sigkill_in_a_dedup_step_then_rerun_equals_uninterrupted(tmp_path, step,
 
     assert snap(clean) == snap(killed)
     assert json.loads((killed / "corpus" / "manifest.json").read_text())["summary"]["near_duplicates"] > 5
+
+
+def test_component_roots_match_union_find_on_random_graphs():
+    """The numpy min-label propagation gives every node its component's smallest node (long chains too)."""
+    from textbooklm.corpus.dedup_shards import component_roots
+    from textbooklm.minhash import clusters
+
+    rng = np.random.default_rng(0)
+    for n, m in ((2, 1), (50, 30), (400, 380), (1000, 3000)):
+        i, j = rng.integers(0, n, m), rng.integers(0, n, m)
+        keep = i != j
+        pairs = np.stack([np.minimum(i, j)[keep], np.maximum(i, j)[keep]], axis=1)
+        nodes = np.unique(pairs)
+        expected = clusters(n, pairs)[nodes]
+        assert np.array_equal(component_roots(nodes * 7 + 3, pairs[:, 0] * 7 + 3, pairs[:, 1] * 7 + 3),
+                              expected * 7 + 3)
+    chain = np.arange(5000)  # a path 0-1-2-...: one component, diameter 5,000
+    assert set(component_roots(chain, chain[1:][::-1], chain[:-1][::-1]).tolist()) == {0}

@@ -137,13 +137,15 @@ def read_shard(task: dict[str, Any]) -> dict[str, Any]:
                 text = item.data if isinstance(item.data, str) else None
                 rejected.append(_rejected_row(item, label, item.error, item.detail, text, path_prov))
                 continue
+            raw = None  # the text's UTF-8 bytes, when read as bytes: filters and signing reuse them
             if isinstance(item.data, bytes):  # strict UTF-8 decoding already refuses encoded surrogates
                 text, reason, detail = decode(item.data)
+                raw = item.data if reason is None else None
             else:  # a JSON record's text may hold "\ud800"
                 text = item.data or ""
                 reason, detail = unicode_problem(text) or (None, "")
             if reason is None:
-                reason, detail = quality_reason(text or "", filters)
+                reason, detail = quality_reason(text or "", filters, raw)
             if reason is not None:
                 rejected.append(_rejected_row(item, label, reason, detail, text, path_prov))
                 continue
@@ -155,7 +157,7 @@ def read_shard(task: dict[str, Any]) -> dict[str, Any]:
                     "source": label,
                     "n_bytes": item.n_bytes,
                     "provenance": json.dumps({"corpus": {"source": label, "path": item.path, **path_prov}}),
-                    "signature": hasher.signature(text).tobytes() if hasher else b"",
+                    "signature": hasher.signature(text, raw).tobytes() if hasher else b"",
                 }
             )
     work = Path(task["work"])
