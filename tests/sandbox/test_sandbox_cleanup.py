@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -143,3 +144,39 @@ def test_cli_run_writes_results_and_limits(tmp_path):
     programs.write_text('{"id": "a"}\n')
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "p.jsonl:1: missing key" in proc.stderr
+
+
+TRAPS = """import os, shutil, stat
+os.symlink({victim!r}, 'dirlink')
+os.symlink({victim!r} + '/data.txt', 'filelink')
+os.mkdir('locked')
+open('locked/f', 'w').write('x')
+os.chmod('locked', 0)
+shutil.rmtree('/tmp', ignore_errors=True)  # the private /tmp (or, without one, what the uid may remove)
+shutil.rmtree(os.environ['TMPDIR'], ignore_errors=True)  # its own work dir: the folder above is not its own
+os.symlink({victim!r}, os.path.join(os.environ['TMPDIR'], 'dirlink2'))  # the work dir is still there
+print(sorted(os.listdir(os.environ['TMPDIR'])))
+"""
+
+
+def test_cleanup_never_follows_a_link_or_changes_a_host_mode(tmp_path):
+    """A program leaves links to a host folder and an unreadable folder in its work dir and empties its
+    TMPDIR with shutil.rmtree: the worker's cleanup (as root) removes the links, not what they point at,
+    and no host mode changes (issue 24, item 2: /tmp once became 0700 this way)."""
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o755)
+    (victim / "data.txt").write_text("keep me")
+    victim.chmod(0o755)
+    root = tmp_path / "sbx"
+    root.mkdir()
+    tmp_mode = stat.S_IMODE(os.stat("/tmp").st_mode)
+    with SandboxPool(Limits(timeout_s=10, guard=False), workers=1, tmp_root=str(root)) as pool:
+        first, after = pool.run([Program(id="traps", code=TRAPS.format(victim=str(victim))),
+                                 Program(id="after", code="import tempfile\nprint(tempfile.mkdtemp())\n")])
+    assert first.status == "passed", (first.error, first.stderr)
+    assert first.stdout.split() == ["['dirlink2']"]
+    assert after.status == "passed", (after.error, after.stderr)  # tempfile still works for the next one
+    assert (victim / "data.txt").read_text() == "keep me"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o755 and stat.S_IMODE((victim / "data.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE(os.stat("/tmp").st_mode) == tmp_mode == 0o1777
+    assert list(root.iterdir()) == []
