@@ -174,7 +174,7 @@ def test_cleanup_never_follows_a_link_or_changes_a_host_mode(tmp_path):
         first, after = pool.run([Program(id="traps", code=TRAPS.format(victim=str(victim))),
                                  Program(id="after", code="import tempfile\nprint(tempfile.mkdtemp())\n")])
     assert first.status == "passed", (first.error, first.stderr)
-    assert first.stdout.split() == ["['dirlink2']"]
+    assert "'dirlink2'" in first.stdout  # the work dir outlived the program's rmtree of it
     assert after.status == "passed", (after.error, after.stderr)  # tempfile still works for the next one
     assert (victim / "data.txt").read_text() == "keep me"
     assert stat.S_IMODE(victim.stat().st_mode) == 0o755 and stat.S_IMODE((victim / "data.txt").stat().st_mode) == 0o644
