@@ -97,9 +97,12 @@ def execute(
     summary.update(task=task, task_path=str(path) if path else None, samples_file=str(samples),
                    generation=meta or None)
     atomic_write_json(out, summary)
-    scores = ", ".join(f"{k} {v:.3f}" for k, v in summary["pass_at_k"].items())
+    stderr = summary["pass_at_k_stderr"]
+    scores = ", ".join(f"{k} {v:.3f} ± {stderr.get(k, float('nan')):.3f}" for k, v in summary["pass_at_k"].items())
+    empty = f", {summary['empty_share']:.0%} empty" if summary["empty_share"] is not None else ""
     summary_line(f"eval execute: {summary['samples']} samples of {summary['problems']} {task} problems: {scores} "
-                 f"({summary['status_counts']}) -> {out}")
+                 f"(n={summary['n']}{empty}; {summary['status_counts']}) -> {out}"
+                 + (f"\n{summary['zero_note']}" if "zero_note" in summary else ""))
 
 
 @eval_app.command("choice")
