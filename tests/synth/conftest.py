@@ -51,6 +51,8 @@ print(total * 2)
 That is all there is to it, and the text goes on long enough to pass the minimum length check easily.
 '''
 FAILING_BLOCK = "```python\nraise ValueError('broken example')\n```\n"
+# Runs without error, yet runs nothing: parse_file exists nowhere and nothing calls load.
+STUB_BLOCK = "```python\ndef load(path):\n    return parse_file(path)\n```\n"
 
 
 def scripted_reply(prompt: str) -> str:
@@ -71,7 +73,7 @@ def scripted_reply(prompt: str) -> str:
         arg = re.search(r"def \w+\((\w+)", prompt).group(1)
         return f"```python\ndef {name}({arg}):\n    return len({arg})\n```\n"
     topic = re.search(r'about "?([^"\n]*)"?', prompt)
-    extra = FAILING_BLOCK if "fail" in prompt.lower() else ""
+    extra = FAILING_BLOCK if "fail" in prompt.lower() else STUB_BLOCK if "(stubs)" in prompt else ""
     return TEXTBOOK.format(topic=topic.group(1) if topic else "lists", extra=extra)
 
 

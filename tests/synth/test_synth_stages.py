@@ -123,6 +123,22 @@ def test_textbooks_stage_runs_code_blocks_and_drops_failing_ones(scripted_server
     assert Dataset(tmp_path / "b" / "textbooks").num_rows + len(rej) == 3
 
 
+def test_a_stub_only_textbook_block_is_not_counted_as_run(scripted_server, tmp_path, config):
+    tpl = tmp_path / "stubs.txt"
+    tpl.write_text('Write about "$topic" (stubs) for $audience.\n')
+    cfg = config(scripted_server, textbooks={"teacher": "t", "count": 2, "template": str(tpl),
+                                              "diversity": {"drop_near_duplicates": False}})
+    record = run_pipeline(cfg, tmp_path / "s")
+    for r in Dataset(tmp_path / "s" / "textbooks").iter_records():
+        code = json.loads(r["provenance"])["synth"]["code"]
+        assert [b["status"] for b in code["results"]] == ["passed", "passed", "passed"]  # the sandbox's verdicts
+        assert [b["exercised"] for b in code["results"]] == [True, True, False]
+        assert code["results"][2]["not_exercised"] == "defines load but nothing calls it"
+        assert (code["runnable"], code["passed"], code["defined_only"]) == (3, 2, 1)
+    assert "6 runnable, 4 ran ok executing their code, 2 only define code nothing calls" in \
+        record["stages"]["textbooks"]["line"]
+
+
 def test_cli_runs_one_stage_with_overrides(scripted_server, teacher_table, tmp_path):
     from typer.testing import CliRunner
 

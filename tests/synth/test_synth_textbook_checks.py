@@ -53,3 +53,32 @@ def test_screen_reply_salvages_rejects_and_notes():
     kept = screen_reply(INTRO + "\nSorting a list puts", PROMPT, "length", TextbooksConfig(drop_cut_off=False,
                                                                                             min_chars=10))
     assert kept[1] is None and kept[0].endswith("puts")
+
+
+# A block that opens a new ```python fence inside an open one: the code-block reader (and so the sandbox) sees
+# one block running on past it, which an opening-fence-closes-too count took for a closed block.
+NESTED = ("# Loops\n\nA loop repeats its body.\n\n```python\nfor i in range(3):\n    print(i)\n```python\n"
+          "total = 0\n\nEach pass adds one.\n\nThe end of the story is here.\n\nAnd then the loop")
+
+
+def test_a_salvaged_cut_off_never_ends_inside_a_fence():
+    from textbooklm.codeblocks import extract_blocks
+
+    for text in (NESTED, INTRO + "\n" + BLOCK + "\nMore.\n\n~~~python\nx = 1\n```\n\nStill code.\n\nCut"):
+        assert is_cut_off(text, "length")
+        salvaged = salvage_cut_off(text)
+        assert salvaged is None or all(b.closed for b in extract_blocks(salvaged)), salvaged
+    assert salvage_cut_off(NESTED) == "# Loops\n\nA loop repeats its body.\n"
+
+
+def test_only_blocks_that_execute_their_code_count_as_run():
+    from textbooklm.synth.textbook_checks import unexercised
+
+    stubs = "def load(path):\n    return parse_file(path)\n\n\nclass Report:\n    pass\n"
+    assert "nothing calls" in unexercised(stubs)
+    assert unexercised(stubs, ["report = Report()\nprint(report)\n"]) == ""  # a later block uses it
+    assert unexercised("def f(x):\n    return 2 * x\n\nprint(f(3))\n") == ""
+    assert unexercised("def f(x):\n    return 2 * x\n\nassert f(2) == 4\n") == ""
+    assert unexercised("def f(x):\n    return x\n\nif __name__ == '__main__':\n    f(1)\n") == ""
+    assert unexercised("import math\nx = 5\n") == "executes nothing (no call, assert or print)"
+    assert unexercised("values = [3, 1]\ntotal = sum(values)\n") == ""

@@ -11,7 +11,10 @@ drop_failing_code), low-educational-value and judge-failed (with judge: the run'
 below judge_min_score, or could not score it), duplicate, near-duplicate.
 
 Blocks run like a notebook: block ``i`` runs after the runnable blocks before it, so a later block
-may use an earlier block's definitions; its status is that program's verdict.
+may use an earlier block's definitions; its status is that program's verdict. A block that passed
+counts as "ran ok" only when it executes the code it defines (a call, an assert, a print of a
+result, here or in a later block): a block of stubs nothing calls is ``defined_only``
+(``exercised: false`` with the reason in its result).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from textbooklm.synth.rounds import (
     short_hash,
 )
 from textbooklm.synth.seeds import Coverage, Seed, SeedSampler, derived_seed, load_topics, load_words
-from textbooklm.synth.textbook_checks import is_cut_off, prompt_echo, salvage_cut_off
+from textbooklm.synth.textbook_checks import is_cut_off, prompt_echo, salvage_cut_off, unexercised
 from textbooklm.teacher import Request
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("seed", pa.string()), ("provenance", pa.string())])
@@ -104,14 +107,30 @@ def screen_reply(text: str, prompt: str, finish_reason: str | None,
     return text, None, "", notes
 
 
+def mark_exercised(blocks: list[dict[str, Any]]) -> None:
+    """Set ``exercised`` on each block that ran without error: whether it (or a later block) executes the
+    code it defines (textbook_checks.unexercised); ``not_exercised`` says why not."""
+    runnable = [b for b in blocks if b["runnable"]]
+    for k, b in enumerate(runnable):
+        if b.get("status") != "passed":
+            continue
+        why = unexercised(b["code"], [later["code"] for later in runnable[k + 1:]])
+        b["exercised"] = not why
+        if why:
+            b["not_exercised"] = why
+
+
 def code_summary(blocks: list[dict[str, Any]]) -> dict[str, int]:
+    """Block counts; ``passed`` counts only blocks that ran without error AND executed their code, ``defined_only``
+    the ones that ran without error but only define code nothing calls (stubs)."""
     py = [b for b in blocks if b["is_python"]]
     return {
         "blocks": len(blocks),
         "python": len(py),
         "parse": sum(b["parses"] for b in py),
         "runnable": sum(b["runnable"] for b in py),
-        "passed": sum(b.get("status") == "passed" for b in py),
+        "passed": sum(b.get("status") == "passed" and b.get("exercised", True) for b in py),
+        "defined_only": sum(b.get("status") == "passed" and not b.get("exercised", True) for b in py),
         "failed": sum(b.get("status") not in (None, "passed", "not-run") for b in py),
     }
 
@@ -175,6 +194,7 @@ def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptT
             v = verdicts.get(f"{row['id']}#{b['index']}")
             if v is not None:
                 b.update(status=v.status, error=v.error, duration_s=round(v.duration_s, 3))
+        mark_exercised(row["blocks"])
         summary = code_summary(row["blocks"])
         row["prov"]["code"] = {**summary, "results": row["blocks"]}
         reason, detail = None, ""
@@ -288,7 +308,8 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
         f"textbooks: {asked} asked, {final['kept']} kept, {final['rejected']} rejected"
         + (f" ({reasons_text(final['rejected_by_reason'])})" if final["rejected"] else "")
         + f"; python blocks {code['python']}: {code['parse']} parse, {code['runnable']} runnable, "
-        f"{code['passed']} ran ok, {code['failed']} failed"
+        f"{code['passed']} ran ok executing their code, {code['defined_only']} only define code nothing calls, "
+        f"{code['failed']} failed"
         + f"; distinct-2 {overall['distinct_2']:.2f}, near-dup rate {overall['near_duplicate_rate']:.0%}"
         + f"; topics {cv['topics']['used']}/{cv['topics']['available']}, audiences "
         f"{cv['audiences']['used']}/{cv['audiences']['available']}, styles {cv['styles']['used']}/"
