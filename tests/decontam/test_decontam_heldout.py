@@ -184,7 +184,7 @@ def test_every_removal_keeps_its_pair_and_a_tiny_ast_match_does_not_decide(heldo
         pair = json.loads(r["pair"])
         assert pair["problem_id"] == r["problem_id"] and pair["signal"] == r["signal"]
         assert pair["problem_text"] and pair["training_snippet"] and pair["score"] is not None
-        if r["signal"] == "ast":  # the matched function itself, not the whole file
+        if r["signal"] in ("ast", "source"):  # from the matched function on, not the file's head
             assert pair["training_snippet"].startswith("def ") and len(pair["training_snippet"]) < len(r["text"])
     pairs = json.loads((out / "pairs.json").read_text())
     assert {(p["id"], p["problem_id"]) for p in pairs if p["decision"] != "keep"} == {
@@ -194,6 +194,8 @@ def test_every_removal_keeps_its_pair_and_a_tiny_ast_match_does_not_decide(heldo
     note = provenance(bag)["decontam"]
     assert note["decision"] == "keep" and note["ast_problem"] == "HumanEval/54" and note["ast_tau"] >= 0.9
     assert "statement" in note["held_back"]
+    report = json.loads((out / "report.json").read_text())
+    assert all("HumanEval/54" not in t["similar_problems"] for t in report["taus"])
     shown = next(p for p in pairs if p["id"] == bag["id"])
     assert shown["held_back"] and "set(self) == set(other)" in shown["training_snippet"]
 

@@ -9,6 +9,7 @@ from textbooklm.decontam.benchmarks import load_references
 from textbooklm.decontam.config import DecontamConfig
 from textbooklm.decontam.index import ContaminationIndex, Sample
 from textbooklm.decontam.ngrams import NgramIndex, tokens
+from textbooklm.decontam.report import tau_table
 from textbooklm.embeddings import load_embedder
 
 # HumanEval/144's solution with every variable renamed and both pairs of independent statements swapped.
@@ -138,6 +139,10 @@ def test_a_one_statement_ast_match_does_not_decide_alone(index):
     assert (row["ast_problem"], row["ast_tau"]) == ("HumanEval/54", 1.0)
     assert row["decision"] == "keep" and "1 statement(s) < ast_min_statements 3" in row["held_back"]
     assert row["pair"]["held_back"] and row["pair"]["training_snippet"].startswith("def __eq__")
+    # The pruning table follows the same rule: the held-back match removes nothing at any tau.
+    table = tau_table([row], ["HumanEval/54"], n_samples=1, ast_min_statements=3)
+    assert all(t["removed"] == 0 and t["similar_problems"] == [] for t in table["taus"])
+    assert tau_table([row], ["HumanEval/54"], n_samples=1)["taus"][0]["removed"] == 1  # without the rule
     # With another signal on the same problem (its docstring copied), the same function is removed.
     copied = f"def same(s0, s1):\n    '''{_docstring('HumanEval/54')}'''\n    return set(s0) == set(s1)\n"
     row = index.check([Sample("copy", copied)])[0]

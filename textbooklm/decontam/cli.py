@@ -92,7 +92,8 @@ def check(
                  f"{sum(bool(r['matches']) for r in rows)} matched any signal, {index.pairs_computed} AST pairs "
                  f"compared; wrote {out}")
     report = tau_table(rows, [r.problem_id for r in refs], n_samples=len(rows), taus=cfg.report_taus,
-                       ngram_min_hits=cfg.ngram_min_hits, embedding_threshold=cfg.embedding_threshold)
+                       ngram_min_hits=cfg.ngram_min_hits, embedding_threshold=cfg.embedding_threshold,
+                       ast_min_statements=cfg.ast_min_statements)
     for line in format_table(report):
         typer.echo(line)
 
@@ -121,7 +122,7 @@ def load_report(target: Path, benchmark: list[str], benchmark_path: list[str], e
     cfg = DecontamConfig(benchmarks=_benchmarks(benchmark, benchmark_path))
     ids = [r.problem_id for r in load_references(cfg)]
     return tau_table(rows, ids, n_samples=len(rows), ngram_min_hits=ngram_min_hits,
-                     embedding_threshold=embedding_threshold)
+                     embedding_threshold=embedding_threshold, ast_min_statements=cfg.ast_min_statements)
 
 
 @decontam_app.command("report")

@@ -165,8 +165,8 @@ class ContaminationIndex:
             snippet, score = shared_passage(self.ngrams, text, k), row["ngram_hits"]
         elif signal == "ast":
             snippet, score = ast_best[k].source, row["ast_tau"]
-        elif signal == "source":
-            snippet, score = text, 1.0
+        elif signal == "source":  # the file: shown from the held-out function's definition on
+            snippet, score = _from_definition(text, self.refs[k].code), 1.0
         else:
             snippet, score = text[:EMBED_CHARS], row["embedding_cosine"]
         ref = self.refs[k]
@@ -198,7 +198,9 @@ class ContaminationIndex:
         # of them, not only the closest, to say which problems have a similar training sample.
         matches = [[self.ids[k], "ngram", n] for k, n in sorted(hits.items())]
         matches += [[self.ids[k], "embedding", round(c, 4)] for k, c in sorted(cos_listed.items())]
-        matches += [[self.ids[k], "ast", round(m.tau, 4)] for k, m in sorted(ast_best.items())
+        # An AST match carries the smaller function's statement count: the pruning report applies the
+        # same ast_min_statements rule as the decision.
+        matches += [[self.ids[k], "ast", round(m.tau, 4), m.statements] for k, m in sorted(ast_best.items())
                     if m.tau >= cfg.ast_floor]
         source = self.source_files.get(s.id)
         if source is not None:
@@ -223,3 +225,14 @@ class ContaminationIndex:
             decision, signal, problem = "remove", "embedding", row["embedding_problem"]
         row.update(decision=decision, signal=signal, problem_id=problem)
         return row
+
+
+def _from_definition(text: str, reference: str) -> str:
+    """``text`` from the first ``def`` of a function the reference defines (else the whole text)."""
+    import re
+
+    for name in re.findall(r"^\s*(?:async\s+)?def\s+(\w+)\s*\(", reference, re.M)[::-1]:
+        at = re.search(rf"^[ \t]*(?:async\s+)?def\s+{re.escape(name)}\s*\(", text, re.M)
+        if at:
+            return text[at.start():]
+    return text

@@ -13,7 +13,7 @@ from typing import Any
 
 
 def _fixed_signal(match: Sequence[Any], ngram_min_hits: int | None, embedding_threshold: float | None) -> bool:
-    _, signal, score = match
+    _, signal, score = match[:3]
     if signal == "source":  # the held-out exercise's own source file
         return True
     if signal == "ngram":
@@ -31,8 +31,13 @@ def tau_table(
     taus: Sequence[float] = (0.95, 0.9, 0.85, 0.8),
     ngram_min_hits: int | None = 1,
     embedding_threshold: float | None = None,
+    ast_min_statements: int = 1,
 ) -> dict[str, Any]:
-    """``rows``: match rows (each with ``matches`` = [[problem, signal, score], ...])."""
+    """``rows``: match rows (each with ``matches`` = [[problem, signal, score(, statements)], ...]).
+
+    An AST match whose smaller function has fewer than ``ast_min_statements`` statements counts only
+    when the same row also lists another signal for that problem (the stage's decision rule).
+    """
     rows = list(rows)
     table = []
     for tau in sorted(taus, reverse=True):
@@ -40,7 +45,9 @@ def tau_table(
         similar: set[str] = set()
         for row in rows:
             fixed = [m for m in row["matches"] if _fixed_signal(m, ngram_min_hits, embedding_threshold)]
-            ast = [m for m in row["matches"] if m[1] == "ast" and m[2] >= tau]
+            seconded = {m[0] for m in row["matches"] if m[1] in ("ngram", "embedding")}
+            ast = [m for m in row["matches"] if m[1] == "ast" and m[2] >= tau
+                   and (len(m) < 4 or m[3] >= ast_min_statements or m[0] in seconded)]
             if fixed or ast:
                 removed += 1
                 by_ast += bool(ast)

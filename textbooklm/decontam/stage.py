@@ -212,7 +212,8 @@ def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: StageCo
     # The pruning table is about the configured benchmarks (phi-1's similar / non-similar HumanEval split).
     bench_rows = [{**r, "matches": [m for m in r["matches"] if m[0] in bench_ids]} for r in rows]
     report = tau_table(bench_rows, [r.problem_id for r in refs], n_samples=checked, taus=cfg.report_taus,
-                       ngram_min_hits=cfg.ngram_min_hits, embedding_threshold=cfg.embedding_threshold)
+                       ngram_min_hits=cfg.ngram_min_hits, embedding_threshold=cfg.embedding_threshold,
+                       ast_min_statements=cfg.ast_min_statements)
     report["config"] = cfg.model_dump(mode="json")
     report["datasets"] = {n: sum(r["checked"] - r.get("heldout", 0) for r in results.values() if r["dataset"] == n)
                           for n in datasets}
