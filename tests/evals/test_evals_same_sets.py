@@ -13,6 +13,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from textbooklm.config import parse_config
 from textbooklm.evals.config import EvalConfig
+from textbooklm.evals.report_section import eval_tables as _eval_tables
 from textbooklm.evals.stage import run
 from textbooklm.lm.pack import pack
 from textbooklm.model.checkpoint import save_model
@@ -20,7 +21,6 @@ from textbooklm.model.model import PhiConfig, PhiForCausalLM
 from textbooklm.model.tokenizer import load_tokenizer
 from textbooklm.model.train_log import COLUMNS
 from textbooklm.pipeline import context_for
-from textbooklm.report.build import _eval_tables
 from textbooklm.run import Run
 from textbooklm.store import write_dataset
 

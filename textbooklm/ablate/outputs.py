@@ -39,7 +39,7 @@ def _mean_sd(cell: Cell) -> str:
 def write_outputs(cfg: AblationConfig, plans: dict[str, Any], points: list[dict[str, Any]], root: Path,
                   run_dir: Path, notes: dict[str, Any]) -> dict[str, Any]:
     """Tables, comparisons, plots and the summary; rebuilds the run's report. Returns the summary."""
-    from textbooklm.report import plots
+    from textbooklm.reporting import plots
 
     arms = list(cfg.arms)
     metrics = [m for m in METRIC_ORDER if any(m in p["metrics"] for p in points)]

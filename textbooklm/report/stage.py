@@ -7,18 +7,20 @@ from typing import Any
 
 from textbooklm.progress import summary_line
 from textbooklm.report.browser import chromium_path, render
-from textbooklm.report.build import RunData, build_report, report_sections
+from textbooklm.report.build import build_page
 from textbooklm.report.config import ReportConfig
 from textbooklm.store import Dataset, write_dataset
 
 
 def run(cfg: ReportConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
-    page = build_report(ctx.run_dir)
+    page_html, sections = build_page(ctx.owner)
+    page = ctx.run_dir / "report.html"
+    page.write_text(page_html, encoding="utf-8")
     shot = None
     if cfg.screenshot and chromium_path():
         shot = ctx.run_dir / "report.png"
         render(page, shot)
-    rows = [{"section": sid, "title": title} for sid, title, _ in report_sections(RunData.load(ctx.run_dir))]
+    rows = [{"section": sid, "title": title} for sid, title in sections]
     line = f"report: {page} ({page.stat().st_size / 1e3:.0f} kB, {len(rows)} sections)" + (
         f", screenshot {shot}" if shot else ""
     )

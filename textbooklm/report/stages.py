@@ -5,5 +5,6 @@ from textbooklm.report.config import ReportConfig
 
 STAGES = [
     StageSpec("report", ReportConfig, "textbooklm.report.stage:run", reads="all", records=False,
-              help="Write RUN/report.html: tables and plots of every stage."),
+              help="Write RUN/report.html: the run's story, warnings, examples and plots of every stage "
+                   "(each area's section from its registry report hook)."),
 ]
