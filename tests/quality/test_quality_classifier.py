@@ -1,4 +1,4 @@
-"""Classifier heads: numpy forest parity with scikit-learn, save/load without pickle, beats a constant."""
+"""Classifier heads: numpy forest parity with scikit-learn, save/load without pickle, beats the constant baselines."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from textbooklm.quality.classifier import (
     QualityClassifier,
-    constant_baseline,
+    baselines,
     forest_arrays,
     metrics,
     pr_vs_threshold,
@@ -39,9 +39,9 @@ def test_head_beats_constant_baseline_and_round_trips(tmp_path, kind):
     clf = QualityClassifier(kind=kind, embedder="hashing", max_chars=100, cut=cut, forest=forest, coef=coef,
                             intercept=intercept, precision="bf16", info={"metrics": {"f1": 1.0}})
     m = metrics(y[te], clf.score(x[te]), cut)
-    base = constant_baseline(y[tr], y[te])
-    assert base["predicts"] == 0 and base["f1"] == 0.0
-    assert m["f1"] > 0.8 and m["roc_auc"] > 0.9 and m["f1"] > base["f1"] + 0.5
+    base = baselines(y[te])
+    assert base["predict-negative"]["f1"] == 0.0
+    assert m["f1"] > 0.8 and m["roc_auc"] > 0.9 and m["f1"] > base["predict-positive"]["f1"] + 0.3
     assert sum(map(sum, m["confusion"])) == len(te)
     clf.save(tmp_path / "model")
     loaded = QualityClassifier.load(tmp_path / "model")
@@ -60,6 +60,18 @@ def test_metrics_and_curve_by_hand():
     rows = {r["threshold"]: r for r in pr_vs_threshold(y, np.array([0.9, 0.4, 0.6, 0.1]), steps=11)}
     assert rows[0.5] == {"threshold": 0.5, "precision": 0.5, "recall": 0.5, "kept_share": 0.5}
     assert rows[1.0]["precision"] is None and rows[0.0]["recall"] == 1.0
+
+
+def test_baselines_by_hand():
+    """Predict-positive: precision = positive rate, recall 1, F1 2p / (1 + p); predict-negative: F1 0,
+    accuracy 1 - p (the best accuracy of the two when positives are rare)."""
+    y = np.array([1, 0, 0, 0, 1, 0, 0, 0, 0, 0])  # p = 0.2
+    base = baselines(y)
+    pos, neg = base["predict-positive"], base["predict-negative"]
+    assert (pos["precision"], pos["recall"], pos["accuracy"]) == (0.2, 1.0, 0.2)
+    assert pos["f1"] == round(2 * 0.2 / 1.2, 4) and pos["confusion"] == [[0, 8], [0, 2]]
+    assert (neg["precision"], neg["recall"], neg["f1"], neg["accuracy"]) == (0.0, 0.0, 0.0, 0.8)
+    assert pos["n"] == neg["n"] == 10 and pos["roc_auc"] == neg["roc_auc"] == 0.5
 
 
 def test_load_errors(tmp_path):

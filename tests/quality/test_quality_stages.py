@@ -39,8 +39,9 @@ def test_judge_classify_filter(tmp_path):
     assert {"docstrings", "comments", "identifiers", "data_share"} <= set(feats)
 
     metrics = json.loads((run / "classify" / "metrics.json").read_text())
-    rf = metrics["heads"]["random_forest"]["test"]
-    assert rf["f1"] > metrics["constant_baseline"]["f1"] and rf["f1"] >= 0.9
+    rf = metrics["heads"]["random_forest"]["test"]  # out of fold: 3 folds (test_fraction 0.3)
+    assert metrics["folds"] == 3 and metrics["held_out_by"] == "3-fold out-of-fold" and rf["n"] == 60
+    assert rf["f1"] > metrics["baselines"]["predict-positive"]["f1"] and rf["f1"] >= 0.9
     assert metrics["heads"]["ridge"]["test"]["roc_auc"] >= 0.9
     assert (run / "classify" / "model" / "classifier.json").exists()
 
@@ -54,7 +55,7 @@ def test_judge_classify_filter(tmp_path):
     assert all(r["reason"] == "low-educational-value" and r["score"] < 0.5 for r in dropped)
     summary = Dataset(run / "filter").manifest["summary"]
     assert summary["kept"] == 30 and "tokens (bytes/4) kept" in summary["line"]
-    assert summary["embedded_here"] == 0  # every record was judged: the classify stage's vectors are reused
+    assert summary["embedded_here"] == 0  # every record was judged: each takes its out-of-fold score
     assert summary["embedder"] == "hashing-256"  # no precision for a model-free embedder
     for name in ("score_histogram", "precision_recall"):
         assert (run / "filter" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,20 +1,24 @@
-"""The classify stage: learn the judge's labels from embeddings, measure on a held-out split, save.
+"""The classify stage: learn the judge's labels from embeddings, score every labelled record out of fold, save.
 
 Steps:
 
-1. embed every judged record (``classify.embedder``; texts cut to ``max_chars``), cached in
+1. embed every labelled record (``classify.embedder``; texts cut to ``max_chars``), cached in
    ``OUT/_work/embeddings.npy`` with the ids they belong to, so a re-run after a crash in training
    does not embed again;
-2. split: stratified, seeded held-out share ``test_fraction``;
-3. train each head in ``heads``; held-out precision, recall, F1, ROC-AUC and confusion matrix for
-   each, plus a constant (majority-class) baseline;
-4. save the FIRST head to ``OUT/model/`` (``classifier.json`` + ``classifier.npz``, no pickle) with its
-   metrics; ``OUT/metrics.json`` has every head's; ``OUT/embeddings.npy`` the judged records' vectors
-   (row-aligned with the output), which the filter reuses rather than embedding those records twice.
+2. folds: seeded, stratified k-fold (``folds``) over the labelled records
+   (:mod:`textbooklm.quality.out_of_fold`);
+3. each head in ``heads``: out-of-fold scores (fold models trained on the other folds) give its
+   precision, recall, F1, accuracy, ROC-AUC and confusion matrix; the same head trained on every
+   label is the model that scores unlabelled records. Next to them: the predict-positive and
+   predict-negative baselines on the same labels, and the in-sample echo (how many labelled records
+   the saved model hands their own label back: what scoring training records with it would show);
+4. save the FIRST head, trained on every label, to ``OUT/model/`` (``classifier.json`` +
+   ``classifier.npz``, no pickle) with its out-of-fold metrics; ``OUT/metrics.json`` has every head's.
 
-Output dataset: one row per judged record with its split, judge label and score, and the saved
-head's predicted score (the filter's report draws precision/recall against threshold from the
-held-out rows).
+Output dataset: one row per labelled record: ``split`` (``out-of-fold``), ``fold``, the judge's
+``label`` and score, ``score`` (the saved head's out-of-fold score: the filter decides on it),
+``in_sample_score`` (the saved model's, for contrast) and ``judge`` (the judge's provenance block, which
+the filter carries into its records).
 """
 
 from __future__ import annotations
@@ -28,20 +32,17 @@ import numpy as np
 import pyarrow as pa
 
 from textbooklm.progress import progress_bar, summary_line
-from textbooklm.quality.classifier import (
-    QualityClassifier,
-    constant_baseline,
-    metrics,
-    pr_vs_threshold,
-    train_head,
-)
+from textbooklm.quality.classifier import QualityClassifier, baselines, metrics, pr_vs_threshold, train_head
 from textbooklm.quality.config import ClassifyConfig
+from textbooklm.quality.out_of_fold import assign_folds, out_of_fold_scores
+from textbooklm.record import provenance
 from textbooklm.store import Dataset, atomic_write_bytes, atomic_write_json, finish_dataset, write_table
 
-EMBEDDINGS_FILE = "embeddings.npy"  # float32 [rows of part-00000, dim]
+OUT_OF_FOLD = "out-of-fold"  # the split of every labelled record: its score comes from a model that never saw it
 PRED_SCHEMA = pa.schema([
     ("id", pa.string()), ("path", pa.string()), ("source", pa.string()), ("split", pa.string()),
-    ("label", pa.int8()), ("judge_score", pa.float64()), ("score", pa.float64()),
+    ("fold", pa.int32()), ("label", pa.int8()), ("judge_score", pa.float64()), ("score", pa.float64()),
+    ("in_sample_score", pa.float64()), ("judge", pa.string()),
 ])
 
 
@@ -104,7 +105,7 @@ def run(cfg: ClassifyConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) ->
     out = Path(out)
     work = out / "_work"
     judged = inputs["judge"]
-    table = judged.to_table(columns=["id", "text", "path", "source", "label", "score"])
+    table = judged.to_table(columns=["id", "text", "path", "source", "label", "score", "provenance"])
     n = table.num_rows
     if n < 10:
         raise ValueError(f"classify: only {n} judged records in {judged.path}; need at least 10 to train and test")
@@ -116,62 +117,79 @@ def run(cfg: ClassifyConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) ->
     judge_scores = np.asarray(table.column("score").to_pylist(), dtype=float)
     ids = table.column("id").to_pylist()
     x = _embeddings(cfg, ids, table.column("text").to_pylist(), work)
-    train, test = split_indices(labels, cfg.test_fraction, ctx.run.seed)
+    seed = ctx.run.seed
+    fold = assign_folds(labels, cfg.folds, seed)
     judge_summary = judged.manifest.get("summary", {})
     label_cut = float(judge_summary.get("thresholds", {}).get(judge_summary.get("label_from", "heuristic"), 0.5))
+    params = {"n_estimators": cfg.n_estimators, "max_depth": cfg.max_depth, "min_samples_leaf": cfg.min_samples_leaf,
+              "ridge_alpha": cfg.ridge_alpha, "class_weight": None if cfg.class_weight == "none" else cfg.class_weight}
 
     heads: dict[str, dict[str, Any]] = {}
     saved: QualityClassifier | None = None
+    saved_oof = np.zeros(0)
     for kind in cfg.heads:
-        forest, coef, intercept, cut = train_head(
-            kind, x[train], labels[train], judge_scores[train], label_cut=label_cut, seed=ctx.run.seed,
-            n_estimators=cfg.n_estimators, max_depth=cfg.max_depth, min_samples_leaf=cfg.min_samples_leaf,
-            ridge_alpha=cfg.ridge_alpha, class_weight=None if cfg.class_weight == "none" else cfg.class_weight,
-        )
+        oof = out_of_fold_scores(kind, x, labels, judge_scores, fold, label_cut=label_cut, seed=seed, **params)
+        forest, coef, intercept, cut = train_head(kind, x, labels, judge_scores, label_cut=label_cut, seed=seed,
+                                                  **params)
         clf = QualityClassifier(kind=kind, embedder=cfg.embedder, max_chars=cfg.max_chars, cut=cut,
-                                precision=cfg.precision,
-                                forest=forest, coef=coef, intercept=intercept)
-        test_scores = clf.score(x[test])
-        heads[kind] = {"test": metrics(labels[test], test_scores, cut),
-                       "train": metrics(labels[train], clf.score(x[train]), cut)}
+                                precision=cfg.precision, forest=forest, coef=coef, intercept=intercept)
+        # "test": measured on records the scoring model did not train on (here: out of fold; the report and
+        # benchmarks read that key); "in_sample": the saved model on its own training records, for contrast.
+        heads[kind] = {"test": metrics(labels, oof, cut), "in_sample": metrics(labels, clf.score(x), cut)}
         if saved is None:
-            saved = clf
+            saved, saved_oof = clf, oof
     assert saved is not None
-    baseline = constant_baseline(labels[train], labels[test])
-    all_scores = saved.score(x)
+    in_sample = saved.score(x)
+    corpus_records = inputs["corpus"].num_rows
     report = {
-        "saved_head": saved.kind, "embedder": cfg.embedder, "dim": int(x.shape[1]), "n_train": len(train),
-        "n_test": len(test), "positive_rate": round(float(labels.mean()), 4), "heads": heads,
-        "constant_baseline": baseline, "pr_vs_threshold": pr_vs_threshold(labels[test], all_scores[test]),
-        "label_from": judge_summary.get("label_from"),
+        "saved_head": saved.kind, "embedder": cfg.embedder, "dim": int(x.shape[1]), "folds": int(fold.max()) + 1,
+        "held_out_by": f"{int(fold.max()) + 1}-fold out-of-fold", "n_labelled": n,
+        "corpus_records": corpus_records, "positive_rate": round(float(labels.mean()), 4),
+        "heads": heads, "baselines": baselines(labels),
+        # The number a score of the training records with the saved model would show: how often it hands
+        # back the label it was trained on. Reported so nobody takes it for a measure.
+        "in_sample_echo": {"n": n, "decision_equals_label": int(((in_sample >= saved.cut) == labels).sum())},
+        "pr_vs_threshold": pr_vs_threshold(labels, saved_oof), "label_from": judge_summary.get("label_from"),
     }
-    saved.info = {"metrics": heads[saved.kind]["test"], "n_train": len(train), "n_test": len(test),
-                  "config": cfg.model_dump(mode="json")}
+    saved.info = {"metrics": heads[saved.kind]["test"], "baselines": report["baselines"],
+                  "n_labelled": n, "folds": report["folds"], "config": cfg.model_dump(mode="json")}
     saved.save(out / "model")
     atomic_write_json(out / "metrics.json", report)
-
-    # The vectors, row-aligned with part-00000: the filter reuses them instead of embedding these
-    # records again (with every record judged, as in the demo, it then embeds nothing twice).
-    buf = io.BytesIO()
-    np.save(buf, x.astype(np.float32), allow_pickle=False)
-    atomic_write_bytes(out / EMBEDDINGS_FILE, buf.getvalue())
-    split = np.array(["train"] * n, dtype=object)
-    split[test] = "test"
+    judge_blocks = [json.dumps(provenance(r).get("judge", {})) for r in table.select(["provenance"]).to_pylist()]
     write_table(out / "part-00000.parquet", pa.Table.from_pydict({
         "id": ids, "path": table.column("path").to_pylist(), "source": table.column("source").to_pylist(),
-        "split": split.tolist(), "label": labels.tolist(), "judge_score": judge_scores.tolist(),
-        "score": [round(float(s), 6) for s in all_scores],
+        "split": [OUT_OF_FOLD] * n, "fold": fold.tolist(), "label": labels.tolist(),
+        "judge_score": judge_scores.tolist(), "score": [round(float(s), 6) for s in saved_oof],
+        "in_sample_score": [round(float(s), 6) for s in in_sample], "judge": judge_blocks,
     }, schema=PRED_SCHEMA))
-    m = heads[saved.kind]["test"]
-    others = ", ".join(f"{k} F1 {v['test']['f1']:.2f}" for k, v in heads.items() if k != saved.kind)
-    auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.2f}"
-    line = (f"classify: {saved.kind} on {embedder_label(cfg.embedder, cfg.precision)} ({x.shape[1]}-d), "
-            f"{len(train)} train / {len(test)} held out "
-            f"({labels.mean():.0%} positive): precision {m['precision']:.2f}, recall {m['recall']:.2f}, "
-            f"F1 {m['f1']:.2f}, ROC-AUC {auc}; constant baseline F1 {baseline['f1']:.2f}"
-            + (f"; {others}" if others else ""))
-    summary = {"line": line, **{k: report[k] for k in ("saved_head", "embedder", "n_train", "n_test", "positive_rate")},
-               "test": m, "baseline_f1": baseline["f1"]}
+    line = _line(cfg, saved, report, x.shape[1])
+    summary = {"line": line, **{k: report[k] for k in ("saved_head", "embedder", "folds", "n_labelled",
+                                                       "corpus_records", "positive_rate")},
+               "out_of_fold": heads[saved.kind]["test"],
+               "baseline_f1": {k: v["f1"] for k, v in report["baselines"].items()}}
     ds = finish_dataset(out, stage="classify", config_hash=ctx.config_hash, parents=[judged.path], summary=summary)
     summary_line(line)
     return ds
+
+
+def _line(cfg: ClassifyConfig, saved: QualityClassifier, report: dict[str, Any], dim: int) -> str:
+    """The summary line: out-of-fold metrics next to the two constant baselines and the in-sample echo."""
+    heads, base = report["heads"], report["baselines"]
+    m = heads[saved.kind]["test"]
+    n, total = report["n_labelled"], report["corpus_records"]
+    auc = "n/a" if m["roc_auc"] is None else f"{m['roc_auc']:.2f}"
+    pos, neg = base["predict-positive"], base["predict-negative"]
+    echo = report["in_sample_echo"]
+    others = "".join(f"; {k} out-of-fold F1 {v['test']['f1']:.2f}" for k, v in heads.items() if k != saved.kind)
+    line = (f"classify: {saved.kind} on {embedder_label(cfg.embedder, cfg.precision)} ({dim}-d), {n} labelled of "
+            f"{total} corpus records ({report['positive_rate']:.0%} positive), {report['folds']}-fold out-of-fold: "
+            f"precision {m['precision']:.2f}, recall {m['recall']:.2f}, F1 {m['f1']:.2f}, "
+            f"accuracy {m['accuracy']:.2f}, ROC-AUC {auc}; baselines on the same labels: predict-positive "
+            f"F1 {pos['f1']:.2f} (precision {pos['precision']:.2f}, recall 1.00, accuracy {pos['accuracy']:.2f}), "
+            f"predict-negative F1 0.00 "
+            f"(accuracy {neg['accuracy']:.2f}); in sample (the saved model on its own training labels, not a "
+            f"measure) {echo['decision_equals_label']} of {n} get their label back" + others)
+    if n >= total:
+        line += ("; the labels cover every corpus record: the classifier can only lose information here "
+                 "(the filter counts the decisions it changes)")
+    return line

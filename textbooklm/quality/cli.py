@@ -85,7 +85,7 @@ def judge(
     method: str = typer.Option(None, help=_doc(LLMJudgeConfig, "method")),
     llm_threshold: float = typer.Option(None, help=_doc(LLMJudgeConfig, "threshold")),
 ) -> None:
-    """Judge the educational value of corpus records: heuristic on all, an LLM on a sample."""
+    """Judge the educational value of corpus records (a sample, or all): heuristic and/or an LLM."""
     raw = _base_config(out, config)
     section = raw.get("judge") or {}
     _set(section, judges=judges.split(",") if judges else None, label_from=label_from, teacher=teacher)
@@ -103,16 +103,21 @@ def classify(
     config: Path = typer.Option(None, "--config", help=CONFIG_HELP),
     embedder: str = typer.Option(None, help=_doc(ClassifyConfig, "embedder")),
     heads: str = typer.Option(None, help="Comma-separated. " + _doc(ClassifyConfig, "heads")),
+    folds: int = typer.Option(None, help=_doc(ClassifyConfig, "folds")),
     test_fraction: float = typer.Option(None, help=_doc(ClassifyConfig, "test_fraction")),
     n_estimators: int = typer.Option(None, help=_doc(ClassifyConfig, "n_estimators")),
     max_depth: int = typer.Option(None, help=_doc(ClassifyConfig, "max_depth")),
     ridge_alpha: float = typer.Option(None, help=_doc(ClassifyConfig, "ridge_alpha")),
 ) -> None:
-    """Train the quality classifier on the judged records; print held-out metrics."""
+    """Train the quality classifier on the judged records; print out-of-fold metrics next to the baselines."""
     raw = _base_config(out, config)
     section = raw.get("classify") or {}
-    _set(section, embedder=embedder, heads=heads.split(",") if heads else None, test_fraction=test_fraction,
-         n_estimators=n_estimators, max_depth=max_depth, ridge_alpha=ridge_alpha)
+    if folds is not None:
+        section.pop("test_fraction", None)  # the option names the folds; an older test_fraction must not clash
+    if test_fraction is not None:
+        section.pop("folds", None)
+    _set(section, embedder=embedder, heads=heads.split(",") if heads else None, folds=folds,
+         test_fraction=test_fraction, n_estimators=n_estimators, max_depth=max_depth, ridge_alpha=ridge_alpha)
     raw["classify"] = section
     _run(raw, out, "classify", ["corpus", "judge"])
 

@@ -116,7 +116,17 @@ class ClassifyConfig(StrictModel):
         description="Heads to train and report; the FIRST is saved for the filter (random forest: phi-1; "
         "ridge regression on the judge score: FineWeb-Edu).",
     )
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share of the judged records held out for metrics.")
+    folds: int = Field(
+        5, ge=2, le=50,
+        description="k of the k-fold scoring: every labelled record is scored by the model trained on the other "
+        "k-1 folds (never by one that saw its label); those out-of-fold scores give the metrics and the filter's "
+        "decisions on labelled records. The saved model, trained on every label, scores the unlabelled rest.",
+    )
+    test_fraction: float | None = Field(
+        None, gt=0, le=0.5,
+        description="Older spelling of folds: each fold holds out this share, so folds = round(1 / test_fraction) "
+        "(0.2 -> 5). Set folds instead; setting both is an error.",
+    )
     n_estimators: int = Field(100, ge=1, description="Trees in the random forest.")
     max_depth: int | None = Field(None, ge=1, description="Depth limit of each tree; unset grows them fully.")
     min_samples_leaf: int = Field(1, ge=1, description="Fewest training records in a random-forest leaf.")
@@ -138,6 +148,16 @@ class ClassifyConfig(StrictModel):
         "picks bf16 only where the CPU has native bf16.",
     )
 
+    @model_validator(mode="after")
+    def _folds_from_test_fraction(self) -> ClassifyConfig:
+        if self.test_fraction is not None:
+            if "folds" in self.model_fields_set:
+                raise ValueError("classify: set folds or test_fraction (its older spelling), not both")
+            derived = max(2, round(1 / self.test_fraction))
+            if derived != self.folds:
+                object.__setattr__(self, "folds", derived)  # validate_assignment would re-run this validator
+        return self
+
 
 class QualityFilterConfig(StrictModel):
     """Score every corpus record with the classifier and keep the educational ones."""
@@ -150,9 +170,6 @@ class QualityFilterConfig(StrictModel):
         None, gt=0, le=1, description="Instead of a threshold: keep this fraction of records, best first."
     )
     batch_size: int = Field(64, ge=1, description="Texts embedded per batch.")
-    reuse_embeddings: bool = Field(
-        True, description="Reuse the classify stage's vectors for the records it embedded (same model and cut)."
-    )
 
     @model_validator(mode="after")
     def _check(self) -> QualityFilterConfig:

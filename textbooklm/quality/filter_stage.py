@@ -1,18 +1,25 @@
-"""The filter stage: score every corpus record with the saved classifier, keep the educational ones.
+"""The filter stage: score every corpus record, keep the educational ones.
 
 Steps, each resumable:
 
-1. score (sharded through the executor, one marker per corpus shard): embed the shard in batches and
-   score it -> ``OUT/_work/scores/part-N`` (id, score). Records the classify stage embedded already
-   reuse its vectors (``reuse_embeddings``). A run killed mid-way re-scores only the shards without
-   a marker.
+1. score (sharded through the executor, one marker per corpus shard): a record the judge labelled takes
+   its out-of-fold score from the classify stage (the fold model that never saw its label; see
+   :mod:`textbooklm.quality.score_origin`); every other record is embedded here in batches and scored by
+   the saved model (trained on every label) -> ``OUT/_work/scores/part-N`` (id, score). A run killed
+   mid-way re-scores only the shards without a marker.
 2. decide: the cut is ``filter.threshold``, else the score at which the ``top_fraction`` best records
    are kept, else the classifier's own decision cut.
-3. write (sharded): kept records -> ``OUT/part-N`` with ``{"filter": {"score", "threshold"}}`` added to
-   provenance; the others -> ``OUT/rejected/part-N`` with reason ``low-educational-value`` and score.
+3. write (sharded): kept records -> ``OUT/part-N``; the others -> ``OUT/rejected/part-N`` with reason
+   ``low-educational-value`` and score. Both carry in provenance the judge's block (labelled records),
+   ``classify`` (split: out-of-fold or unlabelled, fold, label, where the score came from) and
+   ``filter`` (score, threshold).
+
+The summary counts, for labelled records, the decisions that differ from the judge's label, next to the
+classifier's out-of-fold F1 and the predict-positive / predict-negative baselines; when the labels cover
+every record it says that the classifier can only lose information there.
 
 Report data in ``OUT/``: ``score_histogram.{json,png}`` (scores of the whole corpus, kept and dropped)
-and ``precision_recall.{json,png}`` (held-out precision/recall of the classifier against threshold,
+and ``precision_recall.{json,png}`` (out-of-fold precision/recall of the classifier against threshold,
 with the share of the corpus each threshold keeps). Tokens are approximated as bytes / 4 (labelled so).
 """
 
@@ -29,8 +36,9 @@ import pyarrow.parquet as pq
 from textbooklm.executor import resolve_workers
 from textbooklm.progress import summary_line
 from textbooklm.quality.classifier import QualityClassifier, pr_vs_threshold
-from textbooklm.quality.classify_stage import EMBEDDINGS_FILE, embedder_label
+from textbooklm.quality.classify_stage import embedder_label
 from textbooklm.quality.config import QualityFilterConfig
+from textbooklm.quality.score_origin import LabelledScores, load_labelled_scores
 from textbooklm.record import with_provenance
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset, write_table
 
@@ -57,32 +65,22 @@ def _classifier(model_dir: str) -> QualityClassifier:
     return _LOADED[model_dir]
 
 
-def _known_vectors(classify_dir: str) -> tuple[dict[str, int], np.ndarray | None]:
-    """The classify stage's vectors by record id (memory-mapped; loaded once per worker)."""
-    key = "vectors:" + classify_dir
+def _labelled(classify_dir: str) -> LabelledScores:
+    """The classify stage's labelled records (out-of-fold scores, folds, judge blocks); once per worker."""
+    key = "labelled:" + classify_dir
     if key not in _LOADED:
-        folder = Path(classify_dir)
-        path = folder / EMBEDDINGS_FILE
-        if not path.exists():
-            _LOADED[key] = ({}, None)
-        else:
-            ids = Dataset(folder).column("id")
-            _LOADED[key] = ({rid: i for i, rid in enumerate(ids)}, np.load(path, mmap_mode="r", allow_pickle=False))
+        _LOADED[key] = load_labelled_scores(Path(classify_dir))
     return _LOADED[key]
 
 
-def score_known(clf: QualityClassifier, ids: list[str], texts: list[str], batch_size: int,
-                classify_dir: str | None) -> tuple[np.ndarray, int]:
-    """Scores for a shard, reusing the classify stage's vector of any record it embedded already
-    (same embedder and cut, by construction). Returns (scores, records embedded here)."""
-    index, vectors = _known_vectors(classify_dir) if classify_dir else ({}, None)
-    todo = [i for i, rid in enumerate(ids) if rid not in index] if vectors is not None else list(range(len(ids)))
-    scores = np.zeros(len(ids))
+def score_records(clf: QualityClassifier, ids: list[str], texts: list[str], batch_size: int,
+                  labelled: LabelledScores) -> tuple[np.ndarray, int]:
+    """Scores for a shard: labelled records out of fold (from classify), the rest embedded here and scored
+    by the saved model. Returns (scores, records embedded here)."""
+    todo = [i for i, rid in enumerate(ids) if rid not in labelled.by_id]
+    scores = np.array([labelled.by_id[rid].score if rid in labelled.by_id else 0.0 for rid in ids], dtype=float)
     if todo:
         scores[todo] = score_texts(clf, [texts[i] for i in todo], batch_size)
-    known = [i for i in range(len(ids)) if vectors is not None and ids[i] in index]
-    if known:
-        scores[known] = clf.score(np.asarray(vectors[[index[ids[i]] for i in known]]))
     return scores, len(todo)
 
 
@@ -96,7 +94,7 @@ def score_shard(task: dict[str, Any]) -> dict[str, Any]:
     table = pq.read_table(task["shard"], columns=["id", "text", "n_bytes"])
     ids = table.column("id").to_pylist()
     texts = [t or "" for t in table.column("text").to_pylist()]
-    scores, embedded = score_known(clf, ids, texts, int(task["batch_size"]), task.get("classify"))
+    scores, embedded = score_records(clf, ids, texts, int(task["batch_size"]), _labelled(task["classify"]))
     write_table(Path(task["out"]), pa.Table.from_pydict(
         {"id": ids, "score": scores.astype(float).tolist(), "n_bytes": table.column("n_bytes").to_pylist()},
         schema=SCORE_SCHEMA))
@@ -104,15 +102,27 @@ def score_shard(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_shard(task: dict[str, Any]) -> dict[str, Any]:
-    """Worker: split one corpus shard into kept and rejected by the cut."""
+    """Worker: split one corpus shard into kept and rejected by the cut; provenance says why each went where."""
     table = pq.read_table(task["shard"])
     scores = pq.read_table(task["scores"]).column("score").to_pylist()
+    labelled = _labelled(task["classify"])
     cut = float(task["cut"])
     tied = set(task.get("tied") or ())
     kept, dropped = [], []
+    tally = dict.fromkeys(("labelled_kept", "labelled_dropped", "kept_label_0", "dropped_label_1",
+                           "unlabelled_kept", "unlabelled_dropped"), 0)
     for rec, score in zip(table.to_pylist(), scores, strict=True):
+        judge = labelled.judge_block(rec["id"])
+        if judge is not None:
+            rec = with_provenance(rec, "judge", **judge)
+        block = labelled.classify_block(rec["id"])
+        rec = with_provenance(rec, "classify", **block)
         rec = with_provenance(rec, "filter", score=round(score, 6), threshold=round(cut, 6))
         keep = score > cut or (score == cut and (rec["id"] in tied if task.get("strict") else True))
+        side = "unlabelled" if "label" not in block else "labelled"
+        tally[f"{side}_{'kept' if keep else 'dropped'}"] += 1
+        if side == "labelled" and keep != bool(block["label"]):
+            tally["kept_label_0" if keep else "dropped_label_1"] += 1
         if keep:
             kept.append(rec)
         else:
@@ -124,7 +134,7 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
     write_table(Path(task["out"]), pa.Table.from_pylist(kept, schema=schema))
     write_table(Path(task["rejected"]), pa.Table.from_pylist(dropped, schema=rej_schema))
     return {"kept": len(kept), "kept_bytes": sum(r["n_bytes"] or 0 for r in kept), "dropped": len(dropped),
-            "dropped_bytes": sum(r["n_bytes"] or 0 for r in dropped)}
+            "dropped_bytes": sum(r["n_bytes"] or 0 for r in dropped), **tally}
 
 
 def decide_cut(cfg: QualityFilterConfig, ids: list[str], scores: np.ndarray, default: float) -> tuple[float, list[str]]:
@@ -151,12 +161,13 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
     corpus, classify = inputs["corpus"], inputs["classify"]
     model_dir = classify.path / "model"
     clf = QualityClassifier.load(model_dir)  # fail here, clearly, before any worker starts
+    load_labelled_scores(classify.path)  # and here for a classify output from before out-of-fold scoring
     run_cfg = ctx.run
     shards = corpus.shards()
     workers = min(resolve_workers(run_cfg.workers), max(1, len(shards)))
     threads = max(1, (os.cpu_count() or 1) // workers) if run_cfg.executor == "local" else 0
     tasks = [{"key": p.name, "shard": str(p), "model": str(model_dir), "batch_size": cfg.batch_size,
-              "threads": threads, "classify": str(classify.path) if cfg.reuse_embeddings else None,
+              "threads": threads, "classify": str(classify.path),
               "out": str(work / "scores" / p.name)} for p in shards]
     scored = ctx.map(score_shard, tasks, work / "markers" / "score", description="filter: score")
     embedded = sum(r.get("embedded", 0) for r in scored.values())
@@ -167,7 +178,7 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
     cut, tied = decide_cut(cfg, ids, scores, clf.cut)
     strict = cfg.top_fraction is not None
     write_tasks = [{"key": p.name, "shard": str(p), "scores": str(work / "scores" / p.name), "cut": cut,
-                    "strict": strict, "tied": tied, "out": str(out / p.name),
+                    "strict": strict, "tied": tied, "classify": str(classify.path), "out": str(out / p.name),
                     "rejected": str(out / "rejected" / p.name)} for p in shards]
     # The cut is part of each task, so a marker from a different cut can never be reused (the pipeline
     # wipes the folder when the config changes; this guards the CLI re-run with another threshold too).
@@ -178,7 +189,7 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
     summary = _summary(results, cut, cfg, clf, report)
     summary["embedded_here"] = embedded
     summary["embedder"] = embedder_label(clf.embedder, clf.precision)
-    summary["line"] += f"; {embedded} embedded here ({summary['embedder']}), the rest reused from classify"
+    summary["line"] += f"; {embedded} unlabelled records embedded here ({summary['embedder']})"
     finish_dataset(out / "rejected", stage="filter.rejected", config_hash=ctx.config_hash, summary=summary)
     ds = finish_dataset(out, stage="filter", config_hash=ctx.config_hash, parents=[corpus.path, classify.path],
                         summary=summary)
@@ -187,19 +198,60 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
 
 
 def _summary(results, cut, cfg, clf, report) -> dict[str, Any]:
-    kept = sum(r["kept"] for r in results.values())
-    dropped = sum(r["dropped"] for r in results.values())
-    kept_b = sum(r["kept_bytes"] for r in results.values())
-    total_b = kept_b + sum(r["dropped_bytes"] for r in results.values())
+    total = {k: sum(r.get(k, 0) for r in results.values()) for k in next(iter(results.values()), {})}
+    kept, dropped = total.get("kept", 0), total.get("dropped", 0)
+    kept_b = total.get("kept_bytes", 0)
+    total_b = kept_b + total.get("dropped_bytes", 0)
     how = (f"threshold {cut:.3f}" if cfg.top_fraction is None
            else f"top {cfg.top_fraction:.0%} (score >= {cut:.3f})")
     line = (f"filter: kept {kept} of {kept + dropped} records ({how}, {clf.kind}); "
             f"~{_tokens(kept_b)} of ~{_tokens(total_b)} tokens "
             f"(bytes/4) kept ({kept_b / max(1, total_b):.0%}); {dropped} dropped as low-educational-value")
+    labels = _against_labels(total, kept + dropped, clf)
+    line += labels.pop("line")
     return {"line": line, "kept": kept, "dropped": dropped, "threshold": cut, "kept_bytes": kept_b,
             "total_bytes": total_b, "approx_tokens_kept": kept_b // BYTES_PER_TOKEN,
             "approx_tokens_total": total_b // BYTES_PER_TOKEN, "head": clf.kind,
-            "held_out_f1": clf.info.get("metrics", {}).get("f1"), "plots": report}
+            "held_out_f1": clf.info.get("metrics", {}).get("f1"), **labels, "plots": report}
+
+
+def _against_labels(total: dict[str, int], n: int, clf: QualityClassifier) -> dict[str, Any]:
+    """What the classifier changed relative to the judge's labels, and the baselines it must beat.
+
+    Labelled records are decided on out-of-fold scores, so a decision that differs from the label is the
+    classifier's own opinion, not noise from a model that saw the label. When the judge labelled every
+    record, the labels alone already decide the filter: the classifier can only lose information there.
+    """
+    n_lab = total.get("labelled_kept", 0) + total.get("labelled_dropped", 0)
+    n_unl = total.get("unlabelled_kept", 0) + total.get("unlabelled_dropped", 0)
+    kept0, dropped1 = total.get("kept_label_0", 0), total.get("dropped_label_1", 0)
+    positives = total.get("labelled_kept", 0) - kept0 + dropped1
+    oof, base = clf.info.get("metrics", {}), clf.info.get("baselines", {})
+    out: dict[str, Any] = {
+        "labelled": {"n": n_lab, "kept": total.get("labelled_kept", 0), "label_1": positives,
+                     "decisions_differing_from_label": kept0 + dropped1, "kept_label_0": kept0,
+                     "dropped_label_1": dropped1, "scored": "out-of-fold"},
+        "unlabelled": {"n": n_unl, "kept": total.get("unlabelled_kept", 0), "scored": "saved model (every label)"},
+        "labels_cover_every_record": bool(n and n_lab == n),
+        "out_of_fold_f1": oof.get("f1"),
+        "baseline_f1": {k: v.get("f1") for k, v in base.items()},
+    }
+    line = ""
+    if n_lab:
+        line += (f"; {n_lab} labelled records decided on out-of-fold scores: {kept0 + dropped1} differ from the "
+                 f"judge's label ({kept0} kept though labelled 0, {dropped1} dropped though labelled 1)")
+    if n_unl:
+        line += f"; {n_unl} unlabelled records scored by the saved model ({out['unlabelled']['kept']} kept)"
+    if oof.get("f1") is not None and base:
+        line += (f"; classifier out-of-fold F1 {oof['f1']:.2f} vs predict-positive "
+                 f"{base.get('predict-positive', {}).get('f1', float('nan')):.2f}, predict-negative "
+                 f"{base.get('predict-negative', {}).get('f1', float('nan')):.2f}")
+    if out["labels_cover_every_record"]:
+        line += (f"; the judge labelled every record, so the classifier can only lose information here: it "
+                 f"changed {kept0 + dropped1} of {n_lab} decisions from the labels (the labels alone keep "
+                 f"{positives}); label a sample to let it decide the rest")
+    out["line"] = line
+    return out
 
 
 def _tokens(n_bytes: int) -> str:
@@ -208,19 +260,20 @@ def _tokens(n_bytes: int) -> str:
 
 
 def _report_data(out: Path, scores: np.ndarray, cut: float, classify: Dataset) -> dict[str, str]:
-    """Histogram of corpus scores and held-out precision/recall vs threshold, as JSON and PNG."""
+    """Histogram of corpus scores and out-of-fold precision/recall vs threshold, as JSON and PNG."""
     edges = np.linspace(0, 1, 21)
     kept_h, _ = np.histogram(scores[scores >= cut], bins=edges)
     drop_h, _ = np.histogram(scores[scores < cut], bins=edges)
     hist = {"edges": edges.round(4).tolist(), "kept": kept_h.tolist(), "dropped": drop_h.tolist(), "threshold": cut,
             "n": int(len(scores))}
     atomic_write_json(out / "score_histogram.json", hist)
-    held = classify.to_table(columns=["split", "label", "score"]).to_pylist()
-    test = [r for r in held if r["split"] == "test"]
-    curve = pr_vs_threshold(np.array([r["label"] for r in test], int), np.array([r["score"] for r in test], float))
+    held = classify.to_table(columns=["label", "score"])  # every labelled record, scored out of fold
+    curve = pr_vs_threshold(np.asarray(held.column("label").to_pylist(), int),
+                            np.asarray(held.column("score").to_pylist(), float))
     for row in curve:  # what each threshold would keep of the whole corpus
         row["corpus_kept_share"] = round(float(np.mean(scores >= row["threshold"])), 4) if len(scores) else 0.0
-    atomic_write_json(out / "precision_recall.json", {"held_out_n": len(test), "threshold": cut, "rows": curve})
+    atomic_write_json(out / "precision_recall.json", {"held_out_n": held.num_rows, "held_out_by": "out-of-fold",
+                                                      "threshold": cut, "rows": curve})
     _plot(out, hist, curve, cut)
     return {"histogram": "score_histogram.png", "precision_recall": "precision_recall.png"}
 
@@ -247,8 +300,8 @@ def _plot(out: Path, hist: dict[str, Any], curve: list[dict[str, Any]], cut: flo
 
     t = [r["threshold"] for r in curve]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(t, [np.nan if r["precision"] is None else r["precision"] for r in curve], label="precision (held out)")
-    ax.plot(t, [r["recall"] for r in curve], label="recall (held out)")
+    ax.plot(t, [np.nan if r["precision"] is None else r["precision"] for r in curve], label="precision (out of fold)")
+    ax.plot(t, [r["recall"] for r in curve], label="recall (out of fold)")
     ax.plot(t, [r["corpus_kept_share"] for r in curve], label="share of corpus kept", linestyle=":")
     ax.axvline(cut, color="black", linestyle="--", linewidth=1)
     ax.set_xlabel("threshold")

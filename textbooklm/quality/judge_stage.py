@@ -130,6 +130,7 @@ def run(cfg: JudgeConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Da
             [int(llm[i]["score"] >= thresholds["llm"]) for i in both],
         )
         atomic_write_json(out / "agreement.json", agree)
+    counts["corpus_records"] = len(ids)
     summary = _summary(cfg, heur, llm, counts, agree, thresholds, llm_meta, teacher_line)
     finish_dataset(out / "rejected", stage="judge.rejected", config_hash=ctx.config_hash, summary=summary)
     ds = finish_dataset(out, stage="judge", config_hash=ctx.config_hash, parents=[corpus.path], summary=summary)
@@ -242,6 +243,10 @@ def _summary(cfg, heur, llm, counts, agree, thresholds, llm_meta, teacher_line) 
         sp = "n/a" if agree["spearman"] is None else f"{agree['spearman']:.2f}"
         ka = "n/a" if agree["kappa"] is None else f"{agree['kappa']:.2f}"
         parts.append(f"agreement on {agree['n']}: Spearman {sp}, kappa {ka}")
-    parts.append(f"{counts['labelled']} labelled by {cfg.label_from} ({counts['positives']} positive)")
+    n, total = counts["labelled"], counts["corpus_records"]
+    rest = (f"the classifier decides the other {total - n}" if n < total
+            else "every record: a classifier can only lose information on them")
+    parts.append(f"{n} labelled by {cfg.label_from} ({counts['positives']} positive): labelled {n} of {total} "
+                 f"corpus records ({n / max(1, total):.0%}); {rest}")
     info["line"] = "judge: " + "; ".join(parts)
     return info
