@@ -73,7 +73,9 @@ def test_thousand_mixed_programs_over_two_pools_leave_nothing(tmp_path):
         items = [Program(id=f"{pool_name}{i}", code=kinds[i % len(kinds)][1], test=kinds[i % len(kinds)][2],
                          entry_point=kinds[i % len(kinds)][3]) for i in range(490)]
         items += [Program(id=f"{pool_name}t{i}", code="while True:\n    pass\n") for i in range(5)]  # timeouts
-        return items + [Program(id=f"{pool_name}m{i}", code=MEMFD_HOG) for i in range(5)]  # memory hogs
+        # memory hogs; a wider wall limit (4 x reference_s): on a loaded box, writing 512 MiB under memory
+        # pressure outlasts the 2 s given to the others, and a timeout would hide the memory verdict
+        return items + [Program(id=f"{pool_name}m{i}", code=MEMFD_HOG, reference_s=5.0) for i in range(5)]
 
     limits = Limits(timeout_s=2, memory_mb=256, guard=False)
     results: dict[str, list] = {}
