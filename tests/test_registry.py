@@ -22,6 +22,7 @@ from textbooklm.config import parse_config
 from textbooklm.config_base import StrictModel
 from textbooklm.pipeline import run_pipeline, run_status
 from textbooklm.registry import StageSpec
+from textbooklm.reporting.section import Section
 from textbooklm.store import Dataset, write_dataset
 
 PACKAGE = Path(__file__).parents[1] / "textbooklm"
@@ -41,8 +42,11 @@ def toy_run(cfg: ToyConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> 
     return write_dataset(out, rows, stage="toy", config_hash=ctx.config_hash, summary={"line": line})
 
 
-def toy_report(run: Any) -> str:
-    return f"<p>toy rows: {Dataset(run.folder('toy')).num_rows}</p>"
+def toy_report(view: Any) -> Section:
+    """The toy stage's report section: its body, a hop of the story and a warning, from its own area."""
+    rows = view.output("toy").num_rows
+    return Section(body=f"<p>toy rows: {rows}</p>", story=[f"toy counted the lines of {rows} records"],
+                   warnings=["toy: every count was multiplied (factor > 1)"])
 
 
 @pytest.fixture
@@ -76,7 +80,11 @@ def test_toy_stage_runs_through_pipeline_status_cli_and_report(tmp_path, toy_sta
     status = {r["stage"]: r for r in run_status(run_dir)}
     assert status["toy"]["state"] == "done" and status["toy"]["kept"] == 3
     html = (run_dir / "report.html").read_text()
-    assert "Stage: toy" in html and "toy rows: 3" in html
+    toy = html[html.index('<section id="stage-toy">'):]
+    assert "toy rows: 3" in toy and "Count lines of corpus records" in toy  # its section, headed by its help
+    story = html[html.index('<section id="story">'):html.index('<section id="stage-corpus">')]
+    assert 'href="#stage-toy">toy</a>: toy counted the lines of 3 records' in story
+    assert "toy: every count was multiplied (factor &gt; 1)" in story  # its warning, linked to its section
 
     # The generated CLI command: options from the config model's fields, help from their docs.
     runner = CliRunner()

@@ -22,7 +22,7 @@ def _pairs(view: RunView, decision: str, limit: int) -> str:
     for p in chosen[:limit]:
         meta = (f"{p.get('dataset')} sample {str(p.get('id'))[:12]} ~ {p.get('problem_id')} ({p.get('benchmark')}) · "
                 f"signal {p.get('signal')} · score {p.get('score')}"
-                + (f" · held back: {p['held_back']}" if p.get("held_back") else ""))
+                + (f" · held back: {p['held_back']}" if p.get("held_back") and decision == "keep" else ""))
         out += H.pair(f"training sample ({p.get('dataset')})", p.get("training_snippet") or "",
                       f"benchmark problem {p.get('problem_id')}", p.get("problem_text") or "", H.esc(meta))
     if len(chosen) > limit:

@@ -53,10 +53,20 @@ def eval_cell(m: dict | None) -> str:
     return text + ")"
 
 
+def model_order(results: dict) -> list[str]:
+    """Models in the order of the comparisons' steps (before, then after), else as measured."""
+    order: list[str] = []
+    for c in results.get("comparisons") or []:
+        for m in str(c.get("step", "")).split(" -> "):
+            if m in results["measurements"] and m not in order:
+                order.append(m)
+    return order + [m for m in results["measurements"] if m not in order]
+
+
 def eval_tables(results: dict) -> str:
     """Every model on the same sets with n and intervals; paired comparisons; training runs' own losses."""
     measured = results["measurements"]
-    models = list(measured)
+    models = model_order(results)
     metrics = list(dict.fromkeys(k for m in measured.values() for k in m))
     body = H.table(["metric", *models], [(k, *[eval_cell(measured[m].get(k)) for m in models]) for k in metrics],
                    "each model on the same sets (pass@k in % ± standard error; NLL in nats/token [95% bootstrap "
@@ -126,12 +136,12 @@ def _this_run_scale(view: RunView) -> list[tuple[str, str, str, str, str, str]]:
 
 def eval_section(view: RunView) -> Section:
     results = view.json("eval", "results.json")
-    body = H.lead(view.line("eval").split(";")[0] if len(view.line("eval")) > 300 else view.line("eval"))
+    body = ""  # the summary line repeats the table below: not shown again
     warnings, moved, story = [], [], []
     if isinstance(results, dict) and results.get("measurements"):
         body += eval_tables(results)
         measured = results["measurements"]
-        models = list(measured)
+        models = model_order(results)
         shown = {k: {m: _bounds(measured[m][k]) for m in models if (measured[m].get(k) or {}).get("value") is not None}
                  for k in dict.fromkeys(k for v in measured.values() for k in v)}
         shown = {k: v for k, v in shown.items() if v}
@@ -153,7 +163,7 @@ def eval_section(view: RunView) -> Section:
         body += H.table(["metric", *models], [(k, *[models[m].get(k) for m in models]) for k in metrics],
                         "this run (pass@k in %, NLL in nats per token; an older eval: no intervals)")
     else:
-        body += H.missing("results.json is missing.")
+        body += H.lead(view.line("eval")) + H.missing("results.json is missing.")
     body += "<h3>published figures, at the papers' scale</h3>" + H.table(
         ["model", "parameters", "training tokens", "source", "metric", "value"],
         [*PAPER_RESULTS, *_this_run_scale(view)],
