@@ -53,6 +53,7 @@ try:
 except ImportError as e:
     out['import_checkout'] = type(e).__name__
 import pydantic, sqlite3, decimal  # the venv's packages and the stdlib's C modules stay importable
+out['sys_path'] = sys.path
 print(json.dumps(out))
 """
 
@@ -101,6 +102,7 @@ def test_programs_see_no_host_file_socket_or_checkout(tmp_path, host_folder):
     for target in ("/usr/planted.txt", "/planted.txt", str(CHECKOUT / "planted.txt")):
         assert out[target] in ("OSError", "PermissionError", "FileNotFoundError"), (target, out[target])
     assert out["import_checkout"] == "ModuleNotFoundError"
+    assert str(CHECKOUT) not in out["sys_path"] and not any(p in ("", ".") for p in out["sys_path"]), out["sys_path"]
 
 
 SPILL = """import _io, os

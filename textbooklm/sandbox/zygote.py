@@ -394,6 +394,11 @@ def _private_mounts(info: dict, tmp_root: str, mask_for_uid: bool, tmp_mb: int =
                      "its /tmp and /dev/shm")
         view = None
     if view is not None:
+        # The checkout leaves sys.path too (PYTHONPATH put it there for the worker): every module the
+        # worker needs is imported, and submodules resolve through the package's own __path__.
+        checkout = os.path.dirname(package_dir)
+        if not checkout.endswith("-packages"):
+            sys.path[:] = [p for p in sys.path if os.path.abspath(p) != checkout]
         info.update(fs_view="read-only-root", private_tmp=True, proc_private=view.proc_private,
                     view_build_ms=round((time.perf_counter() - started) * 1000, 2),
                     masked=hidden)
