@@ -49,7 +49,10 @@ class StageSpec:
     * ``artefacts``: files or folders beside the dataset that others use (``tokenizer.json``, ...).
     * ``check``: ``"module:function"`` ``(section, checker) -> None`` that validates the section's
       references before a run (paths, teacher and dataset names); see :mod:`textbooklm.run_check`.
-    * ``report``: ``"module:function"`` ``(run) -> str`` giving the report's HTML section, if any.
+    * ``report``: ``"module:function"`` ``(view) -> Section | str``: the stage's report section, from its
+      own area (``<area>/report_section.py``); ``view`` is a :class:`textbooklm.reporting.view.RunView`
+      (the run, read through ``Run``) and a :class:`textbooklm.reporting.section.Section` also hands
+      story lines and warnings up to the report's first screen.
     * ``scorer``: ``"module:function"`` ``(section, texts, ctx) -> (verdicts, meta)`` scoring any texts
       the way this stage does; other stages call it through ``ctx.score_texts(name, texts)`` and
       list ``name`` in their section's ``consulted_stages()`` (so a change there re-runs them).
