@@ -6,7 +6,7 @@ import math
 
 from pydantic import Field, field_validator
 
-from textbooklm.config_base import StrictModel
+from textbooklm.config_base import ADDED_LATER, StrictModel
 from textbooklm.sandbox.environment import check_extra
 
 
@@ -32,6 +32,7 @@ class Limits(StrictModel):
         64, ge=1, le=1 << 20,
         description="Size of each private tmpfs a program gets (/tmp, /var/tmp, /run/lock, /dev/shm), MiB; "
         "emptied after every program.",
+        json_schema_extra=ADDED_LATER,
     )
     max_processes: int = Field(
         32, ge=1, description="Processes/threads one program may have (cgroup pids.max, else RLIMIT_NPROC)."
