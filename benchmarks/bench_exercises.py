@@ -3,8 +3,11 @@ teacher exercises.
 
 (a) Corpus mining on the running interpreter's standard library (site-packages left out): mining.py's
     static rules, input_gen.py's inputs and corpus_exercises.py's sandbox probes and verification,
-    through one warm SandboxPool. CPU time counts this process and every sandbox process (the pool's
-    workers and their children, reaped when the pool closes). Anchor: one verified exercise per
+    through one warm SandboxPool, then the separation check (trivial candidates and 8 mutants per
+    verified exercise, strengthening of weak ones; separation.py) in a second pool with the
+    candidates' short wall limit: its wall time and the kept exercises' mutation scores are printed.
+    CPU time counts this process and every sandbox process (the pools' workers and their children,
+    reaped when the pools close). Anchor: one verified exercise per
     CPU-second (60 per CPU-minute).
 (b) Teacher exercises (consensus tests) on recorded replies (``benchmarks/data/exercise_replies.jsonl``:
     every reply a real run's teacher gave, exercise prompts and extra solutions alike), served by a
@@ -30,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from textbooklm.sandbox import Limits, SandboxPool
+from textbooklm.synth.config import SeparationConfig
 from textbooklm.synth.corpus_exercises import mine_round
+from textbooklm.synth.separation import WEAK_TESTS, SeparationRun, candidate_limits, separation_summary
 
 REPLIES = Path(__file__).parent / "data" / "exercise_replies.jsonl"
 ANCHOR_PER_CPU_MINUTE = 60.0
@@ -56,13 +61,21 @@ def stdlib_files(limit: int | None) -> list[dict[str, Any]]:
 
 
 def bench_mining(files: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+    """Mining as the demo runs it, the separation check included (its share of the wall time reported)."""
     cpu0, wall0 = _cpu(), time.perf_counter()
-    with SandboxPool(Limits(timeout_s=3.0, memory_mb=1024), workers=workers) as pool:
+    cfg = SeparationConfig()
+    limits = Limits(timeout_s=3.0, memory_mb=1024)
+    with SandboxPool(limits, workers=workers) as pool, \
+            SandboxPool(candidate_limits(cfg, limits), workers=workers) as candidates:
         kept, rejected, result = mine_round(0, files, min_tests=2, inputs_per_function=24, per_call_s=0.25,
-                                            min_lines=3, max_lines=60, max_per_file=30, sandbox=pool, seed=0)
+                                            min_lines=3, max_lines=60, max_per_file=30, sandbox=pool, seed=0,
+                                            separation=SeparationRun(cfg, candidates, 0))
     cpu, wall = _cpu() - cpu0, time.perf_counter() - wall0
+    provs = [json.loads(r["provenance"])["synth"] for r in kept]
+    weak = sum(r["reason"] == WEAK_TESTS for r in rejected)
     return {"files": len(files), "candidates": result["mining"]["candidates"], "verified": len(kept),
             "tests": result["inputs"].get("tests", 0), "cpu_s": round(cpu, 1), "wall_s": round(wall, 1),
+            "separation_s": result["separation_s"], "separation": separation_summary(provs, weak, cfg)[0],
             "per_cpu_minute": round(len(kept) / (cpu / 60), 1) if cpu else 0.0}
 
 
@@ -138,7 +151,9 @@ def main() -> None:
     m = bench_mining(stdlib_files(args.files), args.workers)
     print(f"(a) corpus mining, stdlib: {m['files']} files, {m['candidates']} candidates run, {m['verified']} "
           f"verified ({m['tests']} tests) in {m['cpu_s']} CPU-s / {m['wall_s']} s wall on {args.workers} workers: "
-          f"{m['per_cpu_minute']} verified per CPU-minute (anchor {ANCHOR_PER_CPU_MINUTE:.0f})")
+          f"{m['per_cpu_minute']} verified per CPU-minute (anchor {ANCHOR_PER_CPU_MINUTE:.0f})\n"
+          f"    separation check (trivial candidates, mutants, strengthening): {m['separation_s']} s of the "
+          f"{m['wall_s']} s wall ({m['separation_s'] / max(m['wall_s'], 1e-9):.0%})\n    {m['separation'][2:]}")
 
     if not args.replies.is_file():
         print(f"(b) skipped: no recorded replies at {args.replies} (benchmarks/record_exercise_replies.py RUN)")
