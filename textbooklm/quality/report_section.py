@@ -20,6 +20,7 @@ from textbooklm.reporting.view import RunView, provenance
 MIN_SPREAD = 0.02  # standard deviation of 0..1 scores under which a judge says the same thing of every file
 MIN_AGREEMENT = 0.2  # Spearman (or kappa) under which two judges do not agree in any useful sense
 BUCKETS = [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01)]
+READ_AT_MOST = 20_000  # rows a section reads per dataset (plots say when they show only the first ones)
 
 
 def _spread(values: list[float]) -> tuple[float, float, float, float]:
@@ -63,7 +64,8 @@ def _template_text(view: RunView, llm: dict[str, Any]) -> str | None:
 
 
 def judge_section(view: RunView) -> Section:
-    rows = list(view.records("judge", ["id", "path", "text", "heuristic_score", "llm_score", "label", "provenance"]))
+    rows = list(view.records("judge", ["id", "path", "heuristic_score", "llm_score", "label", "provenance"],
+                             limit=READ_AT_MOST))
     scores = {name: [r[col] for r in rows if r.get(col) is not None]
               for name, col in (("heuristic", "heuristic_score"), ("LLM", "llm_score"))}
     scores = {k: v for k, v in scores.items() if v}
@@ -75,7 +77,8 @@ def judge_section(view: RunView) -> Section:
                     [(name, len(v), *_spread(v), f"{sum(x >= (thresholds.get(name.lower()) or 0.5) for x in v)} "
                       f"(>= {thresholds.get(name.lower(), 0.5)})") for name, v in scores.items()],
                     "scores normalised to 0..1; the classifier learns the labels of "
-                    f"the {summary.get('label_from', '?')} judge")
+                    f"the {summary.get('label_from', '?')} judge"
+                    + (f"; first {READ_AT_MOST:,} records only" if len(rows) >= READ_AT_MOST else ""))
     figs = ""
     if scores:
         figs += H.figure(plots.histogram(scores, "Judge scores", "score (0..1)"), "judge score histogram")
@@ -160,10 +163,10 @@ def _bucket(score: float | None) -> int | None:
 
 def filter_section(view: RunView, per_bucket: int = 2) -> Section:
     summary = view.summary("filter")
-    judged = {r["id"]: r for r in view.records("judge", ["id", "heuristic_score", "llm_score"])}
-    sides = {"kept": list(view.records("filter", ["id", "path", "text", "provenance"])),
-             "dropped": list(view.records("filter", ["id", "path", "text", "provenance", "score", "reason"],
-                                          rejected=True))}
+    judged = {r["id"]: r for r in view.records("judge", ["id", "heuristic_score", "llm_score"], limit=READ_AT_MOST)}
+    sides = {"kept": view.records("filter", ["id", "path", "text", "provenance"], limit=READ_AT_MOST),
+             "dropped": view.records("filter", ["id", "path", "text", "provenance", "score", "reason"],
+                                     rejected=True, limit=READ_AT_MOST)}
     body = H.lead(view.line("filter"))
     scores: dict[str, list[float]] = {}
     cells: dict[tuple[int, str], list[str]] = {}
@@ -186,8 +189,10 @@ def filter_section(view: RunView, per_bucket: int = 2) -> Section:
             meta = H.tag(side, side) + H.esc(" · ".join(parts))
             cells[key].append(H.example(meta, r.get("text") or "", limit=500))
     if scores:
-        body += H.figure(plots.histogram(scores, "Classifier scores of kept and dropped files", "classifier score"),
-                         "classifier score histogram")
+        capped = any(len(v) >= READ_AT_MOST for v in scores.values())
+        body += H.figure(plots.histogram(scores, "Classifier scores of kept and dropped files"
+                                         + (f" (first {READ_AT_MOST:,} of each)" if capped else ""),
+                                         "classifier score"), "classifier score histogram")
     pr = view.artefact("filter", "precision_recall.png")
     if pr.is_file():
         body += H.figure(pr.read_bytes(), "precision and recall against the threshold")
