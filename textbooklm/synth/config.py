@@ -94,6 +94,10 @@ class TextbooksConfig(StrictModel):
     )
     sandbox: Limits = Field(default_factory=lambda: Limits(timeout_s=3.0, memory_mb=1024))
     diversity: DiversityConfig = Field(default_factory=DiversityConfig)
+    pipeline: bool = Field(
+        True, description="Send round k+1's requests while round k is checked (the plans, and so the output, "
+        "are the same either way; off: one round after the other).", json_schema_extra=ADDED_LATER,
+    )
 
     def consulted_stages(self) -> tuple[str, ...]:
         """The judge's config decides what is kept when textbooks are judged (run.consulted_stages)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,20 @@ class LazyTeacher:
         # The run's request cache, outside the stage folder: a stage re-run never re-sends a request.
         self.name, self.cache_dir, self.stage = name, ctx.owner.teacher_cache_dir, stage
         self._teacher: Teacher | None = None
+        # The rounds driver asks for round k+1 on its thread while round k's check may ask too
+        # (extra solutions): one call at a time on the teacher's event loop.
+        self._lock = threading.RLock()
 
     def get(self) -> Teacher:
-        if self._teacher is None:
-            self._teacher = build_teacher(self.cfg, self.cache_dir, stage=self.stage)
-        return self._teacher
+        with self._lock:
+            if self._teacher is None:
+                self._teacher = build_teacher(self.cfg, self.cache_dir, stage=self.stage)
+            return self._teacher
+
+    def complete(self, requests: list[Any]) -> list[Any]:
+        """``Teacher.complete``, one caller at a time (thread-safe)."""
+        with self._lock:
+            return self.get().complete(requests)
 
     def describe(self) -> dict[str, str]:
         return {"name": self.name, "backend": self.cfg.backend, "model": self.cfg.model}

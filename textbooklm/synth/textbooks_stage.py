@@ -23,6 +23,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from textbooklm.sandbox import Program
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset
 from textbooklm.synth.config import TextbooksConfig
 from textbooklm.synth.diversity import coverage_from_counts, diversity_report
+from textbooklm.synth.driver import RoundSteps, drive_rounds
 from textbooklm.synth.prompts import TEXTBOOK_FIELDS, PromptTemplate, render_textbook
 from textbooklm.synth.rounds import (
     TEACHER_ERROR,
@@ -46,7 +48,7 @@ from textbooklm.synth.rounds import (
     sample_id,
     short_hash,
 )
-from textbooklm.synth.seeds import Coverage, Seed, SeedSampler, derived_seed, load_topics, load_words
+from textbooklm.synth.seeds import Seed, SeedSampler, derived_seed, load_topics, load_words
 from textbooklm.synth.textbook_checks import is_cut_off, prompt_echo, salvage_cut_off, unexercised
 from textbooklm.teacher import Request
 
@@ -159,17 +161,41 @@ def judge_kept(rows: list[dict[str, Any]], cfg: TextbooksConfig, score: JudgeFn)
     return meta
 
 
-def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptTemplate, teacher: LazyTeacher,
-              sandbox: LazySandbox | None, run_seed: int,
-              judge: JudgeFn | None = None) -> tuple[list[dict], list[dict], dict[str, Any]]:
+@dataclass(frozen=True)
+class Asked:
+    """One round's prompts, the requests sent and the teacher's results (what ``check_round`` reads)."""
+
+    prompts: list[str]
+    requests: list[Request]
+    results: list[Any]
+    template: PromptTemplate
+
+
+def ask_round(seeds: list[Seed], cfg: TextbooksConfig, template: PromptTemplate, teacher: LazyTeacher,
+              run_seed: int) -> Asked:
+    """Render and send one round's prompts (the driver runs this while the previous round is checked)."""
     prompts = [render_textbook(template, s) for s in seeds]
     requests = [
         Request(messages=[{"role": "user", "content": p}], max_tokens=cfg.max_tokens, temperature=cfg.temperature,
                 top_p=cfg.top_p, seed=derived_seed(STAGE, run_seed, s.index) % 2**31)
         for p, s in zip(prompts, seeds, strict=True)
     ]
+    return Asked(prompts, requests, teacher.complete(requests), template)
+
+
+def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptTemplate, teacher: LazyTeacher,
+              sandbox: LazySandbox | None, run_seed: int,
+              judge: JudgeFn | None = None) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """Ask and check one round in one go (tests and callers without the driver)."""
+    return check_round(k, seeds, ask_round(seeds, cfg, template, teacher, run_seed), cfg, teacher, sandbox, judge)
+
+
+def check_round(k: int, seeds: list[Seed], asked: Asked, cfg: TextbooksConfig, teacher: LazyTeacher,
+                sandbox: LazySandbox | None, judge: JudgeFn | None = None
+                ) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """Screen, run the code blocks of, judge and sort one round's replies."""
+    prompts, requests, results, template = asked.prompts, asked.requests, asked.results, asked.template
     t = teacher.get()
-    results = t.complete(requests)
     rows = []
     all_programs: list[Program] = []
     for s, p, req, res in zip(seeds, prompts, requests, results, strict=True):
@@ -258,19 +284,18 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
     sandbox = LazySandbox(cfg.sandbox, ctx.run.workers) if cfg.run_code else None
     judge = (lambda texts: ctx.score_texts("judge", texts)) if cfg.judge else None
     n_rounds = -(-cfg.count // cfg.per_round)
-    cov = Coverage()
+    steps = RoundSteps(
+        plan=lambda k, cov: sampler.sample(min(cfg.per_round, cfg.count - k * cfg.per_round), k, cov,
+                                           start=k * cfg.per_round),
+        ask=lambda k, seeds: ask_round(seeds, cfg, template, teacher, run_seed),
+        check=lambda k, seeds, asked: check_round(k, seeds, asked, cfg, teacher, sandbox, judge),
+        kept_seeds=lambda marker: marker["kept_seeds"],
+    )
     rounds: list[dict[str, Any]] = []
     try:
-        for k in range(n_rounds):
-            result = store.done(k)
-            if result is None:
-                n = min(cfg.per_round, cfg.count - k * cfg.per_round)
-                seeds = sampler.sample(n, k, cov, start=k * cfg.per_round)
-                kept, rejected, result = run_round(k, seeds, cfg, template, teacher, sandbox, run_seed, judge)
-                store.write(k, kept, rejected, result)
-            for s in result["kept_seeds"]:
-                cov.add(s)
-            # the kept seeds live on in the coverage counts; keeping them per round grew with the count
+        # round k+1's requests are in flight while round k is checked (driver.py)
+        for result in drive_rounds(n_rounds, store, steps, pipeline=cfg.pipeline):
+            # the kept seeds live on in the driver's coverage; keeping them per round grew with the count
             rounds.append({key: val for key, val in result.items() if key != "kept_seeds"})
     finally:
         if sandbox is not None:
