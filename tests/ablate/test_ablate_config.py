@@ -49,3 +49,18 @@ def test_shipped_configs_are_valid(name):
 def test_350m_config_is_phi1_small_through_torchrun():
     cfg = load_config(ROOT / "configs" / "ablation-350m.toml").ablate
     assert cfg.train.model.preset == "phi-1-small" and cfg.launcher == "torchrun" and cfg.nproc_per_node == 8
+
+
+def test_heldout_share_follows_the_runs_decontam_and_never_exceeds_it(tmp_path):
+    import json
+
+    from textbooklm.ablate.runner import holdout_fraction
+
+    assert holdout_fraction(None, tmp_path) == 0.2  # a folder without a recorded config
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"decontam": {"heldout_fraction": 0.1}}}))
+    assert holdout_fraction(None, tmp_path) == 0.1
+    assert holdout_fraction(0.05, tmp_path) == 0.05  # a subset of decontam's held-out sources: fine
+    with pytest.raises(ValueError, match=r"0.2 is larger than the run.s \[decontam\] heldout_fraction 0.1"):
+        holdout_fraction(0.2, tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"decontam": {"heldout_exercises": False}}}))
+    assert holdout_fraction(0.3, tmp_path) == 0.3

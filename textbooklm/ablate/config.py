@@ -79,9 +79,11 @@ class AblationEvalConfig(StrictModel):
     exercises: str = Field(
         "exercises", description="Verified exercises (stage name or folder) whose held-out part is scored "
         "as problems (pass@1). Missing or empty: the metric is reported as absent.")
-    holdout_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of exercises held out from finetuning and scored instead "
-        "(chosen by a hash of each exercise, the pack's validation rule).")
+    holdout_fraction: float | None = Field(
+        None, gt=0, lt=1, description="Share of exercise sources held out from finetuning and scored instead "
+        "(record.is_heldout_exercise, the finetuning pack's rule). Unset: the run's [decontam] heldout_fraction "
+        "(the exercises whose functions and source files decontam kept out of all training data), else 0.2. "
+        "Larger than that fraction is an error: the extra exercises' files are in the pretraining data.")
     limits: Limits = Field(default_factory=lambda: Limits(timeout_s=5.0), description="Sandbox limits.")
     seed: int = Field(0, description="Sampling seed.")
 

@@ -89,6 +89,27 @@ def _prepare_folder(folder: Path, definition: dict[str, Any]) -> str:
     return digest
 
 
+def holdout_fraction(asked: float | None, run_dir: Path) -> float:
+    """The exercises' held-out share: as asked, else the run's decontam one, never more than decontam's.
+
+    Why: decontam removed the functions and source files of the run's held-out exercises (at its
+    ``heldout_fraction``) from every training dataset; an exercise held out only here would be scored as
+    unseen while its source file is in the pretraining arms' data.
+    """
+    from textbooklm.run import Run
+
+    run_cfg = Run(run_dir).cfg
+    dc = getattr(run_cfg, "decontam", None) if run_cfg is not None else None
+    cleaned = dc.heldout_fraction if dc is not None and dc.heldout_exercises else None
+    if asked is None:
+        return cleaned if cleaned is not None else 0.2
+    if cleaned is not None and asked > cleaned:
+        raise ValueError(f"ablate.eval.holdout_fraction {asked} is larger than the run's [decontam] heldout_fraction "
+                         f"{cleaned}: the exercises in between would be scored as held out while their source files "
+                         "are in the pretraining data; leave it unset or set it <= " + f"{cleaned}")
+    return asked
+
+
 def run_ablation(cfg: AblationConfig, run_dir: Path, workers: int | None = None) -> dict[str, Any]:
     """Train and measure every arm x seed (resuming), then write tables, plots and the summary."""
     from textbooklm.code_tasks import load_problems
@@ -97,6 +118,8 @@ def run_ablation(cfg: AblationConfig, run_dir: Path, workers: int | None = None)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run folder (run `textbooklm run` first)")
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(
+        update={"holdout_fraction": holdout_fraction(cfg.eval.holdout_fraction, run_dir)})})
     root = run_dir / FOLDER
     root.mkdir(exist_ok=True)
     tok_path = resolve_tokenizer(cfg.tokenizer, run_dir)
