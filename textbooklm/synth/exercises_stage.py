@@ -49,6 +49,7 @@ from textbooklm.synth.consensus import (
 from textbooklm.synth.corpus_exercises import mine_round
 from textbooklm.synth.diversity import coverage, diversity_report
 from textbooklm.synth.docstring_rewrite import clean_reply, replace_docstring, rewrite_requests
+from textbooklm.synth.driver import RoundSteps, drive_rounds
 from textbooklm.synth.exercise import TOO_FEW_TESTS, ExerciseError, ParsedExercise, parse_exercise, reply_code
 from textbooklm.synth.names import KINDS, VERBS, FunctionName, name_pool
 from textbooklm.synth.prompts import EXERCISE_FIELDS, SOLUTION_FIELDS, PromptTemplate, words_line
@@ -61,7 +62,7 @@ from textbooklm.synth.rounds import (
     sample_id,
     short_hash,
 )
-from textbooklm.synth.seeds import Coverage, SeedSampler, derived_seed, load_words
+from textbooklm.synth.seeds import SeedSampler, derived_seed, load_words
 from textbooklm.synth.separation import (
     WEAK_TESTS,
     Exercise,
@@ -205,7 +206,14 @@ def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: Exer
               templates: tuple[PromptTemplate, PromptTemplate], teacher: LazyTeacher, sandbox: LazySandbox,
               run_seed: int, start: int,
               separation: SeparationRun | None = None) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    template, sol_template = templates
+    """Ask and check one round in one go (tests and callers without the driver)."""
+    asked = ask_round(names, audiences, cfg, templates[0], teacher, run_seed, start)
+    return check_round(k, names, audiences, asked, cfg, templates, teacher, sandbox, run_seed, start, separation)
+
+
+def ask_round(names: list[FunctionName], audiences: list[Any], cfg: ExercisesConfig, template: PromptTemplate,
+              teacher: LazyTeacher, run_seed: int, start: int) -> tuple[list[str], list[Request], list[Any]]:
+    """Render and send one round's exercise prompts (the driver runs this while the previous round is checked)."""
     prompts = [exercise_prompt(template, fn, s.audience, s.words, cfg.min_tests) for fn, s in zip(names, audiences,
                                                                                                    strict=True)]
     requests = [
@@ -213,8 +221,18 @@ def run_round(k: int, names: list[FunctionName], audiences: list[Any], cfg: Exer
                 top_p=cfg.top_p, seed=derived_seed(STAGE, run_seed, start + i) % 2**31)
         for i, p in enumerate(prompts)
     ]
-    t = teacher.get()
-    results = t.complete(requests)
+    return prompts, requests, teacher.complete(requests)
+
+
+def check_round(k: int, names: list[FunctionName], audiences: list[Any],
+                asked: tuple[list[str], list[Request], list[Any]], cfg: ExercisesConfig,
+                templates: tuple[PromptTemplate, PromptTemplate], teacher: LazyTeacher, sandbox: LazySandbox,
+                run_seed: int, start: int,
+                separation: SeparationRun | None = None) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """Parse, agree on tests (asking for more solutions), verify and separate one round's exercises."""
+    template, sol_template = templates
+    prompts, requests, results = asked
+    t = teacher  # complete/key through the lock: the next round may be asking on the driver's thread
     rows: list[dict[str, Any]] = []
     for i, (fn, s, p, req, res) in enumerate(zip(names, audiences, prompts, requests, results, strict=True)):
         prov = {
@@ -446,21 +464,23 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
     candidates = LazySandbox(candidate_limits(cfg.separation, cfg.sandbox), ctx.run.workers)
     separation = SeparationRun(cfg.separation, candidates, run_seed)
     n_rounds = -(-cfg.count // cfg.per_round) if "teacher" in cfg.sources else 0
-    cov = Coverage()
+
+    def batch(k: int) -> list[FunctionName]:
+        return names[k * cfg.per_round: (k + 1) * cfg.per_round]
+
+    steps = RoundSteps(
+        plan=lambda k, cov: sampler.sample(len(batch(k)), k, cov, start=k * cfg.per_round),
+        ask=lambda k, seeds: ask_round(batch(k), seeds, cfg, templates[0], teacher, run_seed, k * cfg.per_round),
+        check=lambda k, seeds, asked: check_round(k, batch(k), seeds, asked, cfg, templates, teacher, sandbox,
+                                                  run_seed, k * cfg.per_round, separation),
+        kept_seeds=lambda marker: [{"topic": s["topic"], "audience": s["audience"], "style": "", "words": s["words"]}
+                                   for s in marker["kept_seeds"]],
+    )
     rounds: list[dict[str, Any]] = []
     try:
-        for k in range(n_rounds):
-            result = store.done(k)
-            if result is None:
-                start = k * cfg.per_round
-                batch = names[start: start + cfg.per_round]
-                seeds = sampler.sample(len(batch), k, cov, start=start)
-                kept, rejected, result = run_round(k, batch, seeds, cfg, templates, teacher, sandbox, run_seed, start,
-                                                   separation)
-                store.write(k, kept, rejected, result)
-            for seed in result["kept_seeds"]:
-                cov.add({"topic": seed["topic"], "audience": seed["audience"], "style": "", "words": seed["words"]})
-            rounds.append(result)
+        # round k+1's exercise prompts are in flight while round k is checked (driver.py)
+        for result in drive_rounds(n_rounds, store, steps):
+            rounds.append({key: val for key, val in result.items() if key != "kept_seeds"})
         if "corpus" in cfg.sources:
             n_rounds = corpus_rounds(cfg, inputs.get("filter"), store, sandbox, run_seed, n_rounds, rounds, teacher,
                                      separation)

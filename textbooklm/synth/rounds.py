@@ -82,6 +82,10 @@ class LazyTeacher:
         with self._lock:
             return self.get().complete(requests)
 
+    def key(self, request: Any) -> str:
+        """The request's cache key (``Teacher.key``)."""
+        return self.get().key(request)
+
     def describe(self) -> dict[str, str]:
         return {"name": self.name, "backend": self.cfg.backend, "model": self.cfg.model}
 
