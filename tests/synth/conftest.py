@@ -32,6 +32,20 @@ assert {name}({empty}) == 0
 WRONG = GOOD.replace("return len({arg})", "return len({arg}) + 1")
 SLOW = GOOD.replace("return len({arg})", "while True:\n        pass")
 NO_TESTS = GOOD.split("assert")[0] + "```\n"
+# Right code, weak tests: every assert expects its argument back, so `return x` passes them all.
+WEAK = '''Here is the exercise:
+
+```python
+def {name}(n):
+    """Return n, capped at a thousand."""
+    if n > 1000:
+        return 1000
+    return n
+
+assert {name}(3) == 3
+assert {name}(5) == 5
+```
+'''
 TEXTBOOK = '''# About {topic}
 
 Lists hold values in order. Here is an example that uses them:
@@ -65,6 +79,8 @@ def scripted_reply(prompt: str) -> str:
         kind = sum(name.encode()) % 4  # good, wrong, no tests, good (so about half pass)
         if "while_true" in prompt or name.startswith("slow_"):
             template = SLOW
+        elif name.startswith("weak_"):
+            template = WEAK
         else:
             template = {0: GOOD, 1: WRONG, 2: NO_TESTS, 3: GOOD}[kind]
         return template.format(name=name, params=arg, arg=arg, example=example, empty=empty)

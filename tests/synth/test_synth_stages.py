@@ -87,6 +87,20 @@ def test_agreement_and_timeouts(scripted_server, tmp_path, config):
         r["reason"] == "disagree" for r in rejected.values())
 
 
+def test_a_teacher_exercise_whose_tests_return_x_passes_is_rejected_as_weak(scripted_server, tmp_path, config):
+    names = tmp_path / "names.txt"
+    names.write_text("weak_cap(n)\n")
+    cfg = config(scripted_server, exercises={"teacher": "t", "count": 1, "names_file": str(names), "min_tests": 2})
+    record = run_pipeline(cfg, tmp_path)
+    rejected = list(Dataset(tmp_path / "exercises" / "rejected").iter_records())
+    assert [r["reason"] for r in rejected] == ["weak-tests"] and Dataset(tmp_path / "exercises").num_rows == 0
+    assert "return n" in rejected[0]["detail"]
+    sep = json.loads(rejected[0]["provenance"])["synth"]["separation"]
+    assert sep["trivial_passed"] == ["return n"] and sep["mutants"] >= 1
+    assert json.loads(rejected[0]["provenance"])["synth"]["verification"]["status"] == "passed"
+    assert "1 rejected as weak-tests" in record["stages"]["exercises"]["line"]
+
+
 def test_textbooks_stage_runs_code_blocks_and_drops_failing_ones(scripted_server, tmp_path, config):
     tpl = tmp_path / "tpl.txt"
     tpl.write_text('Write about "$topic" for $audience as a $style.$words_line\n')
