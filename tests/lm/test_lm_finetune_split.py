@@ -56,3 +56,17 @@ def test_no_source_file_has_exercises_on_both_sides(tmp_path, bpe_tokenizer):
         sides.setdefault(exercise_source_key(r), set()).add("val" if in_val else "train")
     assert all(len(s) == 1 for s in sides.values())
     assert {"val"} in sides.values() and {"train"} in sides.values()
+
+
+def test_the_tokenizer_reads_no_exercise_decontam_marked_held_out(tmp_path):
+    from textbooklm.lm.stage import document_texts
+
+    rows = mined_rows(6)
+    for r in rows:  # as decontam writes its cleaned copy: each exercise carries its side
+        prov = json.loads(r["provenance"])
+        prov["decontam"] = {"split": "heldout" if is_heldout_exercise(r, 0.5) else "train"}
+        r["provenance"] = json.dumps(prov)
+    ds = write_dataset(tmp_path / "ex", rows, stage="decontam.exercises")
+    read = list(document_texts(ds))
+    expected = [r["prompt"] + r["completion"] for r in rows if not is_heldout_exercise(r, 0.5)]
+    assert read == expected and 0 < len(read) < len(rows)
