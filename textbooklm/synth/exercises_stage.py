@@ -16,7 +16,8 @@ kept exercises in the evals' problems format (task_id ``exercise/<name>``, canon
 completion). ``OUT/rejected/`` holds every failure with its reason: teacher-error, the parse
 reasons of exercise.py (no-code, syntax-error, no-function, wrong-name, several-definitions,
 no-docstring, no-solution, no-tests, too-few-tests), the sandbox verdicts (tests-failed, timeout,
-memory, crashed), disagree, duplicate, near-duplicate; and for mined ones the reasons of mining.py
+memory, crashed), disagree, weak-tests (a trivial candidate or too many mutants of the solution pass
+the tests: separation.py), duplicate, near-duplicate; and for mined ones the reasons of mining.py
 and corpus_exercises.py (io, randomness, uses-globals, doctest-failed, raises, non-deterministic, ...).
 """
 
