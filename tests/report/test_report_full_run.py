@@ -38,8 +38,9 @@ def part(page: str, sid: str) -> str:
 
 
 def warnings_box(page: str) -> str:
+    """The warnings box's HTML with entities decoded (its texts are escaped in the page)."""
     story = part(page, "story")
-    return story[story.index("id='warnings'"):]
+    return html.unescape(story[story.index("id='warnings'"):])
 
 
 def test_story_hops_and_real_warnings_linked_to_sections(full_run):
@@ -115,7 +116,7 @@ def test_renders_in_headless_chromium(full_run):
     dom = render(full_run / "report.html", shot, height=2400)
     attrs = dict(re.findall(r'data-([a-z-]+)="(\d+)"', dom))
     assert int(attrs["images"]) >= 12 and attrs["broken-images"] == "0"
-    assert attrs["network-loads"] == "0" and attrs["overflow-px"] == "0"
+    assert attrs["network-loads"] == "0" and attrs["external-refs"] == "0" and attrs["overflow-px"] == "0"
     _, sections = build_page(Run(full_run))
     for sid, _ in sections:
         assert f'<section id="{sid}">' in dom
@@ -132,4 +133,4 @@ def test_the_dom_checks_can_fail(tmp_path, full_run):
     bad.write_text(page.replace("data:image/png;base64,", "data:image/png;base64,AAAA", 1)
                    .replace("<main>", f"<main><div style='width:3000px'>wide</div><img src='{png.name}'>", 1))
     attrs = dict(re.findall(r'data-([a-z-]+)="(\d+)"', render(bad)))
-    assert attrs["broken-images"] != "0" and int(attrs["overflow-px"]) > 1000 and attrs["network-loads"] == "1"
+    assert attrs["broken-images"] != "0" and int(attrs["overflow-px"]) > 1000 and attrs["external-refs"] == "1"

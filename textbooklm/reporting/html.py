@@ -57,6 +57,12 @@ window.addEventListener('load', function () {
   var loads = performance.getEntriesByType('resource').map(function (e) { return e.name; })
     .filter(function (u) { return u.indexOf('data:') !== 0; });
   document.body.setAttribute('data-network-loads', loads.length);
+  var external = 0;  // anything the page refers to outside itself (a file, a URL): the report must have none
+  document.querySelectorAll('[src],[href]').forEach(function (el) {
+    var u = el.getAttribute('src') || el.getAttribute('href') || '';
+    if (u.indexOf('data:') !== 0 && u.charAt(0) !== '#') { external++; }
+  });
+  document.body.setAttribute('data-external-refs', external);
   document.body.setAttribute('data-overflow-px',
     Math.max(0, document.documentElement.scrollWidth - document.documentElement.clientWidth));
   document.body.setAttribute('data-broken-images', broken);
