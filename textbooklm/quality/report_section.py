@@ -135,7 +135,7 @@ def classify_warnings(heads: dict[str, float], baselines: dict[str, float]) -> l
     best_head, best_base = max(heads.items(), key=lambda kv: kv[1]), max(baselines.items(), key=lambda kv: kv[1])
     if best_head[1] <= best_base[1]:
         return [f"the classifier is no better than its baselines: best head {best_head[0]} F1 {best_head[1]:.2f} "
-                f"<= {best_base[0]} F1 {best_base[1]:.2f} on the held-out split"]
+                f"<= {best_base[0]} F1 {best_base[1]:.2f} on the same held-out labels"]
     return []
 
 
@@ -146,12 +146,15 @@ def classify_section(view: RunView) -> Section:
         return Section(body=body + H.missing("metrics.json is missing: no classifier figures."))
     rows, heads, baselines = _metrics_rows(metrics)
     body += H.table(["model", "kind", "precision", "recall", "F1", "ROC-AUC", "held-out files"], rows,
-                    f"on {metrics.get('embedder', '?')} embeddings, measured on the held-out split")
+                    f"on {metrics.get('embedder', '?')} embeddings, measured "
+                    + (f"{metrics['held_out_by']} (each file scored by a model that did not train on it)"
+                       if metrics.get("held_out_by") else "on the held-out split"))
     for name, m in (metrics.get("heads") or {}).items():
         confusion = (m.get("test") or {}).get("confusion")
         if confusion:
+            where = "out-of-fold" if metrics.get("held_out_by") else "held-out"
             body += H.figure(plots.heatmap(confusion, ["true low", "true high"], ["predicted low", "predicted high"],
-                                           f"{name}: held-out confusion"), f"{name} confusion matrix")
+                                           f"{name}: {where} confusion"), f"{name} confusion matrix")
     return Section(body=body, warnings=classify_warnings(heads, baselines))
 
 
