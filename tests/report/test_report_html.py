@@ -66,3 +66,18 @@ def test_a_partial_stage_is_said_to_be_partial(tmp_path, corpus_run):
     (run / "corpus" / "_stage.json").unlink()  # as if corpus were being re-run
     page = build_report(run).read_text()
     assert "state: partial" in page and "corpus is partial" in page  # in its section and in the warnings
+
+
+def test_judge_warnings_name_each_degenerate_judge():
+    """The judge checks on the demo's failure: 24 LLM scores at 0.91-1.0 (spread, but one label)."""
+    from textbooklm.quality.report_section import judge_warnings
+
+    heuristic = [i / 23 for i in range(24)]
+    llm = [0.91 + 0.09 * i / 23 for i in range(24)]
+    agreement = {"n": 24, "spearman": 0.05, "kappa": 0.0}
+    found = judge_warnings({"heuristic": heuristic, "LLM": llm}, agreement, {"heuristic": 0.5, "llm": 0.6})
+    assert any("degenerate LLM judge: it calls all 24 files educational" in w for w in found)
+    assert any("the judges do not agree: Spearman 0.05" in w for w in found)
+    assert not any("heuristic judge" in w for w in found)
+    assert judge_warnings({"heuristic": heuristic, "LLM": heuristic}, {"n": 24, "spearman": 0.9, "kappa": 0.8},
+                          {"heuristic": 0.5, "llm": 0.5}) == []

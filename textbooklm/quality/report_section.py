@@ -29,15 +29,22 @@ def _spread(values: list[float]) -> tuple[float, float, float, float]:
     return statistics.fmean(values), sd, min(values), max(values)
 
 
-def judge_warnings(scores: dict[str, list[float]], agreement: dict[str, Any] | None) -> list[str]:
-    """A judge with no spread; two judges with no agreement (on the files both scored)."""
+def judge_warnings(scores: dict[str, list[float]], agreement: dict[str, Any] | None,
+                   thresholds: dict[str, float] | None = None) -> list[str]:
+    """A judge with no spread, or one that gives every file the same label; two judges that do not
+    agree (on the files both scored)."""
     out = []
     for name, vals in scores.items():
         if len(vals) >= 5:
             mean, sd, lo, hi = _spread(vals)
+            cut = (thresholds or {}).get(name.lower())
             if sd < MIN_SPREAD:
                 out.append(f"degenerate {name} judge: its {len(vals)} scores have no spread "
                            f"(sd {sd:.3f}, {lo:.2f}..{hi:.2f}); its labels say nothing about the files")
+            elif cut is not None and (lo >= cut or hi < cut):
+                side = "educational" if lo >= cut else "not educational"
+                out.append(f"degenerate {name} judge: it calls all {len(vals)} files {side} (scores "
+                           f"{lo:.2f}..{hi:.2f}, threshold {cut:g}); its labels say nothing about the files")
     if isinstance(agreement, dict) and (agreement.get("n") or 0) >= 5 and len(scores) > 1:
         rho, kappa = agreement.get("spearman"), agreement.get("kappa")
         if rho is None or rho < MIN_AGREEMENT or (kappa is not None and kappa < MIN_AGREEMENT):
@@ -106,7 +113,7 @@ def judge_section(view: RunView) -> Section:
     if replies:
         body += H.table(["file", "heuristic", "LLM", "how", "the LLM's reply"], replies,
                         "a few of the LLM judge's replies")
-    return Section(body=body, warnings=judge_warnings(scores, agreement))
+    return Section(body=body, warnings=judge_warnings(scores, agreement, thresholds))
 
 
 def _metrics_rows(metrics: dict[str, Any]) -> tuple[list[tuple], dict[str, float], dict[str, float]]:
