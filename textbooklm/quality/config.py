@@ -125,7 +125,7 @@ class ClassifyConfig(StrictModel):
     test_fraction: float | None = Field(
         None, gt=0, le=0.5,
         description="Older spelling of folds: each fold holds out this share, so folds = round(1 / test_fraction) "
-        "(0.2 -> 5). Set folds instead; setting both is an error.",
+        "(0.2 -> 5). Set folds instead; both set must agree.",
     )
     n_estimators: int = Field(100, ge=1, description="Trees in the random forest.")
     max_depth: int | None = Field(None, ge=1, description="Depth limit of each tree; unset grows them fully.")
@@ -151,9 +151,10 @@ class ClassifyConfig(StrictModel):
     @model_validator(mode="after")
     def _folds_from_test_fraction(self) -> ClassifyConfig:
         if self.test_fraction is not None:
-            if "folds" in self.model_fields_set:
-                raise ValueError("classify: set folds or test_fraction (its older spelling), not both")
             derived = max(2, round(1 / self.test_fraction))
+            if "folds" in self.model_fields_set and self.folds != derived:  # a saved config has both, agreeing
+                raise ValueError(f"classify: folds = {self.folds} but test_fraction = {self.test_fraction} (its older "
+                                 f"spelling) means {derived} folds; set one of them")
             if derived != self.folds:
                 object.__setattr__(self, "folds", derived)  # validate_assignment would re-run this validator
         return self
