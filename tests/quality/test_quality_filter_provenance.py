@@ -101,6 +101,14 @@ def test_baselines_next_to_the_out_of_fold_metrics(tmp_path):
     assert summary["out_of_fold_f1"] == metrics["heads"]["random_forest"]["test"]["f1"]
     assert "vs predict-positive 0.50, predict-negative 0.00" in summary["line"]
 
+    # classify re-runs in the same folder, in the same process: the filter decides on the new scores
+    raw = base_config(folder, **{**QUALITY, "classify": {**QUALITY["classify"], "folds": 3, "n_estimators": 7}})
+    run_pipeline(parse_config(raw), run)
+    oof = {r["id"]: r["score"] for r in Dataset(run / "classify").iter_records(["id", "score"])}
+    got = records(run / "filter")
+    assert all(provenance(r)["filter"]["score"] == round(oof[r["id"]], 6) for r in got.values())
+    assert {provenance(r)["classify"]["folds"] for r in got.values()} == {3}
+
 
 def test_a_judged_sample_labels_and_the_classifier_decides_the_rest(tmp_path):
     """phi-1's shape: the judge labels 40 of 60 files; the other 20 are embedded and scored by the model

@@ -40,7 +40,7 @@ from textbooklm.quality.classify_stage import embedder_label
 from textbooklm.quality.config import QualityFilterConfig
 from textbooklm.quality.score_origin import LabelledScores, load_labelled_scores
 from textbooklm.record import with_provenance
-from textbooklm.store import Dataset, atomic_write_json, finish_dataset, write_table
+from textbooklm.store import MANIFEST, Dataset, atomic_write_json, finish_dataset, write_table
 
 SCORE_SCHEMA = pa.schema([("id", pa.string()), ("score", pa.float64()), ("n_bytes", pa.int64())])
 BYTES_PER_TOKEN = 4  # rough code-token size; the summary labels token counts as approximate
@@ -58,16 +58,26 @@ def score_texts(clf: QualityClassifier, texts: list[str], batch_size: int) -> np
 _LOADED: dict[str, Any] = {}
 
 
+def _version(path: Path) -> str:
+    """Path plus modification time: a classify stage re-run in the same folder is loaded afresh, even by a
+    process (in-process executor, a test) that loaded the earlier one."""
+    try:
+        return f"{path}@{path.stat().st_mtime_ns}"
+    except FileNotFoundError:
+        return str(path)
+
+
 def _classifier(model_dir: str) -> QualityClassifier:
     """One load per worker process, reused by every shard it scores."""
-    if model_dir not in _LOADED:
-        _LOADED[model_dir] = QualityClassifier.load(Path(model_dir))
-    return _LOADED[model_dir]
+    key = _version(Path(model_dir) / "classifier.json")
+    if key not in _LOADED:
+        _LOADED[key] = QualityClassifier.load(Path(model_dir))
+    return _LOADED[key]
 
 
 def _labelled(classify_dir: str) -> LabelledScores:
     """The classify stage's labelled records (out-of-fold scores, folds, judge blocks); once per worker."""
-    key = "labelled:" + classify_dir
+    key = "labelled:" + _version(Path(classify_dir) / MANIFEST)
     if key not in _LOADED:
         _LOADED[key] = load_labelled_scores(Path(classify_dir))
     return _LOADED[key]
