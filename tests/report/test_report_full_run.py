@@ -74,6 +74,9 @@ def test_examples_from_every_area(full_run):
     decontam = part(page, "stage-decontam")
     pairs = [p for p in json.loads((full_run / "decontam" / "pairs.json").read_text()) if p["decision"] == "remove"]
     assert pairs and "class='pair'" in decontam
+    status = json.loads((full_run / "decontam" / "_stage.json").read_text())
+    if status["stats"]["kept"] != status["summary"]["kept"]:  # held-out exercises sit in the cleaned copies
+        assert "held-out exercises, kept out of training" in decontam
     assert html.escape(pairs[0]["problem_text"].strip().splitlines()[0], quote=True) in decontam
     evals = part(page, "stage-eval")
     assert "parameters" in evals and "this run: finetune" in evals and "50.6" in evals

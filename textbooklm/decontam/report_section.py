@@ -33,6 +33,13 @@ def _pairs(view: RunView, decision: str, limit: int) -> str:
 def decontam_section(view: RunView, shown: int = 4) -> Section:
     s = view.summary("decontam")
     body = H.lead(view.line("decontam"))
+    stats = view.info("decontam").get("stats") or {}
+    if stats.get("kept") is not None and s.get("kept") is not None and stats["kept"] != s["kept"]:
+        held = s.get("heldout_exercises") or 0
+        body += H.note(f"The stage-by-stage table counts the rows of the cleaned copies ({stats['kept']:,} kept); "
+                       f"this line counts training samples ({s['kept']:,} kept)"
+                       + (f": the copies also hold the {held:,} held-out exercises, kept out of training."
+                          if stats["kept"] - s["kept"] == held else "."))
     by_signal = s.get("removed_by_signal") or {}
     if by_signal:
         body += H.figure(plots.sorted_bars(by_signal, "Samples removed, by the signal that matched", "samples"),
