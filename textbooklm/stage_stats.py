@@ -2,7 +2,9 @@
 
 ``status``, ``run.json`` and the report's funnel all read this shape, so they cannot disagree about
 what a stage kept. Counts come from what the stage wrote: its output Dataset (or, for the cleaning
-stage, its cleaned copies; its own folder holds match rows, not kept records) and ``rejected/``.
+stage, its cleaned copies; its own folder holds match rows, not kept records) and ``rejected/``,
+unless the stage's summary states ``counts`` ({"in", "kept", "dropped", "in_means"}) itself, which
+then win (and must add up): what "in" means is the stage's to define, once.
 """
 
 from __future__ import annotations
@@ -50,5 +52,15 @@ def stage_stats(name: str, folder: Path, summary: dict[str, Any], seconds: float
     by_reason = reason_counts(rejected) if dropped else {}
     total = kept + dropped if kept is not None and dropped is not None else None
     tokens = summary.get("tokens") if isinstance(summary.get("tokens"), int) else None
+    in_means = "records"
+    counts = summary.get("counts")
+    if isinstance(counts, dict) and all(isinstance(counts.get(k), int) for k in ("in", "kept", "dropped")):
+        # The stage said what it decided about, in its own terms (decontam: the records it checked, not
+        # the held-out exercises it passes through unchecked); in = kept + dropped always holds.
+        if counts["in"] != counts["kept"] + counts["dropped"]:
+            raise ValueError(f"{name}: its summary counts say in {counts['in']} != kept {counts['kept']} + "
+                             f"dropped {counts['dropped']}")
+        total, kept, dropped = counts["in"], counts["kept"], counts["dropped"]
+        in_means = str(counts.get("in_means") or in_means)
     return {"in": total, "kept": kept, "dropped": dropped, "dropped_by_reason": by_reason, "tokens": tokens,
-            "seconds": None if seconds is None else round(float(seconds), 3)}
+            "in_means": in_means, "seconds": None if seconds is None else round(float(seconds), 3)}

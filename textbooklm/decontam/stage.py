@@ -273,6 +273,8 @@ def _summary(results: dict[str, dict[str, Any]], report: dict[str, Any], dataset
             f"{matched} matched any signal; at tau {taus}: {removed} would be removed, "
             f"{similar} of {report['n_problems']} problems similar{held_part}; evidence in {PAIRS_FILE}")
     return {"line": line, "checked": checked, "kept": kept, "removed": checked - kept,
+            "counts": {"in": checked, "kept": kept, "dropped": checked - kept,
+                       "in_means": "training records checked (held-out exercises pass through unchecked)"},
             "removed_by_signal": dict(by_signal), "matched": matched, "heldout_exercises": heldout,
             "removed_for_heldout_exercises": for_held,
             "ast_pairs": sum(r["ast_pairs"] for r in results.values())}
