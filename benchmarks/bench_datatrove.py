@@ -52,16 +52,12 @@ OURS = """
 import json, sys
 from textbooklm.config import parse_config
 from textbooklm.pipeline import run_pipeline
-from textbooklm.store import Dataset
 cfg = parse_config(json.loads(sys.argv[1]))
 run_pipeline(cfg, sys.argv[2], only=["corpus"])
-removed = [r["path"] for r in Dataset(sys.argv[2] + "/corpus/rejected").iter_records(["path", "reason"])
-           if r["reason"] in ("exact-duplicate", "near-duplicate")]
-print("REMOVED " + json.dumps(removed))
 """
 
 DATATROVE = """
-import glob, gzip, json, sys
+import glob, sys
 from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
                                               MinhashDedupFilter, MinhashDedupSignature)
@@ -104,11 +100,6 @@ if __name__ == "__main__":  # the pool's workers import this file
                                 JsonlWriter(work + "/kept")],
                                tasks=files, workers=workers, logging_dir=logs + "/4", depends=s3)
     s4.run()
-    removed = []
-    for path in sorted(glob.glob(work + "/removed/*.jsonl.gz")):
-        with gzip.open(path, "rt") as fh:
-            removed += [json.loads(line)["id"] for line in fh]
-    print("REMOVED " + json.dumps(removed))
 """
 
 
@@ -215,15 +206,29 @@ def run_tree(cmd: list[str]) -> dict:
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    out, err = proc.communicate()
+    _, err = proc.communicate()
     wall = time.perf_counter() - started
     done.set()
     thread.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} failed:\n{err[-3000:]}")
-    line = next(x for x in out.splitlines() if x.startswith("REMOVED "))
-    return {"wall": wall, "cpu": sum(cpu.values()), "parent_rss": peaks[0], "worker_rss": peaks[1],
-            "removed": set(json.loads(line[len("REMOVED "):]))}
+    return {"wall": wall, "cpu": sum(cpu.values()), "parent_rss": peaks[0], "worker_rss": peaks[1]}
+
+
+def removed_by(tool: str, work: Path) -> set[str]:
+    """The documents a tool removed, read here after its run (so its own memory figures leave this out)."""
+    if tool == "textbooklm":
+        from textbooklm.store import Dataset
+
+        rejected = Dataset(work / "corpus" / "rejected").iter_records(["path", "reason"])
+        return {r["path"] for r in rejected if r["reason"] in ("exact-duplicate", "near-duplicate")}
+    import gzip
+
+    out = set()
+    for path in sorted((work / "removed").glob("*.jsonl.gz")):
+        with gzip.open(path, "rt") as fh:
+            out.update(json.loads(line)["id"] for line in fh)
+    return out
 
 
 def ours_config(data: Path, workers: int) -> dict:
@@ -287,6 +292,7 @@ def main() -> None:
                 cmd = [args.datatrove_python, str(script), str(data), str(work), str(args.workers),
                        str(BANDS), str(ROWS), args.datatrove_tokenizer]
             r = run_tree(cmd)
+            r["removed"] = removed_by(tool, work)
             r["precision"], r["recall"] = scores(r["removed"], truth)
             res[tool] = r
             print(f"  {tool}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, removed {len(r['removed'])}, "
