@@ -178,7 +178,8 @@ def true_duplicates(ids: list[str], texts: list[str]) -> set[str]:
 # -- running one tool --------------------------------------------------------------------------------
 def run_tree(cmd: list[str]) -> dict:
     """Run ``cmd``; sample its process tree every 50 ms: peak RSS of the driver and of its largest
-    descendant, and CPU seconds (the last reading of each process, user + system)."""
+    descendant, and CPU seconds (the last reading of each process, user + system; a process's last
+    < 50 ms are missed, alike for both tools)."""
     import psutil
 
     started = time.perf_counter()
@@ -201,7 +202,8 @@ def run_tree(cmd: list[str]) -> dict:
                     continue
                 slot = 0 if p.pid == proc.pid else 1
                 peaks[slot] = max(peaks[slot], rss)
-                cpu[(p.pid, p.create_time())] = times.user + times.system + times.children_user + times.children_system
+                # own time only: a parent's children_* times repeat the workers' it has reaped
+                cpu[(p.pid, p.create_time())] = times.user + times.system
             done.wait(0.05)
 
     thread = threading.Thread(target=sample, daemon=True)
