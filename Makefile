@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv vllm-venv tokenizer-files browser
+.PHONY: demo test lint bench clean venv vllm-venv tokenizer-files browser docs
 
 venv: $(STAMP)
 
@@ -26,6 +26,17 @@ test: $(STAMP) tokenizer-files browser vllm-venv
 
 lint: $(STAMP)
 	$(BIN)/ruff check textbooklm tests benchmarks
+
+# The documentation site (mkdocs + material, offline): README.md is its overview page.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	sed -e 's#](docs/#](#g' README.md > docs/index.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "docs: site/index.html"
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
@@ -74,4 +85,4 @@ browser:
 		else echo "chromium not installed and no root apt-get: the report's browser test will skip"; fi; }
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_VENV).log runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_VENV).log runs .pytest_cache site docs/index.md
