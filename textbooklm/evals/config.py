@@ -21,8 +21,9 @@ class HeldOutExercises(StrictModel):
 
     dataset: str = Field("exercises", description="Exercises stage of the run (its decontaminated copy) or folder.")
     fraction: float = Field(
-        0.1, gt=0, lt=1, description="Held-out share, by the packer's hash rule: set it to [finetune] "
-        "data.val_fraction so that the held-out exercises are exactly the finetune's validation split.",
+        0.1, gt=0, lt=1, description="Held-out share of the exercises' sources (record.is_heldout_exercise: a "
+        "mined exercise's source file, a teacher exercise's id); config check wants it equal to [finetune] "
+        "data.val_fraction and [decontam] heldout_fraction, so one split holds everywhere.",
     )
     limit: int | None = Field(None, ge=1, description="Score only the first N held-out exercises.")
 
