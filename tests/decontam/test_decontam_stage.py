@@ -92,6 +92,19 @@ def test_check_command_and_bad_input(tmp_path):
     assert r.exit_code == 2 and "bad.jsonl:2" in r.output
 
 
+def test_check_reads_a_runs_dataset_by_name_or_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    _corpus(run_dir)
+    out = tmp_path / "m.jsonl"
+    for args in (["--dataset", "corpus", str(run_dir)], [str(run_dir / "corpus")]):
+        r = CliRunner().invoke(app, ["decontam", "check", *args, "--out", str(out), "--embedder", "hashing"])
+        assert r.exit_code == 0, r.output
+        rows = {x["id"]: x["decision"] for x in map(json.loads, out.read_text().splitlines())}
+        assert rows == {"c0": "keep", "c1": "remove", "c2": "remove", "c3": "keep"}
+    r = CliRunner().invoke(app, ["decontam", "check", str(tmp_path), "--out", str(out), "--embedder", "hashing"])
+    assert r.exit_code == 2 and "not a finished dataset" in r.output
+
+
 def test_mbpp_without_path_is_a_config_error():
     import pytest
 

@@ -37,6 +37,28 @@ def read_samples(path: Path) -> list[tuple[str, str]]:
     return parse_jsonl(path, _sample, id_key="id")
 
 
+def read_dataset_samples(path: Path, dataset: str | None) -> list[tuple[str, str]]:
+    """(id, text) of a run's dataset: ``path`` a run folder with ``dataset`` a stage name (resolved by the
+    run's naming rule, e.g. the cleaned copy once decontam ran), or ``path`` a dataset folder itself."""
+    from textbooklm.store import Dataset
+
+    if dataset is not None:
+        from textbooklm.run import Run
+
+        ds = Run(path).dataset(dataset)
+    else:
+        ds = Dataset(path)
+    if not ds.is_finished:
+        raise ValueError(f"{ds.path}: not a finished dataset (no manifest.json); give a run folder with --dataset "
+                         "NAME, a dataset folder, or a JSONL file")
+    names = set(ds.schema().names) if ds.schema() is not None else set()
+    column = "text" if "text" in names else "code" if "code" in names else None
+    if column is None or "id" not in names:
+        raise ValueError(f"{ds.path}: a dataset to check needs an 'id' and a 'text' (or 'code') column "
+                         f"(has {sorted(names)})")
+    return [(str(r["id"]), r[column] or "") for r in ds.iter_records(columns=["id", column])]
+
+
 def _benchmarks(names: list[str], paths: list[str]) -> list[BenchmarkSpec]:
     paths = list(paths or [])
     specs = []
@@ -48,8 +70,12 @@ def _benchmarks(names: list[str], paths: list[str]) -> list[BenchmarkSpec]:
 
 @decontam_app.command("check")
 def check(
-    samples: Path = typer.Argument(..., help="JSONL of samples: {\"id\": ..., \"code\" or \"text\": ...} per line."),
+    samples: Path = typer.Argument(..., help="JSONL of samples ({\"id\": ..., \"code\" or \"text\": ...} per "
+                                   "line), a dataset folder (Parquet + manifest.json), or a run folder with "
+                                   "--dataset."),
     out: Path = typer.Option(..., "--out", "-o", help="MATCHES.jsonl: one row per sample with every signal."),
+    dataset: str = typer.Option(None, "--dataset", help="With a run folder: the dataset to check, by stage name "
+                                "(e.g. filter, textbooks, exercises; the run's naming rule picks the copy)."),
     benchmark: list[str] = typer.Option(["humaneval"], "--benchmark", help="humaneval, mbpp or problems "
                                         "(repeatable)."),
     benchmark_path: list[str] = typer.Option(None, "--benchmark-path", help="JSONL for each non-humaneval "
@@ -73,7 +99,7 @@ def check(
     try:
         cfg = DecontamConfig(benchmarks=_benchmarks(benchmark, benchmark_path), embedder=embedder, ngram=ngram,
                              ast_threshold=ast_threshold, embedding_threshold=embedding_threshold)
-        rows_in = read_samples(samples)
+        rows_in = read_dataset_samples(samples, dataset) if samples.is_dir() else read_samples(samples)
         refs = load_references(cfg)
     except ValueError as exc:
         console.print(f"[red]decontam check:[/red] {escape(str(exc))}")  # user text is not markup
