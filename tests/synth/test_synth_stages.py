@@ -60,7 +60,9 @@ def test_exercises_stage_verifies_rejects_and_writes_the_problems_file(scripted_
     assert all(r.passed for r in results)
 
     line = record["stages"]["exercises"]["line"]
-    assert line.startswith(f"exercises: 12 asked, {kept.num_rows} verified and kept")
+    assert line.startswith(f"exercises: 12 candidates (12 teacher replies, 0 documented corpus functions), "
+                           f"{kept.num_rows} verified and kept")
+    assert record["stages"]["exercises"]["stats"]["in"] == 12
     assert f"tests-failed {reasons['tests-failed']}" in line
     div = json.loads((out / "diversity.json").read_text())
     assert div["overall"]["coverage"]["names"]["available"] == 12 and len(div["rounds"]) == 3

@@ -517,9 +517,13 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
     parsed = sum(r["parsed"] for r in rounds)
     own = sum(r["passed_own_tests"] for r in rounds)
     cv = overall["coverage"]
+    # One meaning of "in" for the line, status and the report: every candidate exercise decided on.
+    candidates = final["kept"] + final["rejected"]
+    from_teacher = sum(r["asked"] for r in rounds if r.get("source") != "corpus")
+    head = (f"exercises: {candidates} candidates ({from_teacher} teacher replies, {candidates - from_teacher} "
+            f"documented corpus functions), {final['kept']} verified and kept, {final['rejected']} rejected")
     line = (
-        f"exercises: {asked} asked, {final['kept']} verified and kept ({final['kept'] / max(asked, 1):.0%}), "
-        f"{final['rejected']} rejected"
+        head
         + (f" ({reasons_text(final['rejected_by_reason'])})" if final["rejected"] else "")
         + (f"; {parsed} parsed, {consensus_text(rounds, cfg)}" if cfg.tests_from == "consensus" else
            f"; {parsed} parsed, {own} passed their own tests"
@@ -528,9 +532,7 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
         + f"; names {cv['names']['used']}/{cv['names']['available']}, kinds {cv['kinds']['used']}/"
         f"{cv['kinds']['available']}, audiences {cv['audiences']['used']}/{cv['audiences']['available']}"
     ) if "teacher" in cfg.sources else (
-        f"exercises: {asked} asked, {final['kept']} verified and kept ({final['kept'] / max(asked, 1):.0%}), "
-        f"{final['rejected']} rejected"
-        + (f" ({reasons_text(final['rejected_by_reason'])})" if final["rejected"] else "")
+        head + (f" ({reasons_text(final['rejected_by_reason'])})" if final["rejected"] else "")
     )
     sep_line, sep_summary = separation_summary(all_provs, final["rejected_by_reason"].get(WEAK_TESTS, 0),
                                                cfg.separation)
@@ -542,6 +544,8 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
                  f"{mined['candidates']} candidates run, {by_source['corpus']} kept with {mined['tests']} tests from "
                  f"execution")
     summary = {"line": line, "asked": asked, "parsed": parsed, "passed_own_tests": own, **final,
+               "counts": {"in": candidates, "kept": final["kept"], "dropped": final["rejected"],
+                          "in_means": "candidate exercises (teacher replies and documented corpus functions)"},
                "kept_by_source": dict(by_source), "corpus_mining": mined, "separation": sep_summary,
                "verified_rate": round(final["kept"] / max(asked, 1), 4), "diversity": overall, "teacher": teacher_line,
                "problems_jsonl": str(out / "problems.jsonl")}

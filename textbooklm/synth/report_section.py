@@ -88,10 +88,6 @@ def _exercise_meta(r: dict[str, Any], side: str) -> str:
 def exercises_section(view: RunView, shown: int = 4) -> Section:
     s = view.summary("exercises")
     body = H.lead(view.line("exercises")) + _drop_bars(view, "exercises")
-    stats = view.info("exercises").get("stats") or {}
-    if stats.get("in") is not None and s.get("asked") is not None and stats["in"] != s["asked"]:
-        body += H.note(f"The stage-by-stage table counts every candidate the stage decided on ({stats['in']:,}: "
-                       f"kept + rejected rows); 'asked' counts the exercises asked for ({s['asked']:,}).")
     sep = s.get("separation") or {}
     if sep.get("mutation_scores"):
         body += H.table(["mutation score", *sep["mutation_scores"]],
