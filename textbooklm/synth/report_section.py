@@ -113,9 +113,10 @@ def exercises_section(view: RunView, shown: int = 4) -> Section:
         warnings.append("exercises: the teacher's exercises: none verified (every kept exercise came from "
                         + (", ".join(f"{k} {v}" for k, v in by_source.items() if v) or "nowhere") + ")")
     elif s.get("asked") and not s.get("kept"):
-        warnings.append(f"exercises: {s['asked']} asked, none verified")
+        warnings.append(f"exercises: {(s.get('counts') or {}).get('in', s['asked'])} candidates, none verified")
     story = []
     if s.get("kept") is not None:
-        story.append(f"{s['kept']:,} of {s.get('asked', 0):,} exercises verified in the sandbox"
+        considered = (s.get("counts") or {}).get("in", s.get("asked", 0))  # as status counts them
+        story.append(f"{s['kept']:,} of {considered:,} candidate exercises verified in the sandbox"
                      + (f" ({', '.join(f'{k} {v}' for k, v in by_source.items())})" if by_source else ""))
     return Section(body=body, warnings=warnings, story=story)
