@@ -154,14 +154,22 @@ class Run:
             return "stale" if self.stale_reason(name, done) else "done"
         return "partial" if self.stage_dir(name).exists() else "pending"
 
-    def stale_reason(self, name: str, done: dict[str, Any] | None = None) -> str:
+    def stale_reason(self, name: str, done: dict[str, Any] | None = None,
+                     _memo: dict[str, str] | None = None) -> str:
         """Why a finished stage no longer stands for this run ("" when it does): its config changed,
         or a stage it reads or follows is being re-run (not done) or finished after it did. Why the
         second: a finetune killed and re-run leaves eval's config unchanged, but eval measured the
         old model."""
+        memo = {} if _memo is None else _memo  # one answer per stage per call: the DAG has many paths
+        if name in memo:
+            return memo[name]
         done = read_json(self.stage_dir(name) / STAGE_FILE) if done is None else done
         if done is None:
             return ""
+        memo[name] = reason = self._stale_reason(name, done, memo)
+        return reason
+
+    def _stale_reason(self, name: str, done: dict[str, Any], memo: dict[str, str]) -> str:
         expected = self.hashes.get(name)
         if expected is not None and done.get("config_hash") != expected:
             return "config changed"
@@ -174,7 +182,7 @@ class Run:
             up_done = read_json(self.stage_dir(up) / STAGE_FILE)
             if up_done is None:
                 return f"{up} is being re-run"
-            if self.stale_reason(up, up_done):
+            if self.stale_reason(up, up_done, memo):
                 return f"{up} is stale"
             if _finished_ns(up_done) > _finished_ns(done):
                 return f"{up} finished after it"
