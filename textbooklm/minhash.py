@@ -149,9 +149,15 @@ def candidate_pairs(signatures: np.ndarray, bands: int, max_bucket: int = 2000) 
     n = len(signatures)
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    all_keys = band_keys(signatures, bands)
+    return candidate_pairs_from_keys(band_keys(signatures, bands), max_bucket)
+
+
+def candidate_pairs_from_keys(all_keys: np.ndarray, max_bucket: int = 2000) -> np.ndarray:
+    """:func:`candidate_pairs` from band keys already computed (uint64 [n, bands]), e.g. by a caller that
+    streams its texts and keeps only the keys (textbooklm.synth.near_dups)."""
+    n = len(all_keys)
     found: list[np.ndarray] = []
-    for band in range(bands):
+    for band in range(all_keys.shape[1] if n else 0):
         keys = all_keys[:, band]
         order = np.argsort(keys, kind="stable")
         sk = keys[order]

@@ -69,6 +69,7 @@ from textbooklm.sandbox import (
 from textbooklm.sandbox.child import program_main, test_main
 from textbooklm.sandbox.forkserver import ForkServer, ForkServerGone
 from textbooklm.sandbox.namespaces import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, isolate, prctl
+from textbooklm.sandbox.private_root import pid_alive
 
 CHUNK = 65536
 # The test of a program run as uid P runs as P + this: outside every leased range (uids.py), so it is
@@ -647,21 +648,11 @@ def _wait_or_follow_owner(child: int, owner: int) -> int:
             owner_gone = bool(ready)
         else:
             time.sleep(0.5)
-            owner_gone = owner > 0 and not _alive(owner)
+            owner_gone = owner > 0 and not pid_alive(owner)
         if owner_gone:
             os.kill(child, signal.SIGKILL)
             _, status = os.waitpid(child, 0)
             return status
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ are read round by round, twice, and only small fixed-size data per sample is kep
 
 1. per sample: its id (exact duplicates: the first occurrence wins) and its LSH band keys
    (``bands`` x 8 bytes, the corpus stage's :func:`textbooklm.minhash.band_keys`);
-2. candidate pairs from equal band keys (a bucket larger than ``max_bucket`` is linked as a star);
+2. candidate pairs from equal band keys (:func:`textbooklm.minhash.candidate_pairs_from_keys`);
 3. the signatures of candidate members only are recomputed (second read) and pairs whose estimated
    Jaccard reaches ``threshold`` are joined by union-find; each sample's cluster root is its first
    member, the same decision as :func:`textbooklm.synth.diversity.near_duplicate_roots`.
@@ -20,31 +20,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from textbooklm.minhash import MinHasher, band_keys, clusters
-
-MAX_BUCKET = 2000
-
-
-def _pairs_from_keys(keys: np.ndarray, max_bucket: int = MAX_BUCKET) -> np.ndarray:
-    n = len(keys)
-    found: list[np.ndarray] = []
-    for band in range(keys.shape[1]):
-        col = keys[:, band]
-        order = np.argsort(col, kind="stable")
-        sk = col[order]
-        starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
-        sizes = np.diff(np.r_[starts, n])
-        for s, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
-            members = np.sort(order[s: s + size])
-            if size > max_bucket:
-                pairs = np.stack([np.full(size - 1, members[0]), members[1:]], axis=1)
-            else:
-                ii, jj = np.triu_indices(size, k=1)
-                pairs = np.stack([members[ii], members[jj]], axis=1)
-            found.append(pairs)
-    if not found:
-        return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(found).astype(np.int64), axis=0)
+from textbooklm.minhash import MinHasher, band_keys, candidate_pairs_from_keys, clusters
 
 
 def near_duplicate_roots_streaming(texts_by_round: Callable[[], Iterator[list[str]]], ngram: int, num_perm: int,
@@ -60,7 +36,7 @@ def near_duplicate_roots_streaming(texts_by_round: Callable[[], Iterator[list[st
     n = sum(len(k) for k in keys)
     if n < 2:
         return np.arange(n)
-    candidates = _pairs_from_keys(np.concatenate(keys))
+    candidates = candidate_pairs_from_keys(np.concatenate(keys))
     del keys
     if not len(candidates):
         return np.arange(n)
