@@ -195,3 +195,21 @@ def test_round_store_rejects_a_teacher_reply_with_a_lone_surrogate(tmp_path):
     summary = store.finish(1, DiversityConfig(drop_near_duplicates=False))
     assert summary["rejected_by_reason"] == {"invalid-unicode": 1}
     assert Dataset(tmp_path).num_rows == 1
+
+
+def test_the_next_rounds_requests_are_in_flight_while_a_round_is_checked(scripted_server, tmp_path, config):
+    """Round 1's requests reach the server before round 0 is checked and written, and round 0's check does
+    not wait for round 1's replies (2 s each here); with pipeline = false, round 1 is asked only after."""
+    scripted_server.state.latency_s = 2.0
+    for pipeline in (True, False):
+        out = tmp_path / f"p{pipeline}"
+        n_hits = len(scripted_server.hits)
+        cfg = config(scripted_server, textbooks={"teacher": "t", "count": 4, "per_round": 2, "pipeline": pipeline})
+        run_pipeline(cfg, out)
+        hits = scripted_server.hits[n_hits:]
+        marker0 = (out / "textbooks" / "_work" / "markers" / "round-00000.json").stat().st_mtime
+        round1 = sorted(h.t for h in hits)[2:4]
+        if pipeline:
+            assert max(round1) < marker0 < min(round1) + 2.0, (round1, marker0)
+        else:
+            assert min(round1) > marker0

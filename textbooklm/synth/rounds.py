@@ -70,9 +70,15 @@ class LazyTeacher:
         # The rounds driver asks for round k+1 on its thread while round k's check may ask too
         # (extra solutions): one call at a time on the teacher's event loop.
         self._lock = threading.RLock()
+        self._build_lock = threading.Lock()
 
     def get(self) -> Teacher:
-        with self._lock:
+        """The teacher, built once. Not under the call lock once built: a check reading keys must not
+        wait for the next round's requests that the driver's thread is sending."""
+        teacher = self._teacher
+        if teacher is not None:
+            return teacher
+        with self._build_lock:
             if self._teacher is None:
                 self._teacher = build_teacher(self.cfg, self.cache_dir, stage=self.stage)
             return self._teacher
