@@ -112,7 +112,7 @@ def _trivial_class(node: ast.ClassDef) -> bool:
     """An exception-like class: plain bases, no decorators, a body of docstring/pass/literal attributes."""
     return not node.decorator_list and not node.keywords and all(isinstance(b, ast.Name) for b in node.bases) and all(
         isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
-        or (isinstance(s, ast.Assign) and _is_literal(s.value)) for s in node.body)
+        or (isinstance(s, ast.Assign) and is_literal(s.value)) for s in node.body)
 
 
 def _module_names(tree: ast.Module) -> _Module:
@@ -167,7 +167,8 @@ def _module_names(tree: ast.Module) -> _Module:
     return m
 
 
-def _is_literal(node: ast.expr) -> bool:
+def is_literal(node: ast.expr) -> bool:
+    """Whether an expression is a Python literal (ast.literal_eval accepts it)."""
     try:
         ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):

@@ -106,14 +106,6 @@ def _mutated_args(args: str) -> list[tuple[int, str]]:
     return out
 
 
-def _is_literal(node: ast.expr) -> bool:
-    try:
-        ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False
-    return True
-
-
 def extra_inputs(cand: Candidate, tests: list[dict[str, str]], n: int, seed: int) -> list[GeneratedInput]:
     """Up to ``n`` inputs not already among the tests: variants of the tests' own inputs (one argument
     changed at a time: inputs the function accepts, moved a little) interleaved with freshly generated
