@@ -303,6 +303,10 @@ class Endpoint:
     # --- requests
     def request(self, message: dict[str, Any]) -> Any:
         """Send a request and serve the other side's requests until its reply; return the result."""
+        return self._exchange(message).get("_decoded")
+
+    def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send ``message``, serve the other side until its reply, re-raise its exception; the reply."""
         self._drain_stale()
         self.send(message)
         try:
@@ -314,7 +318,7 @@ class Endpoint:
             raise
         if "x" in reply:
             raise rebuild_exception(reply["x"])
-        return reply.get("_decoded")
+        return reply
 
     def call(self, handle: int, args: tuple, kwargs: dict[str, Any]) -> Any:
         """Call the other side's object ``handle``; list/dict/set arguments it mutates are copied back."""
@@ -327,17 +331,7 @@ class Endpoint:
             left = signal.getitimer(signal.ITIMER_REAL)[0]
             if left > 0:
                 message["alarm"] = left
-        self._drain_stale()
-        self.send(message)
-        try:
-            reply = self._until_reply()
-        except (ChannelClosed, ProtocolError):
-            raise
-        except BaseException:
-            self.stale += 1
-            raise
-        if "x" in reply:
-            raise rebuild_exception(reply["x"])
+        reply = self._exchange(message)
         back = reply.get("back") or {}
         for i, new in zip(mutable, back.get("a") or [], strict=False):
             _copy_into(args[i], self.decode(new))
