@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, Any
 from textbooklm.store import Dataset
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from textbooklm.config import RunConfig
+    from textbooklm.ledger import StageLedger
     from textbooklm.run import Run
     from textbooklm.sandbox import Limits
     from textbooklm.teacher import Teacher, TeacherConfig
@@ -53,6 +56,16 @@ class StageContext:
 
         return map_shards(fn, tasks, marker_dir, executor=self.run.executor, workers=self.run.workers,
                           ray_address=self.run.ray_address, description=description)
+
+    def ledger(self, in_means: str = "records", rejected_schema: pa.Schema | None = None) -> StageLedger:
+        """This stage's ledger of verdicts (kept / dropped with a reason / counters), see ``ledger.py``.
+
+        Its ``finish()`` gives the summary (counts and line) that ``status``, ``run.json`` and the report
+        read, and writes ``rejected/``: a stage never builds those by hand.
+        """
+        from textbooklm.ledger import StageLedger
+
+        return StageLedger(self.name, self.owner.stage_dir(self.name), in_means, rejected_schema, self.config_hash)
 
     def teacher_config(self, name: str) -> TeacherConfig:
         """The named teacher's config; an unknown name is an error listing the configured ones."""

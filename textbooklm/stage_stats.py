@@ -54,6 +54,7 @@ def stage_stats(name: str, folder: Path, summary: dict[str, Any], seconds: float
     tokens = summary.get("tokens") if isinstance(summary.get("tokens"), int) else None
     in_means = "records"
     counts = summary.get("counts")
+    counters: dict[str, Any] = {}
     if isinstance(counts, dict) and all(isinstance(counts.get(k), int) for k in ("in", "kept", "dropped")):
         # The stage said what it decided about, in its own terms (decontam: the records it checked, not
         # the held-out exercises it passes through unchecked); in = kept + dropped always holds.
@@ -62,5 +63,16 @@ def stage_stats(name: str, folder: Path, summary: dict[str, Any], seconds: float
                              f"dropped {counts['dropped']}")
         total, kept, dropped = counts["in"], counts["kept"], counts["dropped"]
         in_means = str(counts.get("in_means") or in_means)
+        if isinstance(counts.get("dropped_by_reason"), dict):  # a ledger's counts (ledger.py): check them
+            by_reason = dict(counts["dropped_by_reason"])
+            counters = dict(counts.get("counters") or {})
+            if rejected.is_finished and rejected.num_rows != dropped:
+                raise ValueError(f"{name}: its ledger says {dropped} dropped but rejected/ holds "
+                                 f"{rejected.num_rows} rows")
+            if sum(by_reason.values()) != dropped:
+                raise ValueError(f"{name}: its ledger's reasons add up to {sum(by_reason.values())}, not {dropped}")
+            if tokens is None and isinstance(counters.get("tokens"), int):
+                tokens = counters["tokens"]
     return {"in": total, "kept": kept, "dropped": dropped, "dropped_by_reason": by_reason, "tokens": tokens,
-            "in_means": in_means, "seconds": None if seconds is None else round(float(seconds), 3)}
+            "in_means": in_means,
+            "counters": counters, "seconds": None if seconds is None else round(float(seconds), 3)}

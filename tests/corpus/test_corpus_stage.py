@@ -62,8 +62,10 @@ def test_stage_keeps_rejects_and_dedups(tmp_path):
     assert near["path"] == "zz_near_copy.py" and "good_001.py" in near["detail"] and near["text"]
     assert json.loads(near["provenance"])["corpus"]["cluster"] == rows["good_001.py"]["id"]
     line = summary["line"]
-    assert line.startswith(f"corpus: {summary['read']} read, {kept.num_rows} kept")
-    assert "near-duplicates in 1 clusters" in line and "binary 1" in line
+    assert line.startswith(f"corpus: {summary['read']} files read -> {kept.num_rows} kept, "
+                           f"{rejected.num_rows} dropped (")
+    assert "1 near duplicates in 1 clusters" in line and "binary 1" in line
+    assert summary["counts"]["in"] == summary["read"] == kept.num_rows + rejected.num_rows
 
 
 def test_rerun_does_nothing_and_config_change_reruns(tmp_path, capsys):

@@ -31,6 +31,7 @@ from textbooklm.corpus.dedup_shards import decide_sharded
 from textbooklm.corpus.filters import decode, quality_reason
 from textbooklm.corpus.readers import RawItem, plan_units, read_unit
 from textbooklm.executor import resolve_workers
+from textbooklm.ledger import ShardLedger
 from textbooklm.minhash import MinHasher, clusters, duplicate_pairs
 from textbooklm.progress import summary_line
 from textbooklm.record import content_id, with_provenance
@@ -226,7 +227,10 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
     out = Path(task["out"])
     read = pq.read_table(work / "read" / task["key"])
     decisions = pq.read_table(work / "dedup" / "decisions" / task["key"]).sort_by("row")
-    kept, dups = [], []
+    ledger = ShardLedger(str(out), task["key"], REJECTED_SCHEMA)
+    for row in pq.read_table(work / "read-rejected" / task["key"]).to_pylist():  # step 1's verdicts
+        ledger.drop(row, row["reason"], row["detail"])
+    kept = []
     for rec, dec in zip(read.drop_columns(["signature"]).to_pylist(), decisions.to_pylist(), strict=True):
         rec = with_provenance(rec, "corpus", cluster=dec["cluster"], cluster_size=dec["cluster_size"],
                               decision=dec["decision"])
@@ -237,17 +241,11 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
         detail = f"duplicate of {dec['duplicate_of']}"
         if dec["decision"] == "near-duplicate":
             detail += f" (estimated Jaccard {dec['similarity']:.2f})"
-        dups.append({**rec, "reason": dec["decision"], "detail": detail})
-    rejected = pa.concat_tables(
-        [pq.read_table(work / "read-rejected" / task["key"]), pa.Table.from_pylist(dups, schema=REJECTED_SCHEMA)]
-    )
-    write_table(out / "rejected" / task["key"], rejected)
+        ledger.drop(rec, dec["decision"], detail)
+    ledger.keep(len(kept))
+    ledger.count("kept_bytes", sum(r["n_bytes"] for r in kept))
     write_table(out / task["key"], pa.Table.from_pylist(kept, schema=RECORD_SCHEMA))
-    return {
-        "kept": len(kept),
-        "kept_bytes": sum(r["n_bytes"] for r in kept),
-        "rejected": dict(Counter(rejected.column("reason").to_pylist())),
-    }
+    return ledger.close()
 
 
 # -- the stage -------------------------------------------------------------------------------------
@@ -263,32 +261,27 @@ def run(cfg: CorpusConfig, inputs: dict[str, Dataset], out: Path, ctx: StageCont
     dedup = decide_sharded(read_sizes, cfg.dedup, work, ctx.map, min_partitions=resolve_workers(ctx.workers))
 
     write_tasks = [{"key": t["key"], "work": str(work), "out": str(out)} for t in tasks]
-    write_results = ctx.map(write_shard, write_tasks, work / "markers" / "write", description="corpus: write")
+    ctx.map(write_shard, write_tasks, work / "markers" / "write", description="corpus: write")
 
-    summary = _summary(read_results, write_results, dedup["near_clusters"])
-    finish_dataset(out / "rejected", stage="corpus.rejected", config_hash=ctx.config_hash, summary=summary)
+    ledger = ctx.ledger("files read", REJECTED_SCHEMA)
+    summary = _summary(ledger.totals(), read_results, dedup["near_clusters"])
+    summary = ledger.finish(tail=summary.pop("tail"), **summary)
     ds = finish_dataset(out, stage="corpus", config_hash=ctx.config_hash, summary=summary)
     summary_line(summary["line"])
     return ds
 
 
-def _summary(read_results: dict, write_results: dict, n_clusters: int) -> dict[str, Any]:
+def _summary(totals: dict[str, Any], read_results: dict, n_clusters: int) -> dict[str, Any]:
+    """The corpus's own fields beside the ledger's counts (duplicates apart from the other reasons)."""
     read = sum(r["read"] for r in read_results.values())
-    kept = sum(r["kept"] for r in write_results.values())
-    reasons: Counter[str] = Counter()
-    for r in write_results.values():
-        reasons.update(r["rejected"])
+    if read != totals["in"]:
+        raise RuntimeError(f"corpus: {read} files read but the ledger decided about {totals['in']}")
+    reasons = dict(totals["dropped_by_reason"])
     exact = reasons.pop("exact-duplicate", 0)
     near = reasons.pop("near-duplicate", 0)
-    other = sum(reasons.values())
-    detail = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
-    line = (
-        f"corpus: {read} read, {kept} kept, {exact} exact duplicates, "
-        f"{near} near-duplicates in {n_clusters} clusters, {other} rejected"
-        + (f" ({detail})" if detail else "")
-    )
     return {
-        "line": line, "read": read, "kept": kept, "exact_duplicates": exact, "near_duplicates": near,
-        "near_clusters": n_clusters, "rejected": other, "rejected_by_reason": dict(reasons),
-        "kept_bytes": sum(r["kept_bytes"] for r in write_results.values()),
+        "tail": f"{exact:,} exact and {near:,} near duplicates in {n_clusters:,} clusters",
+        "read": read, "kept": totals["kept"], "exact_duplicates": exact, "near_duplicates": near,
+        "near_clusters": n_clusters, "rejected": sum(reasons.values()), "rejected_by_reason": reasons,
+        "kept_bytes": totals["counters"].get("kept_bytes", 0),
     }
