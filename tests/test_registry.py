@@ -23,7 +23,8 @@ from textbooklm.config_base import StrictModel
 from textbooklm.pipeline import run_pipeline, run_status
 from textbooklm.registry import StageSpec
 from textbooklm.reporting.section import Section
-from textbooklm.store import Dataset, write_dataset
+from textbooklm.stage_context import StageContext
+from textbooklm.store import Dataset, shard_name, write_dataset
 
 PACKAGE = Path(__file__).parents[1] / "textbooklm"
 
@@ -33,13 +34,23 @@ class ToyConfig(StrictModel):
 
     factor: int = Field(1, ge=1, description="Multiply each line count by this.")
     label: str = Field("toy", description="Label written into every row.")
+    min_lines: int = Field(0, ge=0, description="Drop records with fewer (multiplied) lines than this.")
 
 
-def toy_run(cfg: ToyConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
-    rows = [{"id": r["id"], "lines": cfg.factor * r["text"].count("\n"), "label": cfg.label}
-            for r in inputs["corpus"].iter_records(columns=["id", "text"])]
-    line = f"toy: {len(rows)} records counted (factor {cfg.factor}, seed {ctx.seed})"
-    return write_dataset(out, rows, stage="toy", config_hash=ctx.config_hash, summary={"line": line})
+def toy_run(cfg: ToyConfig, inputs: dict[str, Dataset], out: Path, ctx: StageContext) -> Dataset:
+    ledger = ctx.ledger("corpus records")  # its verdicts give rejected/, the summary's counts and line
+    part = ledger.shard(shard_name(0))
+    rows = []
+    for r in inputs["corpus"].iter_records(columns=["id", "text"]):
+        lines = cfg.factor * r["text"].count("\n")
+        if lines < cfg.min_lines:
+            part.drop({"id": r["id"]}, "too-few-lines", f"{lines} < {cfg.min_lines}")
+        else:
+            part.keep()
+            rows.append({"id": r["id"], "lines": lines, "label": cfg.label})
+    part.close()
+    summary = ledger.finish(tail=f"factor {cfg.factor}, seed {ctx.seed}")
+    return write_dataset(out, rows, stage="toy", config_hash=ctx.config_hash, summary=summary)
 
 
 def toy_report(view: Any) -> Section:
@@ -68,7 +79,7 @@ def _corpus(tmp_path: Path) -> Path:
 def test_toy_stage_runs_through_pipeline_status_cli_and_report(tmp_path, toy_stage):
     src = _corpus(tmp_path)
     raw = {"run": {"workers": 1}, "corpus": {"sources": [{"kind": "folder", "path": str(src)}]},
-           "toy": {"factor": 2}, "report": {"screenshot": False}}
+           "toy": {"factor": 2, "min_lines": 10}, "report": {"screenshot": False}}
     cfg = parse_config(raw)
     assert cfg.toy.factor == 2  # the pipeline config grew a [toy] section
     run_dir = tmp_path / "run"
@@ -76,9 +87,10 @@ def test_toy_stage_runs_through_pipeline_status_cli_and_report(tmp_path, toy_sta
     assert list(record["stages"]) == ["corpus", "toy", "report"]  # toy before the report, after its input
     rows = Dataset(run_dir / "toy").to_table().to_pylist()
     assert len(rows) == 3 and {r["lines"] for r in rows} == {16}
-    assert "toy: 3 records counted" in record["stages"]["toy"]["line"]
+    assert record["stages"]["toy"]["line"] == "toy: 3 corpus records -> 3 kept, 0 dropped; factor 2, seed 0"
     status = {r["stage"]: r for r in run_status(run_dir)}
     assert status["toy"]["state"] == "done" and status["toy"]["kept"] == 3
+    assert status["toy"]["in_means"] == "corpus records" and status["toy"]["rejected"] == 0
     html = (run_dir / "report.html").read_text()
     toy = html[html.index('<section id="stage-toy">'):]
     assert "toy rows: 3" in toy and "Count lines of corpus records" in toy  # its section, headed by its help
@@ -92,6 +104,14 @@ def test_toy_stage_runs_through_pipeline_status_cli_and_report(tmp_path, toy_sta
     assert "--factor" in help_text and "Multiply each line count by this." in help_text
     config = tmp_path / "c.toml"
     config.write_text(f'[run]\nworkers = 1\n[corpus]\nsources = [{{kind = "folder", path = "{src}"}}]\n[toy]\n')
+    result = runner.invoke(app, ["stage", "toy", "--out", str(run_dir), "--config", str(config), "--factor", "3",
+                                 "--set", 'label="cli"', "--min-lines", "30"])
+    assert result.exit_code == 0, result.output
+    assert Dataset(run_dir / "toy").num_rows == 0  # 24 lines each, all dropped: the ledger says so everywhere
+    rejected = Dataset(run_dir / "toy" / "rejected").to_table().to_pylist()
+    assert [r["reason"] for r in rejected] == ["too-few-lines"] * 3 and rejected[0]["detail"] == "24 < 30"
+    status = {r["stage"]: r for r in run_status(run_dir)}
+    assert (status["toy"]["in"], status["toy"]["kept"], status["toy"]["rejected"]) == (3, 0, 3)
     result = runner.invoke(app, ["stage", "toy", "--out", str(run_dir), "--config", str(config), "--factor", "3",
                                  "--set", 'label="cli"'])
     assert result.exit_code == 0, result.output

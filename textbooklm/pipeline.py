@@ -160,6 +160,7 @@ def run_status(run_dir: str | Path, cfg: PipelineBase | None = None) -> list[dic
             "stage": spec.name,
             "state": run.state(spec.name),
             "in": stats.get("in"),
+            "in_means": stats.get("in_means"),  # what one "in" is for this stage (files read, records checked)
             "kept": stats.get("kept"),
             "rejected": stats.get("dropped"),
             "seconds": info.get("seconds"),

@@ -64,11 +64,12 @@ def status(
         console.print(f"[red]{run_dir}: no such run folder[/red]")
         raise typer.Exit(2)
     cfg = _load_or_exit(config) if config else None
-    table = Table("stage", "state", "in", "kept", "dropped", "seconds")
+    table = Table("stage", "state", "in", "(an in is)", "kept", "dropped", "seconds")
     rows = run_status(run_dir, cfg)
     for row in rows:
         fmt = lambda v: "" if v is None else str(v)  # noqa: E731
-        table.add_row(row["stage"], row["state"], fmt(row["in"]), fmt(row["kept"]), fmt(row["rejected"]),
+        means = row["in_means"] if row["in"] is not None else None
+        table.add_row(row["stage"], row["state"], fmt(row["in"]), fmt(means), fmt(row["kept"]), fmt(row["rejected"]),
                       fmt(row["seconds"]))
     console.print(table)
     for row in rows:
