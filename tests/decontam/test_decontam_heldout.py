@@ -160,6 +160,13 @@ def test_heldout_exercises_are_in_no_training_dataset(heldout_run):
     report = json.loads((heldout_run / "decontam" / "report.json").read_text())
     assert report["heldout_exercises"]["n_problems"] == len(held)
     assert report["n_problems"] == 164  # the HumanEval pruning table stays about HumanEval
+    # The ledger counts checked training records; the held-out exercises pass through, counted apart.
+    counts = Dataset(heldout_run / "decontam").manifest["summary"]["counts"]
+    assert counts["counters"]["heldout_exercises"] == len(held)
+    copies = [Dataset(p) for p in (heldout_run / "decontam").iterdir() if p.is_dir() and p.name != "rejected"
+              and Dataset(p).is_finished]
+    assert sum(c.num_rows for c in copies) == counts["kept"] + len(held)
+    assert Dataset(heldout_run / "decontam" / "rejected").num_rows == counts["dropped"] == len(rejected)
 
 
 def test_no_source_file_on_both_sides_and_the_split_is_carried(heldout_run):

@@ -51,10 +51,15 @@ def test_stage_in_pipeline(tmp_path):
     assert [t["tau"] for t in report["taus"]] == [0.95, 0.9, 0.85, 0.8]
     assert all(t["removed"] == 2 and t["similar_problems"] == ["HumanEval/144"] for t in report["taus"])
     assert report["n_problems"] == 164 and report["n_samples"] == 4
-    assert "2 removed (by ast 1, ngram 1)" in ds.manifest["summary"]["line"]
+    summary = ds.manifest["summary"]
+    assert "4 training records checked -> 2 kept, 2 dropped (contaminated-" in summary["line"]
+    assert summary["removed_by_signal"] == {"ast": 1, "ngram": 1} and summary["checked"] == 4
+    assert summary["counts"]["dropped_by_reason"] == {"contaminated-ast": 1, "contaminated-ngram": 1}
+    assert (out / "_ledger").is_dir() and Dataset(out / "rejected").is_finished
     # Re-running finds every task done and gives the same result.
     run(cfg.decontam, {"corpus": Dataset(run_dir / "corpus")}, out, context_for(Run(run_dir, cfg), "decontam"))
     assert Dataset(out / "corpus").num_rows == 2
+    assert Dataset(out).manifest["summary"]["counts"] == summary["counts"]  # nothing counted twice
 
     result = CliRunner().invoke(app, ["decontam", "report", str(run_dir), "--similar"])
     assert result.exit_code == 0, result.output
@@ -71,7 +76,9 @@ def test_pipeline_wiring(tmp_path):
     record = run_pipeline(cfg, tmp_path / "run")
     assert "decontam" in record["stages"]
     assert Dataset(tmp_path / "run" / "decontam" / "corpus").num_rows == 1
-    assert "1 removed" in record["stages"]["decontam"]["line"]
+    assert "-> 1 kept, 1 dropped" in record["stages"]["decontam"]["line"]
+    stats = record["stages"]["decontam"]["stats"]
+    assert (stats["in"], stats["kept"], stats["dropped"], stats["in_means"]) == (2, 1, 1, "training records checked")
 
 
 def test_check_command_and_bad_input(tmp_path):

@@ -46,6 +46,7 @@ from textbooklm.decontam.heldout import (
 from textbooklm.decontam.index import ContaminationIndex, Sample
 from textbooklm.decontam.report import format_table, tau_table
 from textbooklm.embeddings import load_embedder
+from textbooklm.ledger import ShardLedger, StageLedger
 from textbooklm.progress import summary_line
 from textbooklm.record import content_id, with_provenance
 from textbooklm.stage_context import StageContext
@@ -53,6 +54,8 @@ from textbooklm.store import Dataset, atomic_write_json, finish_dataset, shard_n
 
 REPORT_FILE = "report.json"
 PAIRS_FILE = "pairs.json"
+REASON_PREFIX = "contaminated-"  # a rejected row's reason: contaminated-<signal>
+IN_MEANS = "training records checked"  # held-out exercises pass through unchecked: a counter, not an input
 
 MATCH_SCHEMA = pa.schema([
     ("id", pa.string()), ("dataset", pa.string()), ("decision", pa.string()), ("signal", pa.string()),
@@ -117,7 +120,11 @@ def _decision_note(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_task(task: dict[str, Any]) -> dict[str, Any]:
-    """Worker: score one slice of one input, write kept / rejected / match shards."""
+    """Worker: score one slice of one input, write kept / match shards; its ledger writes the rejected shard.
+
+    Held-out exercises pass through unchecked (they are the benchmark, not training data): they are no
+    input of the ledger, only its ``heldout_exercises`` counter.
+    """
     cfg = DecontamConfig.model_validate_json(task["config"])
     index = _index(task["config"], task.get("heldout"), task.get("heldout_hash"))
     table = pq.read_table(task["shard"]).slice(task["start"], task["rows"])
@@ -130,42 +137,49 @@ def check_task(task: dict[str, Any]) -> dict[str, Any]:
     samples = [Sample(sample_id(records[i], texts[i]), texts[i]) for i in to_check]
     pairs_before = index.pairs_computed
     checked_rows = dict(zip(to_check, index.check(samples), strict=True))
-    kept, rejected, matches = [], [], []
+    ledger = ShardLedger(str(out), task["key"], REJECTED_SCHEMA)
+    kept, matches = [], []
     for i, (rec, text) in enumerate(zip(records, texts, strict=True)):
         if i not in checked_rows:  # a held-out exercise: the benchmark itself, not training data
             kept.append(with_provenance(rec, "decontam", decision="heldout", **splits[i]))
+            ledger.count("heldout_exercises")
             continue
         row = checked_rows[i]
         row["dataset"] = name
         noted = with_provenance(rec, "decontam", **_decision_note(row), **splits[i])
         if row["decision"] == "keep":
             kept.append(noted)
+            ledger.keep()
         else:
             score = {"ngram": f"{row['ngram_hits']} shared {cfg.ngram}-grams", "ast": f"AST tau {row['ast_tau']}",
                      "embedding": f"cosine {row['embedding_cosine']}",
                      "source": "the source file of this held-out exercise"}[row["signal"]]
             rest = {k: v for k, v in rec.items() if k not in ("id", "text", "provenance")}
-            rejected.append({
+            ledger.drop({
                 "id": row["id"], "dataset": name, "text": text, "provenance": noted["provenance"],
-                "reason": f"contaminated-{row['signal']}", "detail": f"{row['problem_id']}: {score}",
                 "problem_id": row["problem_id"], "signal": row["signal"], "ngram_hits": row["ngram_hits"],
                 "ast_tau": row["ast_tau"], "embedding_cosine": row["embedding_cosine"],
                 "record": json.dumps(rest, default=str), "pair": json.dumps(row["pair"]),
-            })
+            }, f"{REASON_PREFIX}{row['signal']}", f"{row['problem_id']}: {score}")
+            if str(row["problem_id"]).startswith("exercise/"):
+                ledger.count("removed_for_heldout_exercises")
         if is_match(row) or row["pair"] is not None:
             matches.append({**row, "matches": json.dumps(row["matches"]),
                             "pair": json.dumps(row["pair"]) if row["pair"] is not None else None})
+    ledger.count(f"checked {name}", len(to_check))
+    ledger.count("matched", len(matches))
+    ledger.count("ast_pairs", index.pairs_computed - pairs_before)
     schema = table.schema if "provenance" in table.schema.names else table.schema.append(
         pa.field("provenance", pa.string()))
     write_table(out / name / task["local_key"], pa.Table.from_pylist(kept, schema=schema))
-    write_table(out / "rejected" / task["key"], pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
     write_table(Path(task["work"]) / "matches" / task["key"],
                 pa.Table.from_pylist([{k: m.get(k) for k in MATCH_SCHEMA.names} for m in matches], schema=MATCH_SCHEMA))
-    return {"dataset": name, "checked": len(records), "kept": len(kept), "matched": len(matches),
+    removed = ledger.dropped
+    tallies = ledger.close()  # last: rejected/<key>, then _ledger/<key>.json
+    # The keys below are what the ablation's decontaminated copy (ablate/decontaminate.py) reads.
+    return {**tallies, "dataset": name, "checked": len(records), "kept": len(kept), "matched": len(matches),
             "heldout": len(records) - len(to_check),
-            "removed_by": dict(Counter(r["signal"] for r in rejected)),
-            "removed_for": dict(Counter(EXERCISES if r["problem_id"].startswith("exercise/") else "benchmarks"
-                                        for r in rejected)),
+            "removed_by": dict(Counter(r["signal"] for r in removed)),
             "ast_pairs": index.pairs_computed - pairs_before}
 
 
@@ -198,7 +212,12 @@ def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: StageCo
         raise ValueError("decontam: no training data to check; configure corpus/filter, textbooks or exercises")
     held = heldout_exercises(cfg, datasets.get(EXERCISES), out) if cfg.heldout_exercises else None
     tasks = plan_tasks(cfg, datasets, out, work, held)
-    results = ctx.map(check_task, tasks, work / "markers", description="decontam: check")
+    ledger = ctx.ledger(IN_MEANS, REJECTED_SCHEMA)
+    if ledger.folder.resolve() != out.resolve():  # the workers' shard ledgers write into out
+        raise ValueError(f"decontam: asked to write into {out}, but this run's decontam folder is {ledger.folder}")
+    ledger.forget({t["key"] for t in tasks})
+    ctx.map(check_task, tasks, work / "markers", description="decontam: check")
+    totals = ledger.totals()
     match_tables = [pq.read_table(work / "matches" / t["key"]) for t in tasks]
     matches = pa.concat_tables(match_tables) if match_tables else MATCH_SCHEMA.empty_table()
     for i in range(max(1, -(-matches.num_rows // 10_000))):
@@ -208,29 +227,26 @@ def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: StageCo
     bench_ids = {r.problem_id for r in refs}
     rows = [{**r, "matches": json.loads(r["matches"]), "pair": json.loads(r["pair"]) if r["pair"] else None}
             for r in matches.to_pylist()]
-    checked = sum(r["checked"] - r.get("heldout", 0) for r in results.values())
+    checked = totals["in"]
     # The pruning table is about the configured benchmarks (phi-1's similar / non-similar HumanEval split).
     bench_rows = [{**r, "matches": [m for m in r["matches"] if m[0] in bench_ids]} for r in rows]
     report = tau_table(bench_rows, [r.problem_id for r in refs], n_samples=checked, taus=cfg.report_taus,
                        ngram_min_hits=cfg.ngram_min_hits, embedding_threshold=cfg.embedding_threshold,
                        ast_min_statements=cfg.ast_min_statements)
     report["config"] = cfg.model_dump(mode="json")
-    report["datasets"] = {n: sum(r["checked"] - r.get("heldout", 0) for r in results.values() if r["dataset"] == n)
-                          for n in datasets}
+    report["datasets"] = {n: totals["counters"].get(f"checked {n}", 0) for n in datasets}
     pairs = [{"dataset": r["dataset"], "id": r["id"], **r["pair"]} for r in rows if r["pair"] is not None]
     report["pairs"] = {"file": PAIRS_FILE, "removed": sum(p["decision"] != "keep" for p in pairs),
                        "held_back": sum(p["decision"] == "keep" for p in pairs)}
-    report["heldout_exercises"] = _heldout_report(held, rows, results)
+    report["heldout_exercises"] = _heldout_report(held, rows)
     atomic_write_json(out / PAIRS_FILE, pairs)
     atomic_write_json(out / REPORT_FILE, report)
 
-    summary = _summary(results, report, datasets)
     parents = [str(ds.path) for ds in datasets.values()]
+    summary = _summary(ledger, report, datasets, parents)
     for name, ds in datasets.items():
         finish_dataset(out / name, stage=f"decontam.{name}", config_hash=ctx.config_hash, parents=[ds.path],
                        summary={**summary, "line": f"decontam.{name}: cleaned copy of {ds.path}"})
-    finish_dataset(out / "rejected", stage="decontam.rejected", config_hash=ctx.config_hash, parents=parents,
-                   summary=summary)
     result = finish_dataset(out, stage="decontam", config_hash=ctx.config_hash, parents=parents, summary=summary)
     summary_line(summary["line"])
     for line in format_table(report):
@@ -238,7 +254,7 @@ def run(cfg: DecontamConfig, inputs: dict[str, Dataset], out: Path, ctx: StageCo
     return result
 
 
-def _heldout_report(held: HeldOut | None, rows: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> dict:
+def _heldout_report(held: HeldOut | None, rows: list[dict[str, Any]]) -> dict:
     """What treating the held-out exercises as a benchmark did: how many, from how many files, what went."""
     if held is None:
         return {"enabled": False}
@@ -251,30 +267,24 @@ def _heldout_report(held: HeldOut | None, rows: list[dict[str, Any]], results: d
             "problems_matched": sorted({r["problem_id"] for r in removed})}
 
 
-def _summary(results: dict[str, dict[str, Any]], report: dict[str, Any], datasets: dict[str, Dataset]) -> dict:
-    heldout = sum(r.get("heldout", 0) for r in results.values())
-    checked = sum(r["checked"] for r in results.values()) - heldout
-    kept = sum(r["kept"] for r in results.values()) - heldout
-    matched = sum(r["matched"] for r in results.values())
-    by_signal: Counter[str] = Counter()
-    for r in results.values():
-        by_signal.update(r["removed_by"])
+def _summary(ledger: StageLedger, report: dict[str, Any], datasets: dict[str, Dataset], parents: list[str]) -> dict:
+    """The ledger's counts and line (finishing ``rejected/``), with decontam's own fields and words beside them."""
+    totals = ledger.totals()
+    counters = totals["counters"]
+    by_signal = {k.removeprefix(REASON_PREFIX): v for k, v in totals["dropped_by_reason"].items()}
+    matched, heldout = counters.get("matched", 0), counters.get("heldout_exercises", 0)
+    for_held = counters.get("removed_for_heldout_exercises", 0)
     per_input = ", ".join(f"{n} {report['datasets'][n]}" for n in datasets)
-    signals = ", ".join(f"{k} {v}" for k, v in sorted(by_signal.items())) or "none"
     taus = "/".join(f"{t['tau']:g}" for t in report["taus"])
     removed = "/".join(str(t["removed"]) for t in report["taus"])
     similar = "/".join(str(t["n_similar"]) for t in report["taus"])
     held = report.get("heldout_exercises", {})
-    for_held = sum(r.get("removed_for", {}).get(EXERCISES, 0) for r in results.values())
-    held_part = (f"; {held['n_problems']} held-out exercises ({held['n_exercise_sources'] - held['n_train_sources']} "
-                 f"of {held['n_exercise_sources']} sources, kept out of training) as a benchmark: {for_held} removed "
-                 f"for them" if held.get("enabled") else "")
-    line = (f"decontam: {checked} checked ({per_input}), {kept} kept, {checked - kept} removed (by {signals}), "
-            f"{matched} matched any signal; at tau {taus}: {removed} would be removed, "
-            f"{similar} of {report['n_problems']} problems similar{held_part}; evidence in {PAIRS_FILE}")
-    return {"line": line, "checked": checked, "kept": kept, "removed": checked - kept,
-            "counts": {"in": checked, "kept": kept, "dropped": checked - kept,
-                       "in_means": "training records checked (held-out exercises pass through unchecked)"},
-            "removed_by_signal": dict(by_signal), "matched": matched, "heldout_exercises": heldout,
-            "removed_for_heldout_exercises": for_held,
-            "ast_pairs": sum(r["ast_pairs"] for r in results.values())}
+    held_part = (f"; {heldout} held-out exercises passed through unchecked ({held['n_problems']} of them, from "
+                 f"{held['n_exercise_sources'] - held['n_train_sources']} of {held['n_exercise_sources']} sources, "
+                 f"a benchmark kept out of training: {for_held} removed for them)" if held.get("enabled") else "")
+    tail = (f"checked per input: {per_input}; {matched} matched any signal; at tau {taus}: {removed} would be "
+            f"removed, {similar} of {report['n_problems']} problems similar{held_part}; evidence in {PAIRS_FILE}")
+    return ledger.finish(
+        tail=tail, parents=tuple(parents), checked=totals["in"], kept=totals["kept"], removed=totals["dropped"],
+        removed_by_signal=by_signal, matched=matched, heldout_exercises=heldout,
+        removed_for_heldout_exercises=for_held, ast_pairs=counters.get("ast_pairs", 0))
