@@ -96,6 +96,12 @@ def test_judge_stage_with_two_judges(server, tmp_path):
     assert summary["heuristic"]["n"] == 24
     # every record's path is counted (the failed one was on the choices path), with the server's words
     assert summary["llm"]["paths"] == {"choices": 10} and "paths: choices 10" in summary["line"]
+    # in = the label judge's sample: 9 labelled (kept) + 1 unjudged (dropped), as the ledger counted them
+    counts = summary["counts"]
+    assert (counts["in"], counts["kept"], counts["dropped"]) == (10, 9, 1)
+    assert counts["dropped_by_reason"] == {"unjudged": 1} and summary["unjudged"] == {"request-failed": 1}
+    assert summary["line"].startswith("judge: 10 files sampled for llm labels -> 9 kept, 1 dropped (unjudged 1); ")
+    assert summary["labelled"] == 9 and summary["positives"] == counts["counters"]["positives"]
     assert "first: request-failed: server_error: http_500: internal error" in summary["line"]
     # re-running the unchanged config sends nothing and changes nothing
     hits = len(server.hits)

@@ -10,7 +10,11 @@ Steps, each resumable:
 4. write: the records judged by ``label_from`` -> ``OUT/part-N`` with columns ``score`` (that judge's,
    normalised to [0, 1]), ``label`` (score >= its threshold), ``heuristic_score``, ``llm_score`` and
    each judge's verdict in ``provenance["judge"]``. Records the label judge could not score (an
-   unparseable reply, a failed request) go to ``OUT/rejected/`` with the reason.
+   unparseable reply, a failed request) go to ``OUT/rejected/`` with reason ``unjudged``.
+
+What one "in" is: a file in the label judge's sample (``label_from``), so ``in = labelled + unjudged``;
+the stage ledger (:mod:`textbooklm.ledger`) records each verdict per corpus shard, and the rejected rows,
+the summary's ``counts`` and its line derive from it. Files only the other judge scored are not in.
 
 The output is a labelled sample for the classifier, not a filtered corpus: records not sampled are
 simply not judged (the corpus stage's output stays complete). ``OUT/agreement.json`` holds the
@@ -22,12 +26,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from textbooklm.ledger import StageLedger
 from textbooklm.progress import summary_line
 from textbooklm.quality import heuristic
 from textbooklm.quality.agreement import agreement
@@ -35,6 +40,9 @@ from textbooklm.quality.config import JudgeConfig
 from textbooklm.quality.sampling import stratified_sample
 from textbooklm.record import with_provenance
 from textbooklm.store import Dataset, atomic_write_json, finish_dataset, write_table
+
+if TYPE_CHECKING:
+    from textbooklm.stage_context import StageContext
 
 BASE_FIELDS = [
     ("id", pa.string()), ("text", pa.string()), ("path", pa.string()), ("source", pa.string()),
@@ -60,12 +68,12 @@ def heuristic_shard(task: dict[str, Any]) -> dict[str, Any]:
     return {"scored": len(out)}
 
 
-def _teacher_for(cfg: JudgeConfig, ctx: Any, out: Path):
+def _teacher_for(cfg: JudgeConfig, ctx: StageContext, out: Path):
     """The judge's teacher, with the run's request cache (a re-run of this stage re-sends nothing)."""
     return ctx.teacher(cfg.teacher, stage="judge")
 
 
-def run(cfg: JudgeConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+def run(cfg: JudgeConfig, inputs: dict[str, Dataset], out: Path, ctx: StageContext) -> Dataset:
     """Run the judge stage into ``out`` (see the module docstring)."""
     out = Path(out)
     work = out / "_work"
@@ -118,8 +126,8 @@ def run(cfg: JudgeConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Da
         llm_meta = {"teacher": cfg.teacher, "model": ctx.teacher_config(cfg.teacher).model,
                     "prompt": template.name, "prompt_sha": template.sha, "scale": template.scale}
     label_rows = heur_rows if cfg.label_from == "heuristic" else llm_rows
-    judged_rows = sorted(set(heur_rows) | set(llm_rows))
-    counts = _write(out, shards, where, judged_rows, set(label_rows), heur, llm, cfg, thresholds, llm_meta)
+    ledger = ctx.ledger(f"files sampled for {cfg.label_from} labels", REJECTED_SCHEMA)
+    _write(ledger, shards, where, label_rows, heur, llm, cfg, thresholds, llm_meta)
 
     agree = None
     both = [i for i in llm_rows if i in heur and llm[i]["score"] is not None]
@@ -130,15 +138,14 @@ def run(cfg: JudgeConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Da
             [int(llm[i]["score"] >= thresholds["llm"]) for i in both],
         )
         atomic_write_json(out / "agreement.json", agree)
-    counts["corpus_records"] = len(ids)
-    summary = _summary(cfg, heur, llm, counts, agree, thresholds, llm_meta, teacher_line)
-    finish_dataset(out / "rejected", stage="judge.rejected", config_hash=ctx.config_hash, summary=summary)
+    summary = _summary(cfg, heur, llm, ledger.totals(), len(ids), agree, thresholds, llm_meta, teacher_line)
+    summary = ledger.finish(tail=summary.pop("tail"), parents=(corpus.path,), **summary)
     ds = finish_dataset(out, stage="judge", config_hash=ctx.config_hash, parents=[corpus.path], summary=summary)
     summary_line(summary["line"])
     return ds
 
 
-def _run_heuristic(rows: list[int], where, shards, work: Path, ctx: Any) -> dict[int, tuple[float, dict]]:
+def _run_heuristic(rows: list[int], where, shards, work: Path, ctx: StageContext) -> dict[int, tuple[float, dict]]:
     by_shard: dict[int, list[int]] = {}
     for g in rows:
         s, r = where[g]
@@ -167,15 +174,20 @@ def _texts(rows: list[int], where, shards) -> list[str]:
     return texts
 
 
-def _write(out: Path, shards, where, judged_rows, label_rows: set[int], heur, llm, cfg: JudgeConfig,
-           thresholds: dict[str, float], llm_meta: dict[str, Any]) -> dict[str, Any]:
+def _write(ledger: StageLedger, shards, where, label_rows: list[int], heur, llm, cfg: JudgeConfig,
+           thresholds: dict[str, float], llm_meta: dict[str, Any]) -> None:
+    """Per corpus shard: labelled records -> ``OUT/part-N``; the label judge's verdicts -> its ledger shard.
+
+    Every shard is written (empty where none of its records was sampled) and its ledger closed after its
+    records, so a run killed here and re-run rewrites each shard once: nothing is counted twice.
+    """
     per_shard: dict[int, list[int]] = {s: [] for s in range(len(shards))}
-    for g in judged_rows:
+    for g in sorted(label_rows):
         per_shard[where[g][0]].append(g)
-    kept_total, rejected_reasons, positives = 0, Counter(), 0
     for s, path in enumerate(shards):
         table = pq.read_table(path).to_pylist() if per_shard[s] else []
-        kept, rejected = [], []
+        part = ledger.shard(path.name)
+        kept = []
         for g in per_shard[s]:
             rec = dict(table[where[g][1]])
             verdict: dict[str, Any] = {"label_from": cfg.label_from}
@@ -186,28 +198,28 @@ def _write(out: Path, shards, where, judged_rows, label_rows: set[int], heur, ll
             if g in llm:
                 verdict["llm"] = {**llm_meta, **llm[g], "threshold": thresholds["llm"]}
             score = h_score if cfg.label_from == "heuristic" else l_score
-            if g not in label_rows:
-                continue  # judged only by the other judge (cannot happen with the nested samples; safe)
             if score is None:
-                rec = with_provenance(rec, "judge", **verdict)
                 reason = (llm.get(g) or {}).get("reason") or "unscored"
-                rejected.append({**rec, "reason": "unjudged", "detail": f"{cfg.label_from} judge: {reason}"})
-                rejected_reasons[reason.split(":", 1)[0]] += 1
+                part.drop(with_provenance(rec, "judge", **verdict), "unjudged", f"{cfg.label_from} judge: {reason}")
                 continue
             label = int(score >= thresholds[cfg.label_from])
             verdict.update(score=score, label=label)
-            positives += label
+            part.count("positives", label)
             kept.append({**with_provenance(rec, "judge", **verdict), "score": score, "label": label,
                          "heuristic_score": h_score, "llm_score": l_score})
-        write_table(out / path.name, pa.Table.from_pylist(kept, schema=JUDGED_SCHEMA))
-        write_table(out / "rejected" / path.name, pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
-        kept_total += len(kept)
-    return {"labelled": kept_total, "positives": positives, "unjudged": dict(rejected_reasons)}
+        write_table(ledger.folder / path.name, pa.Table.from_pylist(kept, schema=JUDGED_SCHEMA))
+        part.keep(len(kept))
+        part.close()
+    ledger.forget({p.name for p in shards})  # a shard of an earlier corpus is not part of this run
 
 
-def _summary(cfg, heur, llm, counts, agree, thresholds, llm_meta, teacher_line) -> dict[str, Any]:
+def _summary(cfg, heur, llm, counts: dict[str, Any], corpus_records: int, agree, thresholds, llm_meta,
+             teacher_line) -> dict[str, Any]:
+    """The judge's own fields and the line's tail, beside the ledger's counts (labelled = its kept)."""
     parts = []
-    info: dict[str, Any] = {"label_from": cfg.label_from, "thresholds": thresholds, **counts}
+    labelled, positives = counts["kept"], int(counts["counters"].get("positives", 0))
+    info: dict[str, Any] = {"label_from": cfg.label_from, "thresholds": thresholds, "labelled": labelled,
+                            "positives": positives, "corpus_records": corpus_records, "unjudged": {}}
     if heur:
         hs = np.array([v[0] for v in heur.values()])
         pos = int((hs >= thresholds["heuristic"]).sum())
@@ -238,15 +250,16 @@ def _summary(cfg, heur, llm, counts, agree, thresholds, llm_meta, teacher_line) 
                        "how": dict(how), "paths": dict(paths),
                        "mean": float(np.mean(scored)) if scored else None, **llm_meta}
         info["teacher"] = teacher_line
+        if cfg.label_from == "llm":  # why the label judge's unjudged files were dropped
+            info["unjudged"] = dict(fails)
     if agree is not None:
         info["agreement"] = agree
         sp = "n/a" if agree["spearman"] is None else f"{agree['spearman']:.2f}"
         ka = "n/a" if agree["kappa"] is None else f"{agree['kappa']:.2f}"
         parts.append(f"agreement on {agree['n']}: Spearman {sp}, kappa {ka}")
-    n, total = counts["labelled"], counts["corpus_records"]
-    rest = (f"the classifier decides the other {total - n}" if n < total
+    rest = (f"the classifier decides the other {corpus_records - labelled}" if labelled < corpus_records
             else "every record: a classifier can only lose information on them")
-    parts.append(f"{n} labelled by {cfg.label_from} ({counts['positives']} positive): labelled {n} of {total} "
-                 f"corpus records ({n / max(1, total):.0%}); {rest}")
-    info["line"] = "judge: " + "; ".join(parts)
+    parts.append(f"{positives} of the {labelled} labels positive; labelled {labelled} of {corpus_records} corpus "
+                 f"records ({labelled / max(1, corpus_records):.0%}); {rest}")
+    info["tail"] = "; ".join(parts)
     return info
