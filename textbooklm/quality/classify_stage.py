@@ -19,6 +19,10 @@ Output dataset: one row per labelled record: ``split`` (``out-of-fold``), ``fold
 ``label`` and score, ``score`` (the saved head's out-of-fold score: the filter decides on it),
 ``in_sample_score`` (the saved model's, for contrast) and ``judge`` (the judge's provenance block, which
 the filter carries into its records).
+
+What one "in" is: a labelled record (the judge's output). Each is scored out of fold and kept (the
+stage drops nothing today); the stage ledger (:mod:`textbooklm.ledger`) records that, so its summary's
+``counts``, its line and its (empty) ``OUT/rejected/`` are derived like every other stage's.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,12 +42,19 @@ from textbooklm.quality.out_of_fold import assign_folds, out_of_fold_scores
 from textbooklm.record import provenance
 from textbooklm.store import Dataset, atomic_write_bytes, atomic_write_json, finish_dataset, write_table
 
+if TYPE_CHECKING:
+    from textbooklm.stage_context import StageContext
+
 OUT_OF_FOLD = "out-of-fold"  # the split of every labelled record: its score comes from a model that never saw it
 PRED_SCHEMA = pa.schema([
     ("id", pa.string()), ("path", pa.string()), ("source", pa.string()), ("split", pa.string()),
     ("fold", pa.int32()), ("label", pa.int8()), ("judge_score", pa.float64()), ("score", pa.float64()),
     ("in_sample_score", pa.float64()), ("judge", pa.string()),
 ])
+REJECTED_SCHEMA = pa.schema([("id", pa.string()), ("path", pa.string()), ("source", pa.string()),
+                             ("label", pa.int8()), ("judge_score", pa.float64())])
+PART = "part-00000.parquet"  # one shard: the labelled sample is small
+IN_MEANS = "labelled records scored out of fold"
 
 
 def embed_texts(
@@ -100,7 +111,7 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[
     return np.sort(train), np.sort(test)
 
 
-def run(cfg: ClassifyConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+def run(cfg: ClassifyConfig, inputs: dict[str, Dataset], out: Path, ctx: StageContext) -> Dataset:
     """Run the classify stage into ``out`` (see the module docstring)."""
     out = Path(out)
     work = out / "_work"
@@ -156,24 +167,30 @@ def run(cfg: ClassifyConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) ->
     saved.save(out / "model")
     atomic_write_json(out / "metrics.json", report)
     judge_blocks = [json.dumps(provenance(r).get("judge", {})) for r in table.select(["provenance"]).to_pylist()]
-    write_table(out / "part-00000.parquet", pa.Table.from_pydict({
+    write_table(out / PART, pa.Table.from_pydict({
         "id": ids, "path": table.column("path").to_pylist(), "source": table.column("source").to_pylist(),
         "split": [OUT_OF_FOLD] * n, "fold": fold.tolist(), "label": labels.tolist(),
         "judge_score": judge_scores.tolist(), "score": [round(float(s), 6) for s in saved_oof],
         "in_sample_score": [round(float(s), 6) for s in in_sample], "judge": judge_blocks,
     }, schema=PRED_SCHEMA))
-    line = _line(cfg, saved, report, x.shape[1])
-    summary = {"line": line, **{k: report[k] for k in ("saved_head", "embedder", "folds", "n_labelled",
-                                                       "corpus_records", "positive_rate")},
-               "out_of_fold": heads[saved.kind]["test"],
-               "baseline_f1": {k: v["f1"] for k, v in report["baselines"].items()}}
+    ledger = ctx.ledger(IN_MEANS, REJECTED_SCHEMA)
+    part = ledger.shard(PART)  # closed after the rows it counts are written: a re-run rewrites both
+    part.keep(n)
+    part.count("label_1", int(labels.sum()))
+    part.close()
+    ledger.forget({PART})
+    fields = {**{k: report[k] for k in ("saved_head", "embedder", "folds", "n_labelled", "corpus_records",
+                                       "positive_rate")},
+              "out_of_fold": heads[saved.kind]["test"],
+              "baseline_f1": {k: v["f1"] for k, v in report["baselines"].items()}}
+    summary = ledger.finish(tail=_tail(cfg, saved, report, x.shape[1]), parents=(judged.path,), **fields)
     ds = finish_dataset(out, stage="classify", config_hash=ctx.config_hash, parents=[judged.path], summary=summary)
-    summary_line(line)
+    summary_line(summary["line"])
     return ds
 
 
-def _line(cfg: ClassifyConfig, saved: QualityClassifier, report: dict[str, Any], dim: int) -> str:
-    """The summary line: out-of-fold metrics next to the two constant baselines and the in-sample echo."""
+def _tail(cfg: ClassifyConfig, saved: QualityClassifier, report: dict[str, Any], dim: int) -> str:
+    """The summary line's tail: out-of-fold metrics next to the two constant baselines and the in-sample echo."""
     heads, base = report["heads"], report["baselines"]
     m = heads[saved.kind]["test"]
     n, total = report["n_labelled"], report["corpus_records"]
@@ -181,7 +198,7 @@ def _line(cfg: ClassifyConfig, saved: QualityClassifier, report: dict[str, Any],
     pos, neg = base["predict-positive"], base["predict-negative"]
     echo = report["in_sample_echo"]
     others = "".join(f"; {k} out-of-fold F1 {v['test']['f1']:.2f}" for k, v in heads.items() if k != saved.kind)
-    line = (f"classify: {saved.kind} on {embedder_label(cfg.embedder, cfg.precision)} ({dim}-d), {n} labelled of "
+    line = (f"{saved.kind} on {embedder_label(cfg.embedder, cfg.precision)} ({dim}-d), labels on {n} of "
             f"{total} corpus records ({report['positive_rate']:.0%} positive), {report['folds']}-fold out-of-fold: "
             f"precision {m['precision']:.2f}, recall {m['recall']:.2f}, F1 {m['f1']:.2f}, "
             f"accuracy {m['accuracy']:.2f}, ROC-AUC {auc}; baselines on the same labels: predict-positive "
