@@ -121,6 +121,7 @@ def test_a_judged_sample_labels_and_the_classifier_decides_the_rest(tmp_path):
 
     judge = Dataset(run / "judge").manifest["summary"]
     assert (judge["labelled"], judge["corpus_records"]) == (40, 60)
+    assert (judge["counts"]["in"], judge["counts"]["kept"], judge["counts"]["dropped"]) == (40, 40, 0)
     assert "labelled 40 of 60 corpus records (67%); the classifier decides the other 20" in judge["line"]
     got = records(run / "filter")
     splits = {p: provenance(r)["classify"]["split"] for p, r in got.items()}
@@ -142,3 +143,5 @@ def test_a_judged_sample_labels_and_the_classifier_decides_the_rest(tmp_path):
     assert summary["labels_cover_every_record"] is False and "can only lose" not in summary["line"]
     assert summary["unlabelled"]["n"] == 20 and summary["embedded_here"] == 20
     assert summary["labelled"]["n"] == 40
+    assert summary["counts"]["in"] == 60 == summary["counts"]["kept"] + summary["counts"]["dropped"]
+    assert summary["counts"]["kept"] == summary["labelled"]["kept"] + summary["unlabelled"]["kept"]

@@ -14,7 +14,10 @@ import pytest
 from quality_fixtures import base_config, make_corpus_folder
 
 from textbooklm.config import parse_config
-from textbooklm.pipeline import run_pipeline
+from textbooklm.pipeline import run_pipeline, run_status
+from textbooklm.quality.report_section import filter_section
+from textbooklm.reporting.view import RunView
+from textbooklm.run import Run
 from textbooklm.store import Dataset
 
 QUALITY = {
@@ -54,7 +57,12 @@ def test_judge_classify_filter(tmp_path):
         assert prov["filter"]["score"] >= prov["filter"]["threshold"] and "corpus" in prov
     assert all(r["reason"] == "low-educational-value" and r["score"] < 0.5 for r in dropped)
     summary = Dataset(run / "filter").manifest["summary"]
-    assert summary["kept"] == 30 and "tokens (bytes/4) kept" in summary["line"]
+    counts = summary["counts"]
+    assert (counts["in"], counts["kept"], counts["dropped"], counts["in_means"]) == (60, 30, 30, "records scored")
+    assert counts["dropped_by_reason"] == {"low-educational-value": 30}
+    assert summary["line"].startswith("filter: 60 records scored -> 30 kept, 30 dropped (low-educational-value 30); ")
+    assert "tokens (bytes/4) kept" in summary["line"]
+    assert summary["kept_bytes"] == sum(r["n_bytes"] for r in kept) == counts["counters"]["kept_bytes"]
     assert summary["embedded_here"] == 0  # every record was judged: each takes its out-of-fold score
     assert summary["embedder"] == "hashing-256"  # no precision for a model-free embedder
     for name in ("score_histogram", "precision_recall"):
@@ -62,11 +70,27 @@ def test_judge_classify_filter(tmp_path):
         assert json.loads((run / "filter" / f"{name}.json").read_text())
     hist = json.loads((run / "filter" / "score_histogram.json").read_text())
     assert sum(hist["kept"]) == 30 and sum(hist["dropped"]) == 30
+    assert_ledger_counts(run, {"judge": (60, 60, 0, "files sampled for heuristic labels"),
+                               "classify": (60, 60, 0, "labelled records scored out of fold"),
+                               "filter": (60, 30, 30, "records scored")})
+    story = filter_section(RunView(Run(run))).story  # the report reads the ledger's counts
+    assert story and story[0].startswith("the classifier kept 30 of 60 files")
 
     # top_fraction instead of the threshold: only the filter re-runs
     raw["filter"] = {"top_fraction": 0.25}
     run_pipeline(parse_config(raw), run)
     assert Dataset(run / "filter").num_rows == 15
+    assert_ledger_counts(run, {"filter": (60, 15, 45, "records scored")})
+
+
+def assert_ledger_counts(run: Path, want: dict[str, tuple[int, int, int, str]]) -> None:
+    """status (run.json's stats) says what each stage's ledger counted, and rejected/ holds the dropped rows."""
+    rows = {r["stage"]: r for r in run_status(run)}
+    for stage, (n_in, kept, dropped, in_means) in want.items():
+        row = rows[stage]
+        assert (row["in"], row["kept"], row["rejected"], row["in_means"]) == (n_in, kept, dropped, in_means), stage
+        assert Dataset(run / stage / "rejected").num_rows == dropped
+        assert row["line"].startswith(f"{stage}: {n_in} {in_means} -> {kept} kept, {dropped} dropped")
 
 
 @pytest.mark.slow
@@ -84,7 +108,7 @@ def test_cli_commands(tmp_path):
         res = subprocess.run([*cli, *cmd, "--out", str(out)], capture_output=True, text=True, env=env)
         assert res.returncode == 0, res.stderr
         assert f"{cmd[0]}: " in res.stderr
-    assert "kept 15 of 30 records" in res.stderr
+    assert "filter: 30 records scored -> 15 kept, 15 dropped" in res.stderr
     record = json.loads((out / "run.json").read_text())
     assert {"corpus", "judge", "classify", "filter"} <= set(record["stages"])
 
@@ -134,4 +158,8 @@ def test_filter_resumes_after_sigkill(tmp_path):
     assert filter_snapshot(killed) == filter_snapshot(clean)
     kept, rej = filter_snapshot(killed)
     assert len(kept) + len(rej) == 60 and len({k for k, _ in kept}) == len(kept)
-    assert Dataset(killed / "filter").manifest["summary"]["embedded_here"] == 20
+    summary = Dataset(killed / "filter").manifest["summary"]
+    assert summary["embedded_here"] == 20
+    # the ledger counted every record once, as the uninterrupted run did
+    assert summary["counts"] == Dataset(clean / "filter").manifest["summary"]["counts"]
+    assert summary["counts"]["in"] == 60 and len(list((killed / "filter" / "_ledger").glob("*.json"))) == 60

@@ -14,6 +14,11 @@ Steps, each resumable:
    ``classify`` (split: out-of-fold or unlabelled, fold, label, where the score came from) and
    ``filter`` (score, threshold).
 
+What one "in" is: a corpus record scored (every record is), so ``in = kept + dropped`` over the whole
+corpus. Each write task records its shard's verdicts in a :class:`textbooklm.ledger.ShardLedger` (with
+counters for bytes and labelled/unlabelled decisions); the rejected rows, the summary's ``counts`` and
+its line derive from the stage ledger.
+
 The summary counts, for labelled records, the decisions that differ from the judge's label, next to the
 classifier's out-of-fold F1 and the predict-positive / predict-negative baselines; when the labels cover
 every record it says that the classifier can only lose information there.
@@ -27,13 +32,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from textbooklm.executor import resolve_workers
+from textbooklm.ledger import ShardLedger
 from textbooklm.progress import summary_line
 from textbooklm.quality.classifier import QualityClassifier, pr_vs_threshold
 from textbooklm.quality.classify_stage import embedder_label
@@ -42,8 +48,16 @@ from textbooklm.quality.score_origin import LabelledScores, load_labelled_scores
 from textbooklm.record import with_provenance
 from textbooklm.store import MANIFEST, Dataset, atomic_write_json, finish_dataset, write_table
 
+if TYPE_CHECKING:
+    from textbooklm.stage_context import StageContext
+
 SCORE_SCHEMA = pa.schema([("id", pa.string()), ("score", pa.float64()), ("n_bytes", pa.int64())])
 BYTES_PER_TOKEN = 4  # rough code-token size; the summary labels token counts as approximate
+IN_MEANS = "records scored"
+DROP_REASON = "low-educational-value"
+# Ledger counters of each write shard: bytes kept and dropped, and decisions on labelled / unlabelled records.
+TALLIES = ("kept_bytes", "dropped_bytes", "labelled_kept", "labelled_dropped", "kept_label_0", "dropped_label_1",
+           "unlabelled_kept", "unlabelled_dropped")
 
 
 def score_texts(clf: QualityClassifier, texts: list[str], batch_size: int) -> np.ndarray:
@@ -112,15 +126,22 @@ def score_shard(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_shard(task: dict[str, Any]) -> dict[str, Any]:
-    """Worker: split one corpus shard into kept and rejected by the cut; provenance says why each went where."""
+    """Worker: split one corpus shard into kept and rejected by the cut; provenance says why each went where.
+
+    The shard's verdicts go to its ledger (``OUT/rejected/<key>`` and ``OUT/_ledger/<key>.json``), closed
+    after the kept records are written: a shard killed before its marker re-runs and overwrites all three.
+    """
     table = pq.read_table(task["shard"])
     scores = pq.read_table(task["scores"]).column("score").to_pylist()
     labelled = _labelled(task["classify"])
     cut = float(task["cut"])
     tied = set(task.get("tied") or ())
-    kept, dropped = [], []
-    tally = dict.fromkeys(("labelled_kept", "labelled_dropped", "kept_label_0", "dropped_label_1",
-                           "unlabelled_kept", "unlabelled_dropped"), 0)
+    rej_schema = table.schema.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string())) \
+        .append(pa.field("score", pa.float64()))
+    ledger = ShardLedger(task["stage_dir"], task["key"], rej_schema)
+    for name in TALLIES:  # every counter present, zero or not: the summary reads them all
+        ledger.count(name, 0)
+    kept = []
     for rec, score in zip(table.to_pylist(), scores, strict=True):
         judge = labelled.judge_block(rec["id"])
         if judge is not None:
@@ -130,21 +151,18 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
         rec = with_provenance(rec, "filter", score=round(score, 6), threshold=round(cut, 6))
         keep = score > cut or (score == cut and (rec["id"] in tied if task.get("strict") else True))
         side = "unlabelled" if "label" not in block else "labelled"
-        tally[f"{side}_{'kept' if keep else 'dropped'}"] += 1
+        ledger.count(f"{side}_{'kept' if keep else 'dropped'}")
         if side == "labelled" and keep != bool(block["label"]):
-            tally["kept_label_0" if keep else "dropped_label_1"] += 1
+            ledger.count("kept_label_0" if keep else "dropped_label_1")
+        ledger.count("kept_bytes" if keep else "dropped_bytes", rec["n_bytes"] or 0)
         if keep:
             kept.append(rec)
         else:
             detail = f"score {score:.3f} < {cut:.3f}" if score < cut else f"score {score:.3f}: tied at the cut"
-            dropped.append({**rec, "reason": "low-educational-value", "detail": detail, "score": score})
-    schema = table.schema
-    rej_schema = schema.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string())) \
-        .append(pa.field("score", pa.float64()))
-    write_table(Path(task["out"]), pa.Table.from_pylist(kept, schema=schema))
-    write_table(Path(task["rejected"]), pa.Table.from_pylist(dropped, schema=rej_schema))
-    return {"kept": len(kept), "kept_bytes": sum(r["n_bytes"] or 0 for r in kept), "dropped": len(dropped),
-            "dropped_bytes": sum(r["n_bytes"] or 0 for r in dropped), **tally}
+            ledger.drop({**rec, "score": score}, DROP_REASON, detail)
+    write_table(Path(task["out"]), pa.Table.from_pylist(kept, schema=table.schema))
+    ledger.keep(len(kept))
+    return ledger.close()
 
 
 def decide_cut(cfg: QualityFilterConfig, ids: list[str], scores: np.ndarray, default: float) -> tuple[float, list[str]]:
@@ -164,7 +182,7 @@ def decide_cut(cfg: QualityFilterConfig, ids: list[str], scores: np.ndarray, def
     return default, []
 
 
-def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: StageContext) -> Dataset:
     """Run the filter stage into ``out`` (see the module docstring)."""
     out = Path(out)
     work = out / "_work"
@@ -187,39 +205,42 @@ def run(cfg: QualityFilterConfig, inputs: dict[str, Dataset], out: Path, ctx: An
     ids = [i for t in score_tables for i in t.column("id").to_pylist()]
     cut, tied = decide_cut(cfg, ids, scores, clf.cut)
     strict = cfg.top_fraction is not None
+    ledger = ctx.ledger(IN_MEANS)  # each worker builds its shard's ledger (the schema is its shard's)
     write_tasks = [{"key": p.name, "shard": str(p), "scores": str(work / "scores" / p.name), "cut": cut,
                     "strict": strict, "tied": tied, "classify": str(classify.path), "out": str(out / p.name),
-                    "rejected": str(out / "rejected" / p.name)} for p in shards]
+                    "stage_dir": str(ledger.folder)} for p in shards]
     # The cut is part of each task, so a marker from a different cut can never be reused (the pipeline
-    # wipes the folder when the config changes; this guards the CLI re-run with another threshold too).
+    # wipes the folder when the config changes; this guards the CLI re-run with another threshold too:
+    # each shard then re-runs and overwrites its ledger under the same key).
     marker_dir = work / "markers" / f"write-{cut:.6f}"
-    results = ctx.map(write_shard, write_tasks, marker_dir, description="filter: write")
+    ctx.map(write_shard, write_tasks, marker_dir, description="filter: write")
+    ledger.forget({p.name for p in shards})
 
     report = _report_data(out, scores, cut, classify)
-    summary = _summary(results, cut, cfg, clf, report)
-    summary["embedded_here"] = embedded
-    summary["embedder"] = embedder_label(clf.embedder, clf.precision)
-    summary["line"] += f"; {embedded} unlabelled records embedded here ({summary['embedder']})"
-    finish_dataset(out / "rejected", stage="filter.rejected", config_hash=ctx.config_hash, summary=summary)
+    fields = _summary(ledger.totals(), cut, cfg, clf, report)
+    fields["embedded_here"] = embedded
+    fields["embedder"] = embedder_label(clf.embedder, clf.precision)
+    tail = fields.pop("tail") + f"; {embedded} unlabelled records embedded here ({fields['embedder']})"
+    summary = ledger.finish(tail=tail, parents=(corpus.path, classify.path), **fields)
     ds = finish_dataset(out, stage="filter", config_hash=ctx.config_hash, parents=[corpus.path, classify.path],
                         summary=summary)
     summary_line(summary["line"])
     return ds
 
 
-def _summary(results, cut, cfg, clf, report) -> dict[str, Any]:
-    total = {k: sum(r.get(k, 0) for r in results.values()) for k in next(iter(results.values()), {})}
-    kept, dropped = total.get("kept", 0), total.get("dropped", 0)
-    kept_b = total.get("kept_bytes", 0)
-    total_b = kept_b + total.get("dropped_bytes", 0)
+def _summary(counts: dict[str, Any], cut: float, cfg: QualityFilterConfig, clf: QualityClassifier,
+             report: dict[str, str]) -> dict[str, Any]:
+    """The filter's own fields and the line's tail (``tail``), beside the ledger's counts."""
+    total = {k: counts["counters"].get(k, 0) for k in TALLIES}
+    kept_b = total["kept_bytes"]
+    total_b = kept_b + total["dropped_bytes"]
     how = (f"threshold {cut:.3f}" if cfg.top_fraction is None
            else f"top {cfg.top_fraction:.0%} (score >= {cut:.3f})")
-    line = (f"filter: kept {kept} of {kept + dropped} records ({how}, {clf.kind}); "
-            f"~{_tokens(kept_b)} of ~{_tokens(total_b)} tokens "
-            f"(bytes/4) kept ({kept_b / max(1, total_b):.0%}); {dropped} dropped as low-educational-value")
-    labels = _against_labels(total, kept + dropped, clf)
-    line += labels.pop("line")
-    return {"line": line, "kept": kept, "dropped": dropped, "threshold": cut, "kept_bytes": kept_b,
+    tail = (f"{how} on the {clf.kind} score; ~{_tokens(kept_b)} of ~{_tokens(total_b)} tokens "
+            f"(bytes/4) kept ({kept_b / max(1, total_b):.0%})")
+    labels = _against_labels(total, counts["in"], clf)
+    tail += labels.pop("line")
+    return {"tail": tail, "threshold": cut, "kept_bytes": kept_b,
             "total_bytes": total_b, "approx_tokens_kept": kept_b // BYTES_PER_TOKEN,
             "approx_tokens_total": total_b // BYTES_PER_TOKEN, "head": clf.kind,
             "held_out_f1": clf.info.get("metrics", {}).get("f1"), **labels, "plots": report}

@@ -210,7 +210,9 @@ def filter_section(view: RunView, per_bucket: int = 2) -> Section:
         items = cells.get((i, "kept"), []) + cells.get((i, "dropped"), [])
         if items:
             body += f"<h3>classifier score {lo:.2f}-{min(hi, 1.0):.2f}</h3>" + H.examples(items)
-    kept, total = summary.get("kept"), (summary.get("kept") or 0) + (summary.get("dropped") or 0)
+    counts = summary.get("counts") or {"kept": summary.get("kept"),  # a run from before the stage ledger
+                                       "in": (summary.get("kept") or 0) + (summary.get("dropped") or 0)}
+    kept, total = counts.get("kept"), counts.get("in") or 0
     story = []
     if kept is not None:
         story.append(f"the classifier kept {kept:,} of {total:,} files"
