@@ -76,6 +76,21 @@ def test_judge_classify_filter(tmp_path):
     story = filter_section(RunView(Run(run))).story  # the report reads the ledger's counts
     assert story and story[0].startswith("the classifier kept 30 of 60 files")
 
+    # killed while writing: two shards closed their ledger but left no marker, one had not closed it, and
+    # a ledger file of a shard no longer planned lies beside them; the resumed run counts each record once
+    before = Dataset(run / "filter").manifest["summary"]["counts"]
+    (run / "filter" / "_stage.json").unlink()
+    markers = sorted((run / "filter" / "_work" / "markers").glob("write-*/*.json"))
+    for m in markers[:3]:
+        m.unlink()
+    (run / "filter" / "_ledger" / markers[0].name).unlink()
+    (run / "filter" / "rejected" / markers[0].stem).unlink()
+    stray = run / "filter" / "_ledger" / "part-99999.parquet.json"
+    stray.write_text(json.dumps({"key": "part-99999.parquet", "kept": 5, "dropped": 0}))
+    run_pipeline(parse_config(raw), run)
+    assert Dataset(run / "filter").manifest["summary"]["counts"] == before and not stray.exists()
+    assert Dataset(run / "filter" / "rejected").num_rows == 30
+
     # top_fraction instead of the threshold: only the filter re-runs
     raw["filter"] = {"top_fraction": 0.25}
     run_pipeline(parse_config(raw), run)
