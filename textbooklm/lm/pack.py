@@ -323,13 +323,15 @@ def pack(
     tokens_per_shard: int = 50_000_000,
     seed: int = 0,
     tokenizer_path: str | None = None,
+    announce: bool = True,
 ) -> dict:
     """Pack ``sources`` (name, dataset, weight) into ``out``; returns the index (also written).
 
     ``max_epochs`` caps how many times a source's train tokens are packed (one value, or one per
     source; None: no cap, as a library default so existing callers such as the ablation keep their
     packs; the pipeline's ``[pack]`` defaults to 4). A capped source's tokens go to the others by
-    weight (``textbooklm.lm.mixture``).
+    weight (``textbooklm.lm.mixture``). ``announce=False``: the caller prints the line (the pack stage
+    prints its ledger's, which holds this one); warnings are printed either way.
     """
     if not sources:
         raise ValueError("pack: no input datasets")
@@ -403,7 +405,8 @@ def pack(
     del toks
     shutil.rmtree(work, ignore_errors=True)
     atomic_write_json(out / INDEX, index)  # last: a folder with index.json is a finished pack
-    summary_line(index["line"])
+    if announce:
+        summary_line(index["line"])
     for warning in index["warnings"]:
         summary_line(f"pack: warning: {warning}")
     return index

@@ -82,7 +82,9 @@ def _train_section(view: RunView, stage: str) -> Section:
         body += H.figure(plots.panels(curves, f"{stage}: the finished run's log", "step"), f"{stage} training curves")
     else:
         body += H.missing("no training log (train/metrics.csv) in this stage's folder")
-    brief = line.split(";")[0].removeprefix("train: ")
+    # The training words alone (finetuning's line starts with the documents of its own pack).
+    brief = str(view.summary(stage).get("trained") or line).split(";")[0].removeprefix(f"{stage}: ")
+    brief = brief.removeprefix("train: ")
     return Section(body=body, story=[brief] if brief else [])
 
 
