@@ -14,6 +14,7 @@ Every stage that asks an LLM anything goes through this layer. The public entry 
 ``local``: a transformers model, ``smollm2`` by default), opens the SQLite request cache in
 ``cache_dir`` (unless ``cfg.cache`` is false or ``cache_dir`` is None) and loads the stage's ledger
 from it, so budgets and costs add up across interrupted and resumed runs of the same stage.
+``complete_spread`` (fanout.py) sends one list of requests through N drivers on the run's executor.
 
 Heavy imports (openai, torch, transformers) happen only when a backend is built.
 """
@@ -42,8 +43,13 @@ __all__ = [
 ]
 
 
-def build_teacher(cfg: TeacherConfig, cache_dir: str | Path | None, stage: str = "default") -> Teacher:
-    """A ready :class:`Teacher` for one stage: backend + request cache + ledger + budget."""
+def build_teacher(cfg: TeacherConfig, cache_dir: str | Path | None, stage: str = "default", *,
+                  driver: bool = False) -> Teacher:
+    """A ready :class:`Teacher` for one stage: backend + request cache + ledger + budget.
+
+    ``driver``: this process is one of several sending a stage's requests (``fanout.py``); it writes its
+    own cache file in ``cache_dir`` instead of the main one (``cache.py``). Lookups see every file.
+    """
     if cfg.backend == "openai" and cfg.batch:
         from textbooklm.teacher.batch_backend import OpenAIBatchBackend
 
@@ -61,6 +67,8 @@ def build_teacher(cfg: TeacherConfig, cache_dir: str | Path | None, stage: str =
         backend = LocalBackend(cfg)
     else:  # pragma: no cover - the config's Literal rules this out
         raise TeacherError(f"unknown teacher backend {cfg.backend!r}")
-    cache = RequestCache(Path(cache_dir) / CACHE_FILE) if cfg.cache and cache_dir is not None else None
+    cache = None
+    if cfg.cache and cache_dir is not None:
+        cache = RequestCache.for_driver(Path(cache_dir)) if driver else RequestCache(Path(cache_dir) / CACHE_FILE)
     return Teacher(cfg, backend, cache, stage)
 

@@ -95,9 +95,13 @@ class BudgetGate:
     """Admits requests while their worst-case spend fits under budget_usd / budget_tokens."""
 
     def __init__(
-        self, entry: LedgerEntry, price: Price | None, budget_usd: float | None, budget_tokens: int | None
+        self, entry: LedgerEntry, price: Price | None, budget_usd: float | None, budget_tokens: int | None,
+        base: LedgerEntry | None = None,
     ) -> None:
         self.entry = entry
+        # What other drivers had spent on this stage when this one started (their own files' rows).
+        self.base_usd = (base.cost_usd or 0.0) if base is not None else 0.0
+        self.base_tokens = (base.tokens_in + base.tokens_out) if base is not None else 0
         self.price = price
         self.budget_usd = budget_usd
         self.budget_tokens = budget_tokens
@@ -113,11 +117,11 @@ class BudgetGate:
 
     def _fits(self, usd: float, tokens: int) -> bool:
         if self.budget_usd is not None:
-            spent = self.entry.cost_usd or 0.0
+            spent = (self.entry.cost_usd or 0.0) + self.base_usd
             if spent + self._reserved_usd + usd > self.budget_usd + 1e-12:
                 return False
         if self.budget_tokens is not None:
-            spent_t = self.entry.tokens_in + self.entry.tokens_out
+            spent_t = self.entry.tokens_in + self.entry.tokens_out + self.base_tokens
             if spent_t + self._reserved_tokens + tokens > self.budget_tokens:
                 return False
         return True

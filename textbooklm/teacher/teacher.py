@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 
 from textbooklm.progress import progress_bar
 from textbooklm.teacher.backend import Backend, Job, TeacherError, run_all
-from textbooklm.teacher.cache import RequestCache
+from textbooklm.teacher.cache import RequestCache, merge_ledgers
 from textbooklm.teacher.config import TeacherConfig
 from textbooklm.teacher.ledger import BudgetGate, LedgerEntry
 from textbooklm.teacher.types import REASON_BUDGET, Message, Request, Result, request_key
@@ -45,14 +45,25 @@ class Teacher:
         self.cache = cache
         self.stage = stage
         self.price = cfg.resolved_price()
-        saved = cache.load_ledger(stage, cfg.model) if cache is not None else None
-        self.ledger = LedgerEntry.from_dict(saved) if saved else LedgerEntry(stage=stage, model=cfg.model)
+        # own: what this cache file's writers spent (the row it commits); base: what the other files'
+        # writers (other drivers) had spent when it opened. The stage's ledger is their sum.
+        saved = cache.own_ledger(stage, cfg.model) if cache is not None else None
+        self.own = LedgerEntry.from_dict(saved) if saved else LedgerEntry(stage=stage, model=cfg.model)
+        others = cache.other_ledgers(stage, cfg.model) if cache is not None else []
+        self.base = LedgerEntry.from_dict(merge_ledgers(others)) if others else None
         self._runner: asyncio.Runner | None = None  # complete()'s loop, kept between batches
         self._shutdown: weakref.finalize | None = None
 
     @property
     def model(self) -> str:
         return self.cfg.model
+
+    @property
+    def ledger(self) -> LedgerEntry:
+        """The stage's ledger on this model: this file's row plus the other drivers' (a copy then)."""
+        if self.base is None:
+            return self.own
+        return LedgerEntry.from_dict(merge_ledgers([self.base.to_dict(), self.own.to_dict()]))
 
     def key(self, request: Request) -> str:
         return request_key(self.backend.name, self.cfg.model, request)
@@ -83,10 +94,10 @@ class Teacher:
         for k, res in hits.items():
             for i in slots[k]:
                 results[i] = dataclasses.replace(res)
-            self.ledger.record(res, self.price)
+            self.own.record(res, self.price)
         jobs = self.backend.order([Job(k, requests[idx[0]]) for k, idx in slots.items() if k not in hits])
 
-        gate = BudgetGate(self.ledger, self.price, self.cfg.budget_usd, self.cfg.budget_tokens)
+        gate = BudgetGate(self.own, self.price, self.cfg.budget_usd, self.cfg.budget_tokens, base=self.base)
         queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.backend.queue_size)
         finished: set[str] = set()
 
@@ -97,7 +108,7 @@ class Teacher:
             if self.cache is None or (not pending and not ledger_only):
                 return
             batch = pending[:]
-            self.cache.commit(self.backend.name, self.cfg.model, batch, (self.stage, self.ledger.to_dict()))
+            self.cache.commit(self.backend.name, self.cfg.model, batch, (self.stage, self.own.to_dict()))
             del pending[: len(batch)]  # only once committed: a failed commit is tried again
 
         with progress_bar(f"teacher {self.cfg.model} [{self.stage}]", len(slots), len(hits)) as advance:
@@ -106,7 +117,7 @@ class Teacher:
                 if job.key in finished:  # a backend bug must not double-count or overwrite
                     raise TeacherError(f"backend finished request {job.key[:12]} twice")
                 finished.add(job.key)
-                self.ledger.record(result, self.price)
+                self.own.record(result, self.price)
                 for i in slots[job.key]:
                     results[i] = dataclasses.replace(result)
                 if show_progress:
@@ -146,7 +157,7 @@ class Teacher:
             try:
                 await run_all(feed(), self.backend.serve(queue, finish))
             finally:
-                self.ledger.wall_s += time.monotonic() - start
+                self.own.wall_s += time.monotonic() - start
                 try:
                     commit_pending(ledger_only=True)  # the ledger's wall time, and anything a cancellation left
                 finally:
