@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from textbooklm.config import RunConfig
+    from textbooklm.lazy_services import LazySandbox, LazyTeacher
     from textbooklm.ledger import StageLedger
     from textbooklm.run import Run
     from textbooklm.sandbox import Limits
@@ -87,6 +88,21 @@ class StageContext:
         from textbooklm.sandbox import SandboxPool
 
         return SandboxPool(limits, workers=self.run.workers or None)
+
+    def lazy_teacher(self, name: str, stage: str | None = None) -> LazyTeacher:
+        """The named teacher, built on first use, thread-safe (``lazy_services.py``); closed by the caller.
+
+        For a stage whose re-run may have nothing left to ask: a finished one never loads the model.
+        """
+        from textbooklm.lazy_services import LazyTeacher
+
+        return LazyTeacher(self.teacher_config(name), self.owner.teacher_cache_dir, stage or self.name, name)
+
+    def lazy_sandbox(self, limits: Limits) -> LazySandbox:
+        """One warm sandbox pool with these limits, started only if a program runs; closed by the caller."""
+        from textbooklm.lazy_services import LazySandbox
+
+        return LazySandbox(limits, self.run.workers)
 
     def score_texts(self, stage: str, texts: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Score ``texts`` the way ``stage`` does (its registry ``scorer``, with the run's config for it).
