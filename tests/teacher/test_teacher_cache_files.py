@@ -6,10 +6,8 @@ Real processes writing real SQLite files concurrently; the readers, the ledger, 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -18,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from fakes.cache_reader import cached_prompts
 from fakes.echo_server_async import AsyncEchoServer
 
 from textbooklm.teacher import Request, Result, TeacherConfig, build_teacher
@@ -41,20 +40,6 @@ def cfg_for(srv: AsyncEchoServer, **kw) -> TeacherConfig:
 
 def ask(prompt: str) -> Request:
     return Request(messages=[{"role": "user", "content": prompt}], max_tokens=4)
-
-
-def cached_prompts(folder: Path) -> Counter:
-    """Prompts per cache file entry, over every file (a prompt cached twice counts 2)."""
-    out: Counter = Counter()
-    for path in cache_files(folder):
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            out.update(json.loads(r[0])["messages"][-1]["content"] for r in con.execute("SELECT request FROM results"))
-        except sqlite3.OperationalError:
-            pass
-        finally:
-            con.close()
-    return out
 
 
 def test_driver_slots_are_claimed_once_and_freed_by_close(tmp_path):

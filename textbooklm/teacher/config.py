@@ -64,7 +64,12 @@ class TeacherConfig(StrictModel):
         "a config, a log or the cache). It must be set, or the teacher is refused before any request; "
         "set this to \"\" for a self-hosted server that needs no key.",
     )
-    concurrency: int = Field(16, ge=1, description="Requests in flight at once (openai backend).")
+    concurrency: int = Field(16, ge=1, description="Requests in flight at once (openai backend), per driver.")
+    drivers: int = Field(
+        1, ge=1, description="Processes that send a stage's requests, each with its own client, `concurrency` "
+        "and cache file, on the run's executor (local pool or Ray: more machines, more in flight); 1 = in the "
+        "stage's own process (teacher/fanout.py). Where a stage supports it (textbooks).",
+    )
     http: Literal["auto", "aiohttp", "httpx"] = Field(
         "auto",
         description="HTTP transport under the openai SDK: 'aiohttp' (the SDK's aiohttp extra, about half "
@@ -130,6 +135,8 @@ class TeacherConfig(StrictModel):
             raise ValueError(
                 f"unknown price_preset {self.price_preset!r}; presets: {', '.join(sorted(PRICE_PRESETS))}"
             )
+        if self.batch and self.drivers > 1:
+            raise ValueError("batch = true sends its batches from one process: set drivers = 1")
         if self.batch and self.backend != "openai":
             raise ValueError("batch = true needs backend = 'openai' (the Batch API is an HTTP endpoint)")
         if self.budget_usd is not None and self.resolved_price() is None:
