@@ -60,10 +60,32 @@ def test_eval_stage_end_to_end(tmp_path, tiny_checkpoint):
     summary = json.loads((out / "model.humaneval.results.json").read_text())
     assert summary["limits"]["timeout_s"] == 5.0 and summary["samples"] == 6  # every limit is recorded
     assert ds.num_rows == len(metrics) and "humaneval pass@1" in ds.manifest["summary"]["line"]
+    counts = ds.manifest["summary"]["counts"]  # the ledger: one model measured, the units it was scored on
+    assert (counts["in"], counts["kept"], counts["dropped"], counts["in_means"]) == (1, 1, 0, "models to evaluate")
+    assert counts["counters"]["problems scored"] == 3 + 1  # HumanEval's 3 and GSM8K's 1
+    assert ds.manifest["summary"]["line"].startswith("eval: 1 models to evaluate -> 1 kept, 0 dropped; model: ")
     # A re-run continues from the samples on disk instead of sampling again.
     before = (out / "model.humaneval.samples.jsonl").read_text()
     run(cfg, {}, out, ctx)
     assert (out / "model.humaneval.samples.jsonl").read_text() == before
+
+
+def test_a_model_without_a_checkpoint_is_dropped_with_its_reason(tmp_path):
+    """A finetune stage with nothing to train on leaves no checkpoint: eval says so in rejected/, not silently."""
+    from textbooklm.stage_stats import stage_stats
+    from textbooklm.store import Dataset
+
+    missing = tmp_path / "no-model"
+    cfg = EvalConfig(models=[str(missing)], humaneval_limit=1)
+    out = tmp_path / "eval"
+    ds = run(cfg, {}, out, context_for(Run(tmp_path, parse_config({"run": {"workers": 1}})), "eval"))
+    summary = ds.manifest["summary"]
+    assert summary["counts"]["dropped_by_reason"] == {"no-checkpoint": 1} and summary["counts"]["kept"] == 0
+    assert summary["line"].startswith("eval: 1 models to evaluate -> 0 kept, 1 dropped (no-checkpoint 1); ")
+    assert "no-model: no model to evaluate" in summary["line"]
+    rows = Dataset(out / "rejected").to_table().to_pylist()
+    assert [(r["model"], r["reason"]) for r in rows] == [(str(missing), "no-checkpoint")] and rows[0]["detail"]
+    assert stage_stats("eval", out, summary, 1.0)["dropped"] == 1
 
 
 def test_choice_and_perplexity_commands(tmp_path, tiny_checkpoint):

@@ -8,7 +8,6 @@ and sampled figures where most completions were empty (a pass@1 of 0 that says n
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from textbooklm.reporting import html as H
@@ -124,12 +123,13 @@ def eval_warnings(results: dict[str, Any]) -> list[str]:
 
 
 def _this_run_scale(view: RunView) -> list[tuple[str, str, str, str, str, str]]:
-    """This run's models with their parameter and token counts (from the training stages' lines)."""
+    """This run's models with their parameter and token counts (the training stages' summaries)."""
     rows = []
     for stage in ("pretrain", "finetune"):
-        m = re.search(r"([\d.]+[KMB]?) tokens, ([\d.]+[KMB]) params", view.line(stage))
-        if m:
-            rows.append((f"this run: {stage}", m.group(2), f"{m.group(1)} seen", "this report",
+        s = view.summary(stage)
+        params, tokens = s.get("parameters"), s.get("tokens")
+        if isinstance(params, int) and isinstance(tokens, int) and tokens > 0:
+            rows.append((f"this run: {stage}", f"{params / 1e6:.2f}M", f"{tokens:,} seen", "this report",
                          "see the table above", ""))
     return rows
 

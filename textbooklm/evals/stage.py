@@ -24,6 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from textbooklm.code_tasks import load_problems
 from textbooklm.evals.choice import evaluate_choices
 from textbooklm.evals.choice_tasks import load_choice_task
@@ -46,7 +48,11 @@ from textbooklm.evals.perplexity import perplexity, read_texts
 from textbooklm.evals.uncertainty import RESAMPLES
 from textbooklm.problems import Problem
 from textbooklm.progress import summary_line
-from textbooklm.store import Dataset, atomic_write_json, write_dataset
+from textbooklm.stage_context import StageContext
+from textbooklm.store import Dataset, atomic_write_json, shard_name, write_dataset
+
+IN_MEANS = "models to evaluate"  # the ledger's inputs: eval.models; a model without a checkpoint is dropped
+REJECTED_SCHEMA = pa.schema([("model", pa.string()), ("folder", pa.string())])
 
 
 def code_task(label: str, task: str, problems: list[Problem], sampler: Any, settings: SamplingSettings,
@@ -73,7 +79,7 @@ class EvalSets:
         self.skipped: dict[str, str] = {}  # set -> why it was not measured
 
 
-def _corpus_validation_set(cfg: EvalConfig, inputs: dict[str, Dataset], ctx: Any, sets: EvalSets) -> None:
+def _corpus_validation_set(cfg: EvalConfig, inputs: dict[str, Dataset], ctx: StageContext, sets: EvalSets) -> None:
     cv = cfg.corpus_validation
     if cv is None:
         return
@@ -101,7 +107,8 @@ def _corpus_validation_set(cfg: EvalConfig, inputs: dict[str, Dataset], ctx: Any
                 f"{cv.tokens_per_document} tokens of each", "unit": "documents", "n": len(ids), "ids_sha": ids_sha(ids)}
 
 
-def build_sets(cfg: EvalConfig, inputs: dict[str, Dataset], ctx: Any, heldout: list[Problem] | None) -> EvalSets:
+def build_sets(cfg: EvalConfig, inputs: dict[str, Dataset], ctx: StageContext,
+               heldout: list[Problem] | None) -> EvalSets:
     """HumanEval, held-out exercises and corpus validation documents: the same for every model."""
     sets = EvalSets()
     if cfg.humaneval:
@@ -186,8 +193,14 @@ def _shown(m: Measured) -> str:
     return f"{m.metric} {text} ({extra})"
 
 
-def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
+def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: StageContext) -> Dataset:
+    """Measure every model of ``eval.models`` on the same sets; its ledger keeps each model measured and
+    drops one without a checkpoint (``no-checkpoint``), counting the units each model was scored on."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    ledger = ctx.ledger(IN_MEANS, REJECTED_SCHEMA)
+    if ledger.folder.resolve() != out.resolve():
+        raise ValueError(f"eval: asked to write into {out}, but this run's eval folder is {ledger.folder}")
     workers = ctx.run.workers or None
     from textbooklm.model.checkpoint import resolve_checkpoint
 
@@ -203,15 +216,24 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
     training: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     overlaps: dict[str, dict[str, Any]] = {}
-    for name in cfg.models:
+    keys = set()
+    for i, name in enumerate(cfg.models):
         folder = ctx.owner.model_folder(name)
         label = Path(name).name
+        part = ledger.shard(shard_name(i))
+        keys.add(part.key)
         try:
             resolve_checkpoint(folder)
         except FileNotFoundError as exc:  # e.g. a finetune stage that had nothing to train on
             skipped[label] = str(exc)
+            part.drop({"model": name, "folder": str(folder)}, "no-checkpoint", str(exc))
+            part.close()
             continue
         measured[label] = evaluate_model(label, folder, cfg, out, ctx.run_dir, workers, sets)
+        part.keep()
+        for unit, n in _units_scored(measured[label]).items():
+            part.count(f"{unit} scored", n)
+        part.close()
         # Measured overlap of the sets with what this model trained on (expected 0; evals/heldout.py).
         overlaps[label] = model_overlap(ctx.owner, name, sets.humaneval, sets.heldout, cfg.heldout_exercises)
         measured[label] = relabel(measured[label], overlaps[label])
@@ -238,10 +260,20 @@ def run(cfg: EvalConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dat
              "stderr": x.stderr, "low": x.interval[0] if x.interval else None,
              "high": x.interval[1] if x.interval else None}
             for m, ms in measured.items() for k, x in ms.items()]
-    line = "eval: " + "; ".join(_summary_parts(measured, skipped, sets, comparisons))
-    ds = write_dataset(out, rows, stage="eval", config_hash=ctx.config_hash, summary={"line": line, **flat})
-    summary_line(line)
+    ledger.forget(keys)
+    summary = ledger.finish(tail="; ".join(_summary_parts(measured, skipped, sets, comparisons)), **flat)
+    ds = write_dataset(out, rows, stage="eval", config_hash=ctx.config_hash, summary=summary)
+    summary_line(summary["line"])
     return ds
+
+
+def _units_scored(measured: dict[str, Measured]) -> dict[str, int]:
+    """Distinct units (problems, documents, questions...) one model was scored on, over all its figures."""
+    ids: dict[str, set[str]] = {}
+    for m in measured.values():
+        if m.ids:
+            ids.setdefault(m.unit, set()).update(f"{m.metric.split(' ')[0]}/{i}" for i in m.ids)
+    return {unit: len(found) for unit, found in ids.items()}
 
 
 def _summary_parts(measured: dict[str, dict[str, Measured]], skipped: dict[str, str], sets: EvalSets,
