@@ -1,6 +1,7 @@
 """The report of a real corpus-only run (fast): the first screen, the corpus section with a dropped
 file per reason, the same counts as `textbooklm status`, escaping, and a partial run said to be partial."""
 
+import html
 import json
 import shutil
 
@@ -38,7 +39,7 @@ def test_first_screen_sections_and_examples(corpus_run):
     assert corpus.count("data:image/png;base64,") == 1  # the sorted drop reasons
     # The stage's summary line appears once on the page, not three times.
     line = json.loads((corpus_run / "run.json").read_text())["stages"]["corpus"]["line"]
-    assert page.count(line) == 1
+    assert "->" in line and page.count(html.escape(line, quote=True)) == 1  # escaped as every text on the page
 
 
 def test_counts_are_those_of_status(corpus_run):
@@ -81,3 +82,32 @@ def test_judge_warnings_name_each_degenerate_judge():
     assert not any("heuristic judge" in w for w in found)
     assert judge_warnings({"heuristic": heuristic, "LLM": heuristic}, {"n": 24, "spearman": 0.9, "kappa": 0.8},
                           {"heuristic": 0.5, "llm": 0.5}) == []
+
+
+def test_the_report_stage_ledger_counts_sections_and_drops_a_broken_one(tmp_path, corpus_run):
+    """Its summary counts the page's sections; one whose builder fails is in rejected/ with the error."""
+    from textbooklm.pipeline import context_for
+    from textbooklm.report.stage import run as report_stage
+    from textbooklm.run import Run
+    from textbooklm.stage_stats import stage_stats
+    from textbooklm.store import Dataset
+
+    done = Dataset(corpus_run / "report")
+    counts = done.manifest["summary"]["counts"]
+    assert counts["in"] == counts["kept"] == done.num_rows == 2 + len(RUN_WIDE) and counts["dropped"] == 0
+    assert done.manifest["summary"]["line"].startswith(f"report: {counts['in']} sections -> {counts['in']} kept, "
+                                                       "0 dropped; ")
+
+    run = tmp_path / "run"
+    shutil.copytree(corpus_run, run)
+    (run / "ablation").mkdir()
+    (run / "ablation" / "summary.json").write_text(json.dumps({"table": [{}]}))  # an ablation row without fields
+    owner = Run(run)
+    ds = report_stage(owner.cfg.report, {}, run / "report", context_for(owner, "report"))
+    summary = ds.manifest["summary"]
+    assert summary["counts"]["dropped_by_reason"] == {"section-failed": 1}
+    rows = Dataset(run / "report" / "rejected").to_table().to_pylist()
+    assert [(r["section"], r["reason"]) for r in rows] == [("ablation", "section-failed")]
+    assert rows[0]["detail"].startswith("KeyError")
+    assert "could not build this section: KeyError" in (run / "report.html").read_text()
+    assert stage_stats("report", run / "report", summary, 1.0)["dropped"] == 1

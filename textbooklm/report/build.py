@@ -14,7 +14,6 @@ the report builds no run path of its own.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,17 @@ class Built:
     sid: str
     title: str
     section: Section
+    error: str | None = None  # why its hook failed (the page shows that instead)
+
+
+@dataclass
+class Page:
+    """The built page: its HTML, its sections' (anchor, heading) in order, and those that failed to build."""
+
+    html: str
+    sections: list[tuple[str, str]]
+    failed: dict[str, str]  # anchor -> "ExceptionType: message"
+    warnings: int  # warnings handed to the first screen
 
 
 def stage_section_id(name: str) -> str:
@@ -58,10 +68,12 @@ def stage_sections(view: RunView) -> list[Built]:
         if spec.name == "report" or not view.has(spec.name):
             continue
         hook = registry.resolve_hook(spec.report)
+        error = None
         try:
             section = as_section(hook(view)) if hook else _plain_section(view, spec.name)
         except Exception as exc:  # noqa: BLE001 - one unreadable stage must not hide the others
-            section = Section(body=H.missing(f"could not build this section: {type(exc).__name__}: {exc}"),
+            error = f"{type(exc).__name__}: {exc}"
+            section = Section(body=H.missing(f"could not build this section: {error}"),
                               warnings=[f"the {spec.name} section could not be built ({type(exc).__name__})"])
         if section is None:
             continue
@@ -73,7 +85,7 @@ def stage_sections(view: RunView) -> list[Built]:
                               "describe the data the later stages used")
             section.warnings.append(f"{spec.name} is {state}" + (f" ({why})" if why else ""))
         section.body = head + section.body
-        out.append(Built(stage_section_id(spec.name), section.title or spec.name, section))
+        out.append(Built(stage_section_id(spec.name), section.title or spec.name, section, error))
     return out
 
 
@@ -114,20 +126,13 @@ def stages_table(view: RunView) -> str:
 
 
 def _ledgers(view: RunView) -> list[dict[str, Any]]:
-    """Every teacher ledger (stage x model totals) kept in the run's request cache."""
-    import sqlite3
+    """Every teacher ledger (stage x model totals) kept in the run's request cache, summed over its files
+    (the main file and one per driver, teacher/cache.py)."""
+    from textbooklm.teacher.cache_admin import read_ledgers
 
-    rows = []
-    for db in sorted(view.teacher_cache_dir.rglob("teacher_cache.sqlite")) if view.teacher_cache_dir.is_dir() else []:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            for stage, model, data in con.execute("SELECT stage, model, data FROM ledger ORDER BY stage"):
-                rows.append({"stage": stage, "model": model, **json.loads(data)})
-        except sqlite3.DatabaseError:
-            continue
-        finally:
-            con.close()
-    return rows
+    root = view.teacher_cache_dir
+    folders = sorted({db.parent for db in root.rglob("teacher_cache*.sqlite")}) if root.is_dir() else []
+    return [row for folder in folders for row in read_ledgers(folder)]
 
 
 def teacher(view: RunView) -> str:
@@ -178,24 +183,33 @@ def ablation(view: RunView) -> str:
 RUN_WIDE_BUILDERS = {"stages": stages_table, "teacher": teacher, "timing": timing, "ablation": ablation}
 
 
-def build_page(run: Run) -> tuple[str, list[tuple[str, str]]]:
-    """The page's HTML and its sections' (anchor, heading), in order."""
+def build(run: Run) -> Page:
+    """The page, and what went into it: its sections and those that could not be built."""
     view = RunView(run)
     built = stage_sections(view)
     sections = [(STORY_ID, "The run's story", story(built))]
     sections += [(b.sid, b.title, b.section.body) for b in built]
+    failed = {b.sid: b.error for b in built if b.error}
     for sid, title in RUN_WIDE:
         try:
             body = RUN_WIDE_BUILDERS[sid](view)
         except Exception as exc:  # noqa: BLE001 - as for stage sections
-            body = H.missing(f"could not build this section: {type(exc).__name__}: {exc}")
+            failed[sid] = f"{type(exc).__name__}: {exc}"
+            body = H.missing(f"could not build this section: {failed[sid]}")
         sections.append((sid, title, body))
     specs = [s for s in run.specs() if s.name != "report"]
     done = sum(run.state(s.name) == "done" for s in specs)
     seconds = sum(float(run.info(s.name).get("seconds") or 0) for s in specs)
     subtitle = (f"{run.folder} · {done} of {len(specs)} stages done (the report not counted), "
                 f"{seconds:,.1f} s of stage time")
-    return H.page("textbooklm run report", subtitle, sections), [(sid, title) for sid, title, _ in sections]
+    return Page(H.page("textbooklm run report", subtitle, sections), [(sid, title) for sid, title, _ in sections],
+                failed, sum(len(b.section.warnings) for b in built))
+
+
+def build_page(run: Run) -> tuple[str, list[tuple[str, str]]]:
+    """The page's HTML and its sections' (anchor, heading), in order."""
+    page = build(run)
+    return page.html, page.sections
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, run: Run | None = None) -> Path:
