@@ -124,3 +124,24 @@ def test_killed_drivers_resume_sending_only_what_is_not_cached(srv, tmp_path):
     assert all(ok[p] == 1 for p in before), "a request committed before the kill was sent again"
     assert set(ok) == {f"kill {i:02d}" for i in range(n)}
     assert sum(ok.values()) <= n + cfg.drivers * cfg.concurrency  # only what was in flight at the kill
+
+
+def test_spread_wraps_a_stage_teacher_only_when_drivers_exceed_one(srv, tmp_path):
+    from types import SimpleNamespace
+
+    from textbooklm.executor import map_shards
+    from textbooklm.teacher.fanout import SpreadTeacher, spread
+
+    one = SimpleNamespace(cfg=cfg_for(srv), describe=lambda: {"name": "t"})
+    ctx = SimpleNamespace(owner=SimpleNamespace(teacher_cache_dir=tmp_path / "c"),
+                          map=lambda fn, tasks, markers, description="": map_shards(fn, tasks, markers, workers=2))
+    assert spread(one, ctx, "s", tmp_path / "w") is one
+    two = spread(SimpleNamespace(cfg=cfg_for(srv, drivers=2), describe=lambda: {"name": "t"}), ctx, "s",
+                 tmp_path / "w")
+    assert isinstance(two, SpreadTeacher) and two.describe() == {"name": "t"}
+    reqs = [ask(f"wrapped {i}") for i in range(6)]
+    res = two.complete(reqs)
+    direct = build_teacher(cfg_for(srv), tmp_path / "c", stage="s")
+    assert [two.key(r) for r in reqs] == [direct.key(r) for r in reqs] == [r.key for r in res]
+    direct.close()
+    assert two.summary().startswith("teacher gpt-4o-mini [s]: 6 completed, 0 from cache") and len(srv.hits) == 6

@@ -161,3 +161,34 @@ def drive(task: dict[str, Any]) -> dict[str, Any]:
     atomic_write_bytes(Path(task["part"]), lines.encode("ascii"))  # json.dumps escapes non-ASCII
     return {"requests": len(results), "cached": sum(r.cached for r in results),
             "failed": sum(not r.ok for r in results)}
+
+
+class SpreadTeacher:
+    """A stage's lazy teacher whose ``complete`` goes through ``cfg.drivers`` drivers on ``ctx.map``.
+
+    Everything else is the wrapped teacher's (``describe``, ``close``); ``key`` is computed without
+    building a client; ``summary`` is the stage's ledger summed over every driver's cache file.
+    """
+
+    def __init__(self, teacher: Any, ctx: Any, stage: str, work_dir: str | Path) -> None:
+        self._inner, self.cfg, self.stage = teacher, teacher.cfg, stage
+        self._cache_dir, self._work_dir, self._map = ctx.owner.teacher_cache_dir, Path(work_dir), ctx.map
+
+    def complete(self, requests: Sequence[Request], show_progress: bool = True) -> list[Result]:
+        return complete_spread(self.cfg, requests, stage=self.stage, cache_dir=self._cache_dir,
+                               work_dir=self._work_dir, map_fn=self._map)
+
+    def key(self, request: Request) -> str:
+        return request_key(self.cfg.backend, self.cfg.model, request)
+
+    def summary(self) -> str:
+        line = stage_ledger(self.cfg, self._cache_dir, self.stage).summary()
+        return f"{line} (seconds summed over {self.cfg.drivers} drivers)"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def spread(teacher: Any, ctx: Any, stage: str, work_dir: str | Path) -> Any:
+    """``teacher`` itself when its config has ``drivers = 1``, else a :class:`SpreadTeacher` around it."""
+    return teacher if teacher.cfg.drivers <= 1 else SpreadTeacher(teacher, ctx, stage, work_dir)
