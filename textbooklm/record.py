@@ -45,8 +45,10 @@ def provenance(row: dict[str, Any]) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"previous": data}
 
 
-def with_provenance(row: dict[str, Any], stage: str, **decision: Any) -> dict[str, Any]:
-    """A copy of ``row`` whose provenance entry for ``stage`` also holds ``decision`` (others kept)."""
+def with_provenance(row: dict[str, Any], stage: str, /, **decision: Any) -> dict[str, Any]:
+    """A copy of ``row`` whose provenance entry for ``stage`` also holds ``decision`` (others kept).
+
+    ``row`` and ``stage`` are positional-only, so a decision may itself hold a ``stage`` key (synth's do)."""
     prov = provenance(row)
     entry = prov.get(stage)
     prov[stage] = {**(entry if isinstance(entry, dict) else {}), **decision}

@@ -13,6 +13,7 @@ import pytest
 from fakes.echo_server import EchoServer, _Handler
 
 from textbooklm.config import PipelineConfig
+from textbooklm.lazy_services import LazySandbox
 from textbooklm.pipeline import run_pipeline
 from textbooklm.sandbox import Limits
 from textbooklm.store import Dataset
@@ -29,8 +30,7 @@ from textbooklm.synth.consensus import (
     solution_code,
 )
 from textbooklm.synth.exercise import ExerciseError, parse_exercise
-from textbooklm.synth.exercises_stage import program_of
-from textbooklm.synth.rounds import LazySandbox
+from textbooklm.synth.exercise_verify import program_of
 
 
 def inputs_of(code: str, name: str = "f", min_tests: int = 1) -> list[str]:
@@ -224,7 +224,7 @@ def test_stage_with_consensus_tests(monkeypatch, tmp_path, teacher_table):
         assert len(hits) == 4 + 2 * 3 and len(solution_hits) == 6
         assert all(h.body.get("max_tokens") == 64 for h in solution_hits)
         line = record["stages"]["exercises"]["line"]
-        assert "2 verified and kept" in line and "2 got consensus tests from 3 solutions" in line
+        assert "-> 2 kept, " in line and "2 got consensus tests from 3 solutions" in line
         assert "inputs: 9 found, 6 agreed; dropped disagree 3" in line
 
         again = run_pipeline(cfg, tmp_path / "run")  # finished: nothing re-runs, nothing is sent

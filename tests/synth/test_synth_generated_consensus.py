@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from textbooklm.lazy_services import LazySandbox
 from textbooklm.sandbox import Limits
 from textbooklm.synth.consensus import call_program, consensus_tests, decide, extra_code, outcome_of
 from textbooklm.synth.exercise import ExerciseError, parse_exercise
-from textbooklm.synth.exercises_stage import program_of
-from textbooklm.synth.rounds import LazySandbox
+from textbooklm.synth.exercise_verify import program_of
 
 REPLY = '''Here is the function:
 

@@ -37,6 +37,7 @@ def test_smollm2_writes_textbooks_and_exercises(tmp_path):
     ex, rej = Dataset(tmp_path / "exercises"), Dataset(tmp_path / "exercises" / "rejected")
     assert ex.num_rows + rej.num_rows == 2
     assert all(r for r in rej.column("reason"))
-    assert record["stages"]["exercises"]["line"].startswith(f"exercises: 2 candidates (2 teacher replies, 0 "
-                                                            f"documented corpus functions), {ex.num_rows} verified")
+    line = record["stages"]["exercises"]["line"]
+    assert line.startswith(f"exercises: 2 candidate exercises -> {ex.num_rows} kept, {rej.num_rows} dropped")
+    assert "; 2 teacher replies, 0 documented corpus functions" in line
     assert (tmp_path / "exercises" / "problems.jsonl").exists()

@@ -60,9 +60,11 @@ def test_exercises_stage_verifies_rejects_and_writes_the_problems_file(scripted_
     assert all(r.passed for r in results)
 
     line = record["stages"]["exercises"]["line"]
-    assert line.startswith(f"exercises: 12 candidates (12 teacher replies, 0 documented corpus functions), "
-                           f"{kept.num_rows} verified and kept")
-    assert record["stages"]["exercises"]["stats"]["in"] == 12
+    assert line.startswith(f"exercises: 12 candidate exercises -> {kept.num_rows} kept, {rejected.num_rows} dropped")
+    assert "; 12 teacher replies, 0 documented corpus functions;" in line
+    stats = record["stages"]["exercises"]["stats"]
+    assert (stats["in"], stats["kept"], stats["dropped"]) == (12, kept.num_rows, rejected.num_rows)
+    assert stats["dropped_by_reason"] == dict(reasons)
     assert f"tests-failed {reasons['tests-failed']}" in line
     div = json.loads((out / "diversity.json").read_text())
     assert div["overall"]["coverage"]["names"]["available"] == 12 and len(div["rounds"]) == 3
@@ -121,7 +123,8 @@ def test_textbooks_stage_runs_code_blocks_and_drops_failing_ones(scripted_server
         assert (code["python"], code["runnable"], code["passed"], code["failed"]) == (2, 2, 2, 0)
         assert [b["status"] for b in code["results"]] == ["passed", "passed"]  # block 2 uses block 1's `total`
     line = record["stages"]["textbooks"]["line"]
-    assert "textbooks: 5 asked, 5 kept, 0 rejected; python blocks 10: 10 parse, 10 runnable, 10 ran ok" in line
+    assert ("textbooks: 5 textbooks asked -> 5 kept, 0 dropped; python blocks 10: 10 parse, 10 runnable, "
+            "10 ran ok") in line
     div = json.loads((tmp_path / "a" / "textbooks" / "diversity.json").read_text())
     assert div["overall"]["coverage"]["audiences"]["used"] >= 3 and div["overall"]["coverage"]["topics"]["used"] == 5
     # The scripted replies differ only in their topic line: the accounting must call them near duplicates.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from textbooklm.lazy_services import LazySandbox
 from textbooklm.sandbox import Limits
 from textbooklm.synth.exercise import parse_exercise
-from textbooklm.synth.exercises_stage import alternative_program, program_of
-from textbooklm.synth.rounds import LazySandbox
+from textbooklm.synth.exercise_verify import alternative_program, program_of
 
 pytestmark = pytest.mark.slow
 

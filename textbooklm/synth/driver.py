@@ -14,8 +14,8 @@ known from marked rounds and the seed, so a killed run re-plans its unfinished r
 finds their replies in the request cache, and sends only the rest.
 
 Ask and check may both use the teacher (exercises ask for extra solutions while checking): the
-stage's teacher must serialise its calls (LazyTeacher holds a lock), which still overlaps the
-check's sandbox and parsing work with the next round's requests.
+stage's teacher must serialise its calls (``lazy_services.LazyTeacher`` holds a lock), which still
+overlaps the check's sandbox and parsing work with the next round's requests.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from textbooklm.synth.candidate import Candidate
 from textbooklm.synth.seeds import Coverage
 
 
@@ -32,9 +33,10 @@ from textbooklm.synth.seeds import Coverage
 class RoundSteps:
     """What a stage supplies: how to plan, ask, check and count one round.
 
-    - ``plan(k, coverage)`` -> the round's seeds (``coverage`` is the planning state; do not modify);
-    - ``ask(k, seeds)`` -> the replies (runs on the driver's background thread);
-    - ``check(k, seeds, replies)`` -> (kept rows, rejected rows, marker dict), then written by the driver;
+    - ``plan(k, coverage)`` -> the round's candidates (candidate.py; each with the ``seed`` it was drawn
+      from) or plain seeds (``coverage`` is the planning state; do not modify);
+    - ``ask(k, planned)`` -> the replies (runs on the driver's background thread);
+    - ``check(k, planned, replies)`` -> (kept rows, rejected rows, marker dict), then written by the driver;
     - ``kept_seeds(marker)`` -> the seeds a finished round kept (as dicts, for the coverage).
     """
 
@@ -44,7 +46,8 @@ class RoundSteps:
     kept_seeds: Callable[[dict[str, Any]], list[dict[str, Any]]]
 
 
-def _seed_dict(seed: Any) -> dict[str, Any]:
+def _seed_dict(item: Any) -> dict[str, Any]:
+    seed = item.seed if isinstance(item, Candidate) else item
     return seed.to_json() if hasattr(seed, "to_json") else dict(seed)
 
 

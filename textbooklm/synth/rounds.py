@@ -13,9 +13,10 @@ seed, same marked rounds before it), finds the replies that had arrived in the c
 the rest. Nothing is sent twice, nothing is lost, nothing is duplicated.
 
 The final step reads the rounds' candidates round by round (near_dups.py: memory does not grow with
-their texts), drops exact and near duplicates across rounds (into ``rejected``), writes
-``OUT/part-k`` and ``OUT/rejected/part-k`` and measures the kept set's diversity on the way
-(distinct.py); it is recomputed from the round files on every run, so it is idempotent.
+their texts), drops exact and near duplicates across rounds, writes ``OUT/part-k`` and records
+round k as the stage ledger's shard ``part-k`` (``OUT/rejected/part-k`` and its tallies: ledger.py),
+measuring the kept set's diversity on the way (distinct.py); it is recomputed from the round files
+on every run, so it is idempotent.
 """
 
 from __future__ import annotations
@@ -23,21 +24,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from textbooklm.ledger import StageLedger
 from textbooklm.record import content_id, with_provenance
-from textbooklm.sandbox import Limits, Program, SandboxPool
-from textbooklm.sandbox import Result as SandboxResult
 from textbooklm.store import atomic_write_json, divert_unwritable, shard_name, write_table
 from textbooklm.synth.distinct import DatasetDiversity
 from textbooklm.synth.near_dups import near_duplicate_roots_streaming
-from textbooklm.teacher import Teacher, build_teacher
 
 TEACHER_ERROR = "teacher-error"
 DUPLICATE = "duplicate"
@@ -57,72 +54,6 @@ def mark_duplicate(row: dict[str, Any], reason: str, detail: str) -> dict[str, A
     """A kept row turned into a rejected one, the dedup decision added to its provenance."""
     return {**with_provenance(row, "synth", dedup={"decision": reason, "detail": detail}),
             "reason": reason, "detail": detail}
-
-
-class LazyTeacher:
-    """Builds the stage's teacher on first use: a re-run whose rounds are all done never loads a model."""
-
-    def __init__(self, name: str, ctx: Any, out: Path, stage: str) -> None:
-        self.cfg = ctx.teacher_config(name)  # an unknown name is an error listing the configured ones
-        # The run's request cache, outside the stage folder: a stage re-run never re-sends a request.
-        self.name, self.cache_dir, self.stage = name, ctx.owner.teacher_cache_dir, stage
-        self._teacher: Teacher | None = None
-        # The rounds driver asks for round k+1 on its thread while round k's check may ask too
-        # (extra solutions): one call at a time on the teacher's event loop.
-        self._lock = threading.RLock()
-        self._build_lock = threading.Lock()
-
-    def get(self) -> Teacher:
-        """The teacher, built once. Not under the call lock once built: a check reading keys must not
-        wait for the next round's requests that the driver's thread is sending."""
-        teacher = self._teacher
-        if teacher is not None:
-            return teacher
-        with self._build_lock:
-            if self._teacher is None:
-                self._teacher = build_teacher(self.cfg, self.cache_dir, stage=self.stage)
-            return self._teacher
-
-    def complete(self, requests: list[Any]) -> list[Any]:
-        """``Teacher.complete``, one caller at a time (thread-safe)."""
-        with self._lock:
-            return self.get().complete(requests)
-
-    def key(self, request: Any) -> str:
-        """The request's cache key (``Teacher.key``)."""
-        return self.get().key(request)
-
-    def describe(self) -> dict[str, str]:
-        return {"name": self.name, "backend": self.cfg.backend, "model": self.cfg.model}
-
-    def summary(self) -> str:
-        return self._teacher.summary() if self._teacher is not None else "teacher not needed (all rounds cached)"
-
-    def close(self) -> None:
-        if self._teacher is not None:
-            self._teacher.close()
-
-
-class LazySandbox:
-    """One warm sandbox pool for all rounds of a stage, started only if something has to run."""
-
-    def __init__(self, limits: Limits, workers: int) -> None:
-        self.limits = limits
-        self.workers = workers or None
-        self._pool: SandboxPool | None = None
-
-    def run(self, programs: list[Program]) -> list[SandboxResult]:
-        if not programs:
-            return []
-        if self._pool is None:
-            self._pool = SandboxPool(self.limits, workers=self.workers)
-            self._pool.__enter__()
-        return self._pool.run(programs)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.__exit__(None, None, None)
-            self._pool = None
 
 
 class RoundStore:
@@ -161,16 +92,27 @@ class RoundStore:
         """One column of round ``k``'s candidates (the finish reads texts round by round)."""
         return pq.read_table(self.work / "rounds" / shard_name(k), columns=[column]).column(column).to_pylist()
 
-    def finish(self, n_rounds: int, diversity: Any, text_column: str = "text") -> dict[str, Any]:
-        """Cross-round exact + near dedup, then write OUT/part-k and OUT/rejected/part-k, round by round.
+    def finish(self, n_rounds: int, diversity: Any, ledger: StageLedger | None = None,
+               text_column: str = "text") -> dict[str, Any]:
+        """Cross-round exact + near dedup, then write OUT/part-k and the ledger's round k, round by round.
 
         Memory does not grow with the rounds' texts (near_dups.py): ids and LSH band keys per sample,
         then one round's rows at a time. ``diversity`` is the stage's DiversityConfig: its MinHash
         settings decide near duplicates (dropped when ``drop_near_duplicates``; counted either way),
         and the overall diversity of what is kept is measured on the way (distinct.py) and returned
         under ``"diversity"``. A dropped row goes through :func:`mark_duplicate`.
+
+        Round k is the ledger's shard ``part-k`` (``ledger.py``): its verdicts are recorded only here,
+        once the cross-round dedup has decided, so ``rejected/part-k`` and its tallies hold every row
+        of the round (checks and dedup) and in = kept + dropped. Recomputed from the round files on
+        every run, so a re-run after a kill overwrites the same keys. Returns kept / rejected / by
+        reason from the ledger's totals.
         """
         d = diversity
+        ledger = ledger if ledger is not None else StageLedger("synth", self.out, schema=self.rejected_schema)
+        if Path(ledger.folder) != self.out:
+            raise ValueError(f"the ledger writes {ledger.folder}, but the rounds finish into {self.out}")
+        ledger.forget({shard_name(k) for k in range(n_rounds)})  # a re-planned stage's rounds beyond its count
 
         def texts_by_round():
             for k in range(n_rounds):
@@ -187,35 +129,38 @@ class RoundStore:
                 if index in wanted_roots:
                     ids_by_index[index] = rid
                 index += 1
-        counts: Counter[str] = Counter()
         overall = DatasetDiversity(d.openings_words)
-        kept_total = candidates = near_found = 0
+        candidates = near_found = 0
         index = 0
         for k in range(n_rounds):
             kept, rejected = self.read(k)
-            keep_rows, rej_rows = [], list(rejected)
+            part = ledger.shard(shard_name(k))
+            for row in rejected:
+                part.drop(row, row["reason"], row["detail"])
+            keep_rows = []
             for row in kept:
                 i, index = index, index + 1
                 candidates += 1
                 first = first_by_id[row["id"]][0]
                 root = int(roots[i])
                 if first != i:
-                    rej_rows.append(mark_duplicate(row, DUPLICATE, f"same text as {row['id']}"))
+                    part.drop(mark_duplicate(row, DUPLICATE, f"same text as {row['id']}"), DUPLICATE,
+                              f"same text as {row['id']}")
                     continue
                 if root != i:
                     near_found += 1
                     if d.drop_near_duplicates:
-                        rej_rows.append(mark_duplicate(row, NEAR_DUPLICATE, f"near duplicate of {ids_by_index[root]}"))
+                        why = f"near duplicate of {ids_by_index[root]}"
+                        part.drop(mark_duplicate(row, NEAR_DUPLICATE, why), NEAR_DUPLICATE, why)
                         continue
                 keep_rows.append(row)
                 overall.add(row.get(text_column) or "")
-            counts.update(r["reason"] for r in rej_rows)
-            kept_total += len(keep_rows)
             write_table(self.out / shard_name(k), pa.Table.from_pylist(keep_rows, schema=self.schema))
-            write_table(self.out / "rejected" / shard_name(k),
-                        pa.Table.from_pylist(rej_rows, schema=self.rejected_schema))
-        return {"kept": kept_total, "rejected": sum(counts.values()), "rejected_by_reason": dict(counts.most_common()),
-                "diversity": overall.report(near_found, candidates)}
+            part.keep(len(keep_rows))
+            part.close()
+        totals = ledger.totals()
+        return {"kept": totals["kept"], "rejected": totals["dropped"],
+                "rejected_by_reason": totals["dropped_by_reason"], "diversity": overall.report(near_found, candidates)}
 
 
 def reasons_text(counts: dict[str, int]) -> str:

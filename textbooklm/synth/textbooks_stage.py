@@ -23,31 +23,24 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from textbooklm.codeblocks import extract_blocks
+from textbooklm.lazy_services import LazySandbox, LazyTeacher
 from textbooklm.progress import summary_line
 from textbooklm.sandbox import Program
-from textbooklm.store import Dataset, atomic_write_json, finish_dataset
+from textbooklm.stage_context import StageContext
+from textbooklm.store import Dataset
+from textbooklm.synth.candidate import Candidate, ask, split_rows, teacher_notes
 from textbooklm.synth.config import TextbooksConfig
 from textbooklm.synth.diversity import coverage_from_counts, diversity_report
-from textbooklm.synth.driver import RoundSteps, drive_rounds
+from textbooklm.synth.driver import RoundSteps
 from textbooklm.synth.prompts import TEXTBOOK_FIELDS, PromptTemplate, render_textbook
-from textbooklm.synth.rounds import (
-    TEACHER_ERROR,
-    LazySandbox,
-    LazyTeacher,
-    RoundStore,
-    load_excerpts,
-    reasons_text,
-    sample_id,
-    short_hash,
-)
+from textbooklm.synth.round_stage import Services, dedup, drive, kept_column, write_stage
+from textbooklm.synth.rounds import TEACHER_ERROR, RoundStore, load_excerpts, sample_id, short_hash
 from textbooklm.synth.seeds import Seed, SeedSampler, derived_seed, load_topics, load_words
 from textbooklm.synth.textbook_checks import is_cut_off, prompt_echo, salvage_cut_off, unexercised
 from textbooklm.teacher import Request
@@ -137,127 +130,120 @@ def code_summary(blocks: list[dict[str, Any]]) -> dict[str, int]:
     }
 
 
-def judge_kept(rows: list[dict[str, Any]], cfg: TextbooksConfig, score: JudgeFn) -> dict[str, Any]:
-    """Score the rows still kept with the run's judge; set ``reason`` on the low and the unscored ones.
+def plan_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptTemplate,
+               run_seed: int) -> list[Candidate]:
+    """The plan step: one candidate per seed, its prompt rendered and its request built (nothing sent)."""
+    cands = []
+    for s in seeds:
+        prompt = render_textbook(template, s)
+        request = Request(messages=[{"role": "user", "content": prompt}], max_tokens=cfg.max_tokens,
+                          temperature=cfg.temperature, top_p=cfg.top_p,
+                          seed=derived_seed(STAGE, run_seed, s.index) % 2**31)
+        cands.append(Candidate(round=k, index=s.index, seed=s, prompt=prompt, request=request))
+    return cands
 
-    Each row's provenance gets its verdict (score, path, label mass), so a kept textbook says why it
+
+def screen_round(cands: list[Candidate], cfg: TextbooksConfig, teacher: LazyTeacher, template: PromptTemplate,
+                 sandbox: LazySandbox | None) -> list[Program]:
+    """The parse step: screen each reply (teacher error, cut-off, echo), find its code blocks and write the
+    provenance of who answered; returns the sandbox programs of the runnable blocks (notebook-like)."""
+    programs: list[Program] = []
+    for c in cands:
+        res = c.reply
+        assert res is not None, f"textbook {c.index} was not asked"
+        text = res.text.strip() + "\n" if res.ok else ""
+        screen: dict[str, Any] = {}
+        if not res.ok:
+            c.reject(TEACHER_ERROR, res.error or "")
+        else:
+            text, reason, detail, screen = screen_reply(text, c.prompt, res.finish_reason, cfg)
+            if reason is not None:
+                c.reject(reason, detail)
+        tid = sample_id(text) if text.strip() else sample_id(f"{STAGE}:{c.index}:{c.prompt}")
+        c.fields = {"id": tid, "text": text, "seed": json.dumps(c.seed.to_json())}
+        if c.alive:
+            c.blocks, mine = check_code(text, tid, sandbox)
+            programs += mine
+        c.notes = {"stage": STAGE, "round": c.round, "seed": c.seed.to_json(),
+                   "teacher": teacher_notes(c, teacher, "tokens_in"),
+                   "template": {"path": template.source, "hash": template.hash},
+                   "prompt_hash": short_hash(c.prompt), **screen}
+    return programs
+
+
+def code_reason(c: Candidate, summary: dict[str, int], cfg: TextbooksConfig) -> tuple[str, str] | None:
+    """Why a screened textbook is rejected for its length or its code (None: it is not)."""
+    n = len(c.fields["text"].strip())
+    if n < cfg.min_chars:
+        return "too-short", f"{n} characters, at least {cfg.min_chars} needed"
+    if cfg.require_code and summary["python"] == 0:
+        return "no-code", "no Python code block"
+    if cfg.drop_failing_code and (summary["parse"] < summary["python"] or summary["failed"]):
+        bad = next(b for b in c.blocks if b["is_python"] and (not b["parses"] or b.get("status") not in
+                                                              (None, "passed", "not-run")))
+        return "code-failed", f"block {bad['index']}: " + (bad["syntax_error"] or
+                                                           f"{bad.get('status')}: {bad.get('error', '')}")
+    return None
+
+
+def run_code(cands: list[Candidate], programs: list[Program], cfg: TextbooksConfig,
+             sandbox: LazySandbox | None) -> Counter[str]:
+    """The verify step: run the blocks, record each block's verdict and the code summary, reject on the
+    length and code rules. Returns the round's block counts."""
+    verdicts = {r.id: r for r in (sandbox.run(programs) if sandbox else [])}
+    code: Counter[str] = Counter()
+    for c in cands:
+        for b in c.blocks:
+            v = verdicts.get(f"{c.fields['id']}#{b['index']}")
+            if v is not None:
+                b.update(status=v.status, error=v.error, duration_s=round(v.duration_s, 3))
+        mark_exercised(c.blocks)
+        summary = code_summary(c.blocks)
+        code.update(summary)
+        c.notes["code"] = {**summary, "results": c.blocks}
+        why = code_reason(c, summary, cfg) if c.alive else None
+        if why is not None:
+            c.reject(*why)
+    return code
+
+
+def judge_kept(cands: list[Candidate], cfg: TextbooksConfig, score: JudgeFn) -> dict[str, Any]:
+    """The judge step: score the candidates still kept with the run's judge; reject the low and unscored ones.
+
+    Each candidate's provenance gets its verdict (score, path, label mass), so a kept textbook says why it
     was kept. Returns the judge's meta (prompt, model, threshold used).
     """
-    todo = [r for r in rows if r["reason"] is None]
-    verdicts, meta = score([r["text"] for r in todo])
+    todo = [c for c in cands if c.alive]
+    verdicts, meta = score([c.fields["text"] for c in todo])
     threshold = cfg.judge_min_score if cfg.judge_min_score is not None else meta["threshold"]
     meta = {**meta, "threshold": threshold}
     if meta.get("teacher_line"):
         summary_line(meta["teacher_line"])
-    for row, v in zip(todo, verdicts, strict=True):
-        row["prov"]["judge"] = {"score": v.get("score"), "path": v.get("path"), "mass": v.get("mass"),
-                                "threshold": threshold, "prompt": meta["prompt"], "model": meta["model"]}
+    for c, v in zip(todo, verdicts, strict=True):
+        c.notes["judge"] = {"score": v.get("score"), "path": v.get("path"), "mass": v.get("mass"),
+                            "threshold": threshold, "prompt": meta["prompt"], "model": meta["model"]}
         if v.get("score") is None:
-            row["reason"], row["detail"] = JUDGE_FAILED, f"the judge gave no score: {v.get('reason')}"
+            c.reject(JUDGE_FAILED, f"the judge gave no score: {v.get('reason')}")
         elif v["score"] < threshold:
-            row["reason"] = LOW_VALUE
-            row["detail"] = (f"judge score {v['score']:.2f} < {threshold:.2f} ({meta['prompt']} prompt, "
-                             f"{meta['model']})")
-    return meta
+            c.reject(LOW_VALUE, f"judge score {v['score']:.2f} < {threshold:.2f} ({meta['prompt']} prompt, "
+                                f"{meta['model']})")
+    return {key: val for key, val in meta.items() if key != "teacher_line"}
 
 
-@dataclass(frozen=True)
-class Asked:
-    """One round's prompts, the requests sent and the teacher's results (what ``check_round`` reads)."""
-
-    prompts: list[str]
-    requests: list[Request]
-    results: list[Any]
-    template: PromptTemplate
-
-
-def ask_round(seeds: list[Seed], cfg: TextbooksConfig, template: PromptTemplate, teacher: LazyTeacher,
-              run_seed: int) -> Asked:
-    """Render and send one round's prompts (the driver runs this while the previous round is checked)."""
-    prompts = [render_textbook(template, s) for s in seeds]
-    requests = [
-        Request(messages=[{"role": "user", "content": p}], max_tokens=cfg.max_tokens, temperature=cfg.temperature,
-                top_p=cfg.top_p, seed=derived_seed(STAGE, run_seed, s.index) % 2**31)
-        for p, s in zip(prompts, seeds, strict=True)
-    ]
-    return Asked(prompts, requests, teacher.complete(requests), template)
-
-
-def run_round(k: int, seeds: list[Seed], cfg: TextbooksConfig, template: PromptTemplate, teacher: LazyTeacher,
-              sandbox: LazySandbox | None, run_seed: int,
-              judge: JudgeFn | None = None) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    """Ask and check one round in one go (tests and callers without the driver)."""
-    return check_round(k, seeds, ask_round(seeds, cfg, template, teacher, run_seed), cfg, teacher, sandbox, judge)
-
-
-def check_round(k: int, seeds: list[Seed], asked: Asked, cfg: TextbooksConfig, teacher: LazyTeacher,
+def check_round(k: int, cands: list[Candidate], cfg: TextbooksConfig, teacher: LazyTeacher, template: PromptTemplate,
                 sandbox: LazySandbox | None, judge: JudgeFn | None = None
                 ) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    """Screen, run the code blocks of, judge and sort one round's replies."""
-    prompts, requests, results, template = asked.prompts, asked.requests, asked.results, asked.template
-    t = teacher.get()
-    rows = []
-    all_programs: list[Program] = []
-    for s, p, req, res in zip(seeds, prompts, requests, results, strict=True):
-        text = res.text.strip() + "\n" if res.ok else ""
-        text, pre_reason, pre_detail, screen = screen_reply(text, p, res.finish_reason, cfg) if res.ok else (
-            text, None, "", {})
-        tid = sample_id(text) if text.strip() else sample_id(f"{STAGE}:{s.index}:{p}")
-        blocks, programs = check_code(text, tid, sandbox) if res.ok and pre_reason is None else ([], [])
-        all_programs += programs
-        prov = {
-            "stage": STAGE, "round": k, "seed": s.to_json(),
-            "teacher": {**teacher.describe(), "request_key": t.key(req), "tokens_in": res.tokens_in,
-                        "tokens_out": res.tokens_out, "finish_reason": res.finish_reason},
-            "template": {"path": template.source, "hash": template.hash}, "prompt_hash": short_hash(p),
-            **screen,
-        }
-        rows.append({"id": tid, "text": text, "seed": s, "prov": prov, "blocks": blocks, "res": res,
-                     "pre": (pre_reason, pre_detail)})
-    verdicts = {r.id: r for r in (sandbox.run(all_programs) if sandbox else [])}
-    for row in rows:
-        for b in row["blocks"]:
-            v = verdicts.get(f"{row['id']}#{b['index']}")
-            if v is not None:
-                b.update(status=v.status, error=v.error, duration_s=round(v.duration_s, 3))
-        mark_exercised(row["blocks"])
-        summary = code_summary(row["blocks"])
-        row["prov"]["code"] = {**summary, "results": row["blocks"]}
-        reason, detail = None, ""
-        if not row["res"].ok:
-            reason, detail = TEACHER_ERROR, row["res"].error or ""
-        elif row["pre"][0] is not None:
-            reason, detail = row["pre"]
-        elif len(row["text"].strip()) < cfg.min_chars:
-            reason, detail = "too-short", f"{len(row['text'].strip())} characters, at least {cfg.min_chars} needed"
-        elif cfg.require_code and summary["python"] == 0:
-            reason, detail = "no-code", "no Python code block"
-        elif cfg.drop_failing_code and (summary["parse"] < summary["python"] or summary["failed"]):
-            bad = next(b for b in row["blocks"] if b["is_python"] and (not b["parses"] or b.get("status") not in
-                                                                      (None, "passed", "not-run")))
-            reason = "code-failed"
-            detail = f"block {bad['index']}: " + (bad["syntax_error"] or f"{bad.get('status')}: {bad.get('error', '')}")
-        row["reason"], row["detail"] = reason, detail
-    judged = judge_kept(rows, cfg, judge) if judge is not None else None
-    kept, rejected = [], []
-    for row in rows:
-        rec = {"id": row["id"], "text": row["text"], "seed": json.dumps(row["seed"].to_json()),
-               "provenance": json.dumps({"synth": row["prov"]})}
-        if row["reason"] is None:
-            kept.append(rec)
-        else:
-            rejected.append({**rec, "reason": row["reason"], "detail": row["detail"][:500]})
-    code = Counter()
-    for row in rows:
-        code.update(code_summary(row["blocks"]))
+    """Screen, run the code blocks of, judge and sort one round's answered candidates."""
+    code = run_code(cands, screen_round(cands, cfg, teacher, template, sandbox), cfg, sandbox)
+    judged = judge_kept(cands, cfg, judge) if judge is not None else None
+    kept, rejected = split_rows(cands)
+    d = cfg.diversity
     result = {
-        "round": k, "asked": len(seeds), "kept": len(kept),
+        "round": k, "asked": len(cands), "kept": len(kept),
         "rejected": dict(Counter(r["reason"] for r in rejected)),
-        "kept_seeds": [json.loads(r["seed"]) for r in kept], "code": dict(code),
-        "judge": None if judged is None else {key: val for key, val in judged.items() if key != "teacher_line"},
-        "diversity": diversity_report([r["text"] for r in kept], ngram=cfg.diversity.ngram,
-                                      num_perm=cfg.diversity.num_perm, bands=cfg.diversity.bands,
-                                      threshold=cfg.diversity.threshold, openings_words=cfg.diversity.openings_words),
+        "kept_seeds": [c.seed.to_json() for c in cands if c.alive], "code": dict(code), "judge": judged,
+        "diversity": diversity_report([r["text"] for r in kept], ngram=d.ngram, num_perm=d.num_perm, bands=d.bands,
+                                      threshold=d.threshold, openings_words=d.openings_words),
     }
     return kept, rejected, result
 
@@ -271,68 +257,30 @@ def _judge_text(rounds: list[dict[str, Any]]) -> str:
     return f"; judged by the run's llm judge ({m['prompt']} prompt, {m['model']}), kept at >= {m['threshold']:.2f}"
 
 
-def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -> Dataset:
-    """Run the textbooks stage into ``out`` (resuming an interrupted run without re-sending requests)."""
-    out = Path(out)
-    run_seed = ctx.run.seed
-    excerpts = load_excerpts(inputs.get("filter"), 256, cfg.seeds.excerpt_chars, run_seed) \
-        if cfg.seeds.excerpt_fraction > 0 else []
-    sampler = build_sampler(cfg, run_seed, excerpts)
-    template = PromptTemplate.load("textbook", cfg.template, TEXTBOOK_FIELDS)
-    store = RoundStore(out, SCHEMA, REJECTED_SCHEMA)
-    teacher = LazyTeacher(cfg.teacher, ctx, out, STAGE)
-    sandbox = LazySandbox(cfg.sandbox, ctx.run.workers) if cfg.run_code else None
-    judge = (lambda texts: ctx.score_texts("judge", texts)) if cfg.judge else None
-    n_rounds = -(-cfg.count // cfg.per_round)
-    steps = RoundSteps(
-        plan=lambda k, cov: sampler.sample(min(cfg.per_round, cfg.count - k * cfg.per_round), k, cov,
-                                           start=k * cfg.per_round),
-        ask=lambda k, seeds: ask_round(seeds, cfg, template, teacher, run_seed),
-        check=lambda k, seeds, asked: check_round(k, seeds, asked, cfg, teacher, sandbox, judge),
-        kept_seeds=lambda marker: marker["kept_seeds"],
-    )
-    rounds: list[dict[str, Any]] = []
-    try:
-        # round k+1's requests are in flight while round k is checked (driver.py)
-        for result in drive_rounds(n_rounds, store, steps, pipeline=cfg.pipeline):
-            # the kept seeds live on in the driver's coverage; keeping them per round grew with the count
-            rounds.append({key: val for key, val in result.items() if key != "kept_seeds"})
-    finally:
-        if sandbox is not None:
-            sandbox.close()
-        teacher_line = teacher.summary()
-        teacher.close()
-    finish_start = time.monotonic()
-    final = store.finish(n_rounds, cfg.diversity)  # streams the rounds; measures the kept set's diversity
-    overall = final.pop("diversity")
+def seed_coverage(out: Path, sampler: SeedSampler) -> dict[str, Any]:
+    """How much of the topics, audiences, styles and words the kept textbooks used (read shard by shard)."""
     used: dict[str, Counter[str]] = {f: Counter() for f in ("topic", "audience", "style", "words")}
     excerpts_used = 0
-    kept_ds = Dataset(out)
-    for shard in kept_ds.shards():  # one shard's seeds at a time: memory flat in the count
-        for raw in pq.read_table(shard, columns=["seed"]).column("seed").to_pylist():
-            seed = json.loads(raw)
-            for f in ("topic", "audience", "style"):
-                used[f][seed[f]] += 1
-            used["words"].update(seed["words"])
-            excerpts_used += bool(seed.get("excerpt"))
-    overall["coverage"] = {
+    for raw in kept_column(out, "seed"):
+        seed = json.loads(raw)
+        for f in ("topic", "audience", "style"):
+            used[f][seed[f]] += 1
+        used["words"].update(seed["words"])
+        excerpts_used += bool(seed.get("excerpt"))
+    return {
         "topics": coverage_from_counts(used["topic"], sampler.topics),
         "audiences": coverage_from_counts(used["audience"], sampler.audiences),
         "styles": coverage_from_counts(used["style"], sampler.styles),
         "words": coverage_from_counts(used["words"], sampler.words or None),
         "excerpts": excerpts_used,
     }
-    code: Counter[str] = Counter()
-    for r in rounds:
-        code.update(r["code"])
-    report = {"overall": overall, "rounds": [{"round": r["round"], **r["diversity"]} for r in rounds]}
-    atomic_write_json(out / "diversity.json", report)
-    asked = sum(r["asked"] for r in rounds)
+
+
+def summary_tail(code: Counter[str], overall: dict[str, Any], rounds: list[dict[str, Any]]) -> str:
+    """The line after the ledger's counts: code blocks, diversity, coverage, opening, judge."""
     cv = overall["coverage"]
-    line = (
-        f"textbooks: {asked} asked, {final['kept']} kept, {final['rejected']} rejected"
-        + (f" ({reasons_text(final['rejected_by_reason'])})" if final["rejected"] else "")
-        + f"; python blocks {code['python']}: {code['parse']} parse, {code['runnable']} runnable, "
+    return (
+        f"python blocks {code['python']}: {code['parse']} parse, {code['runnable']} runnable, "
         f"{code['passed']} ran ok executing their code, {code['defined_only']} only define code nothing calls, "
         f"{code['failed']} failed"
         + f"; distinct-2 {overall['distinct_2']:.2f}, near-dup rate {overall['near_duplicate_rate']:.0%}"
@@ -343,11 +291,42 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: Any) -
            if overall["top_openings"] else "")
         + _judge_text(rounds)
     )
-    summary = {"line": line, "asked": asked, **final, "code_blocks": dict(code), "diversity": overall,
-               "teacher": teacher_line, "finish_s": round(time.monotonic() - finish_start, 3)}
-    finish_dataset(out / "rejected", stage=f"{STAGE}.rejected", config_hash=ctx.config_hash, summary=summary)
-    ds = finish_dataset(out, stage=STAGE, config_hash=ctx.config_hash, parents=[str(v.path) for v in inputs.values()],
-                        summary=summary)
-    summary_line(teacher_line)
-    summary_line(line)
-    return ds
+
+
+def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: StageContext) -> Dataset:
+    """Run the textbooks stage into ``out`` (resuming an interrupted run without re-sending requests)."""
+    out = Path(out)
+    run_seed = ctx.seed
+    excerpts = load_excerpts(inputs.get("filter"), 256, cfg.seeds.excerpt_chars, run_seed) \
+        if cfg.seeds.excerpt_fraction > 0 else []
+    sampler = build_sampler(cfg, run_seed, excerpts)
+    template = PromptTemplate.load("textbook", cfg.template, TEXTBOOK_FIELDS)
+    store = RoundStore(out, SCHEMA, REJECTED_SCHEMA)
+    teacher = ctx.lazy_teacher(cfg.teacher, STAGE)
+    sandbox = ctx.lazy_sandbox(cfg.sandbox) if cfg.run_code else None
+    judge = (lambda texts: ctx.score_texts("judge", texts)) if cfg.judge else None
+    n_rounds = -(-cfg.count // cfg.per_round)
+    steps = RoundSteps(
+        plan=lambda k, cov: plan_round(k, sampler.sample(min(cfg.per_round, cfg.count - k * cfg.per_round), k, cov,
+                                                         start=k * cfg.per_round), cfg, template, run_seed),
+        ask=lambda k, cands: ask(teacher, cands),
+        check=lambda k, cands, answered: check_round(k, answered, cfg, teacher, template, sandbox, judge),
+        kept_seeds=lambda marker: marker["kept_seeds"],
+    )
+    services = Services(teacher, [sandbox])
+    try:
+        # round k+1's requests are in flight while round k is checked (driver.py)
+        rounds = list(drive(n_rounds, store, steps, pipeline=cfg.pipeline))
+    finally:
+        teacher_line = services.close()
+    finish_start = time.monotonic()
+    ledger, final = dedup(ctx, store, n_rounds, cfg.diversity, "textbooks asked")
+    overall = final.pop("diversity")
+    overall["coverage"] = seed_coverage(out, sampler)
+    code: Counter[str] = Counter()
+    for r in rounds:
+        code.update(r["code"])
+    report = {"overall": overall, "rounds": [{"round": r["round"], **r["diversity"]} for r in rounds]}
+    return write_stage(ctx, out, STAGE, inputs, ledger, report, summary_tail(code, overall, rounds), teacher_line,
+                       asked=sum(r["asked"] for r in rounds), **final, code_blocks=dict(code), diversity=overall,
+                       finish_s=round(time.monotonic() - finish_start, 3))
