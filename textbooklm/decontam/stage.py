@@ -279,9 +279,10 @@ def _summary(ledger: StageLedger, report: dict[str, Any], datasets: dict[str, Da
     removed = "/".join(str(t["removed"]) for t in report["taus"])
     similar = "/".join(str(t["n_similar"]) for t in report["taus"])
     held = report.get("heldout_exercises", {})
-    held_part = (f"; {heldout} held-out exercises passed through unchecked ({held['n_problems']} of them, from "
+    held_part = (f"; {heldout} held-out exercises passed through unchecked (from "
                  f"{held['n_exercise_sources'] - held['n_train_sources']} of {held['n_exercise_sources']} sources, "
-                 f"a benchmark kept out of training: {for_held} removed for them)" if held.get("enabled") else "")
+                 f"kept out of training; as a benchmark of {held['n_problems']} problems they removed {for_held})"
+                 if held.get("enabled") else "")
     tail = (f"checked per input: {per_input}; {matched} matched any signal; at tau {taus}: {removed} would be "
             f"removed, {similar} of {report['n_problems']} problems similar{held_part}; evidence in {PAIRS_FILE}")
     return ledger.finish(
