@@ -70,3 +70,15 @@ def test_the_tokenizer_reads_no_exercise_decontam_marked_held_out(tmp_path):
     read = list(document_texts(ds))
     expected = [r["prompt"] + r["completion"] for r in rows if not is_heldout_exercise(r, 0.5)]
     assert read == expected and 0 < len(read) < len(rows)
+    # The tokenizer stage's ledger: each held-out exercise read is a heldout-exercise row of its rejected/.
+    from textbooklm.lm.config import TokenizerConfig
+    from textbooklm.lm.stage import run_tokenizer
+    from textbooklm.store import Dataset
+
+    tok = run_tokenizer(TokenizerConfig(vocab_size=300), {"exercises": ds}, tmp_path / "tokenizer")
+    counts = tok.manifest["summary"]["counts"]
+    held = {r["id"] for r in rows if is_heldout_exercise(r, 0.5)}
+    assert (counts["in"], counts["kept"], counts["dropped_by_reason"]) == (len(rows), len(read),
+                                                                           {"heldout-exercise": len(held)})
+    rejected = Dataset(tmp_path / "tokenizer" / "rejected").to_table().to_pylist()
+    assert {r["id"] for r in rejected} == held and all(r["dataset"] == str(ds.path) for r in rejected)
