@@ -62,3 +62,8 @@ def test_stats_refuse_a_ledger_that_disagrees_with_its_rejected_rows(tmp_path):
 def test_a_drop_needs_a_reason(tmp_path):
     with pytest.raises(ValueError, match="needs a reason"):
         ShardLedger(str(tmp_path), "k").drop({"id": "x"}, "")
+
+
+def test_a_stage_that_decided_nothing_says_only_its_tail(tmp_path):
+    summary = StageLedger("pretrain", tmp_path, "documents read").finish(tail="4 steps, 512 tokens")
+    assert summary["line"] == "pretrain: 4 steps, 512 tokens" and summary["counts"]["in"] == 0

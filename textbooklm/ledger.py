@@ -151,7 +151,9 @@ class StageLedger:
         """Finish ``rejected/`` and return the stage summary: ``counts``, ``line`` and ``summary``'s fields.
 
         The line reads ``stage: IN in_means -> KEPT kept, DROPPED dropped (reason n, ...)`` and then
-        ``tail`` (the stage's own few words: clusters found, tokens written...). The caller writes the
+        ``tail`` (the stage's own few words: clusters found, tokens written...); a stage that decided
+        about no input this time (pretrain reads a pack and drops nothing) reads ``stage: tail``, since
+        "0 in -> 0 kept" would say nothing. The caller writes the
         summary into its dataset's manifest (``finish_dataset(..., summary=...)``), which the pipeline
         records; it also prints the line.
         """
@@ -161,7 +163,7 @@ class StageLedger:
         line = (f"{self.stage}: {counts['in']:,} {self.in_means} -> {counts['kept']:,} kept, "
                 f"{counts['dropped']:,} dropped{why}")
         if tail:
-            line += f"; {tail}"
+            line = f"{self.stage}: {tail}" if counts["in"] == 0 else f"{line}; {tail}"
         out = {**summary, "counts": counts, "line": line}
         finish_dataset(self.folder / REJECTED_DIR, stage=f"{self.stage}.rejected", config_hash=self.config_hash,
                        parents=parents, summary=out)

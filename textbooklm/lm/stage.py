@@ -52,13 +52,8 @@ def stage_ledger(ctx: StageContext | None, stage: str, out: Path, in_means: str,
 
 def _finish(out: Path, rows: list[dict[str, Any]], ledger: StageLedger, parents: list[Dataset], tail: str,
             **fields: Any) -> Dataset:
-    """The ledger's summary (counts, line; ``rejected/``) on the stage's small table; the line is printed.
-
-    A ledger that decided about no input gives the line ``stage: tail``: "0 in -> 0 kept" would say nothing.
-    """
+    """The ledger's summary (counts, line; ``rejected/``) on the stage's small table; the line is printed."""
     summary = ledger.finish(tail=tail, parents=tuple(str(p.path) for p in parents), **fields)
-    if summary["counts"]["in"] == 0:
-        summary["line"] = f"{ledger.stage}: {tail}"
     summary_line(summary["line"])
     for old in Dataset(out).shards():
         old.unlink()
