@@ -116,9 +116,11 @@ def run_pipeline(cfg: PipelineBase, run_dir: str | Path, only: list[str] | None 
         atomic_write_json(folder / ATTEMPT_FILE, {"config_hash": h})
         started = time.time()
         inputs = run.inputs_for(spec)
+        ctx = context_for(run, spec.name)
         try:
-            result: Dataset = spec.load()(getattr(cfg, spec.name), inputs, folder, context_for(run, spec.name))
+            result: Dataset = spec.load()(getattr(cfg, spec.name), inputs, folder, ctx)
         finally:
+            ctx.close()  # shared teachers (a judge consulted every round) are closed once, here
             shutdown_pool()  # one warm worker pool per stage: idle workers do not hold memory into the next
         seconds = time.time() - started
         summary = result.manifest.get("summary", {}) if result.is_finished else {}

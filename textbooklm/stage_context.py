@@ -34,6 +34,7 @@ class StageContext:
     run: RunConfig  # the [run] settings: seed, executor, workers
     config_hash: str = ""
     teachers: dict[str, TeacherConfig] = field(default_factory=dict)
+    _shared: dict[tuple[str, str], LazyTeacher] = field(default_factory=dict, repr=False)
 
     # -- plain settings -----------------------------------------------------------------------
     @property
@@ -97,6 +98,23 @@ class StageContext:
         from textbooklm.lazy_services import LazyTeacher
 
         return LazyTeacher(self.teacher_config(name), self.owner.teacher_cache_dir, stage or self.name, name)
+
+    def shared_teacher(self, name: str, stage: str | None = None) -> LazyTeacher:
+        """One lazy teacher per (name, ledger stage) for this whole stage run, closed by :meth:`close`.
+
+        For a service called once per round (the judge scoring each round's textbooks): a teacher built
+        and closed per call reloaded a local model every round.
+        """
+        key = (name, stage or self.name)
+        if key not in self._shared:
+            self._shared[key] = self.lazy_teacher(name, stage)
+        return self._shared[key]
+
+    def close(self) -> None:
+        """Close the shared services (the pipeline calls it when the stage returns or fails)."""
+        shared, self._shared = list(self._shared.values()), {}
+        for teacher in shared:
+            teacher.close()
 
     def lazy_sandbox(self, limits: Limits) -> LazySandbox:
         """One warm sandbox pool with these limits, started only if a program runs; closed by the caller."""

@@ -28,13 +28,11 @@ def score_texts(cfg: JudgeConfig, texts: list[str], ctx: Any) -> tuple[list[dict
                          "only the llm judge can score prose")
     template = load_template(cfg.llm)
     # Its own ledger (``<stage>.judge``): sharing the caller's stage name with the same model would let
-    # two Teacher objects overwrite each other's spend, and so the budget check.
-    teacher = ctx.teacher(cfg.teacher, stage=f"{ctx.name}.judge")
-    try:
-        verdicts = judge_records(teacher, texts, cfg.llm, template) if texts else []
-        line = teacher.summary()
-    finally:
-        teacher.close()
+    # two Teacher objects overwrite each other's spend, and so the budget check. Shared by every call
+    # of the caller's run (closed when that stage ends): built per call, a local model reloaded per round.
+    lazy = ctx.shared_teacher(cfg.teacher, stage=f"{ctx.name}.judge")
+    verdicts = judge_records(lazy.get(), texts, cfg.llm, template) if texts else []
+    line = lazy.summary()
     meta = {"prompt": template.name, "prompt_sha": template.sha, "scale": template.scale, "teacher": cfg.teacher,
             "model": ctx.teacher_config(cfg.teacher).model, "threshold": cfg.llm.resolved_threshold(),
             "teacher_line": line}
