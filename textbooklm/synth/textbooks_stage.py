@@ -44,6 +44,7 @@ from textbooklm.synth.rounds import TEACHER_ERROR, RoundStore, load_excerpts, sa
 from textbooklm.synth.seeds import Seed, SeedSampler, derived_seed, load_topics, load_words
 from textbooklm.synth.textbook_checks import is_cut_off, prompt_echo, salvage_cut_off, unexercised
 from textbooklm.teacher import Request
+from textbooklm.teacher.fanout import spread
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("seed", pa.string()), ("provenance", pa.string())])
 REJECTED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string())).append(pa.field("detail", pa.string()))
@@ -302,7 +303,7 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: StageC
     sampler = build_sampler(cfg, run_seed, excerpts)
     template = PromptTemplate.load("textbook", cfg.template, TEXTBOOK_FIELDS)
     store = RoundStore(out, SCHEMA, REJECTED_SCHEMA)
-    teacher = ctx.lazy_teacher(cfg.teacher, STAGE)
+    teacher = spread(ctx.lazy_teacher(cfg.teacher, STAGE), ctx, STAGE, out / "_work")  # drivers > 1: fanout.py
     sandbox = ctx.lazy_sandbox(cfg.sandbox) if cfg.run_code else None
     judge = (lambda texts: ctx.score_texts("judge", texts)) if cfg.judge else None
     n_rounds = -(-cfg.count // cfg.per_round)
