@@ -181,3 +181,25 @@ def test_result_round_trip_is_what_a_driver_returns(tmp_path):
     driver.close()
     cache.close()
     assert list(got) == ["k1"] and got["k1"].cached and got["k1"].tokens_in == 3
+
+
+def test_cache_cli_sees_every_file(srv, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from textbooklm.cli import app
+
+    monkeypatch.delenv("TEXTBOOKLM_TEACHER_CACHE", raising=False)
+    cache_dir = tmp_path / "run" / "_cache"
+    main = build_teacher(cfg_for(srv), cache_dir, stage="judge")
+    main.complete([ask(f"main {i}") for i in range(3)], show_progress=False)
+    main.close()
+    driver = build_teacher(cfg_for(srv), cache_dir, stage="judge", driver=True)
+    driver.complete([ask(f"driver {i}") for i in range(4)], show_progress=False)
+    driver.close()
+    runner = CliRunner()
+    out = runner.invoke(app, ["cache", "stats", str(tmp_path / "run")], terminal_width=200).output
+    assert "(2 files)" in " ".join(out.split()) and "gpt-4o-mini" in out, out  # the console may wrap the path
+    row = next(line for line in out.splitlines() if "judge" in line)
+    assert " 7 " in row and " 0 " in row, row  # requests and cache hits summed over both files
+    assert "would remove 7" in runner.invoke(app, ["cache", "prune", str(tmp_path / "run"), "--model",
+                                                   "gpt-4o-mini", "--dry-run"]).output

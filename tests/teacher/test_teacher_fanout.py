@@ -145,3 +145,41 @@ def test_spread_wraps_a_stage_teacher_only_when_drivers_exceed_one(srv, tmp_path
     assert [two.key(r) for r in reqs] == [direct.key(r) for r in reqs] == [r.key for r in res]
     direct.close()
     assert two.summary().startswith("teacher gpt-4o-mini [s]: 6 completed, 0 from cache") and len(srv.hits) == 6
+
+
+def test_one_killed_driver_is_re_run_and_sends_only_what_it_had_not_committed(srv, tmp_path):
+    """SIGKILL one pool worker mid-call: the call fails (a broken pool), and calling again re-runs the
+    killed driver, which finds its committed replies in its cache file and sends only the rest."""
+    import threading
+
+    from textbooklm import executor
+
+    srv.state.latency_s = 0.03
+    cfg = cfg_for(srv, concurrency=2, drivers=2)
+    reqs = [ask(f"victim {i:02d}") for i in range(60)]
+    killed: list[int] = []
+
+    def kill_one_driver() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(cached_prompts(tmp_path / "c").values()) >= 12 and executor._warm is not None:
+                pid = next(iter(executor._warm[0]._processes))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=kill_one_driver)
+    watcher.start()
+    with pytest.raises(Exception, match="terminated abruptly|BrokenProcessPool|process pool"):
+        complete_spread(cfg, reqs, stage="synth", cache_dir=tmp_path / "c", work_dir=tmp_path / "w")
+    watcher.join()
+    assert killed
+    time.sleep(0.5)  # the other driver is stopped with the broken pool
+    before = set(cached_prompts(tmp_path / "c"))
+    assert 12 <= len(before) < len(reqs)
+    res = complete_spread(cfg, reqs, stage="synth", cache_dir=tmp_path / "c", work_dir=tmp_path / "w")
+    assert all(r.ok for r in res) and sum(r.cached for r in res) >= len(before)
+    ok = Counter(h.prompt for h in srv.hits if h.outcome == "ok")
+    assert all(ok[p] == 1 for p in before), "a request committed before the kill was sent again"
+    assert sum(ok.values()) <= len(reqs) + cfg.drivers * cfg.concurrency
