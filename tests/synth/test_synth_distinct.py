@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from textbooklm.synth.distinct import HLL_ERROR, DatasetDiversity, DistinctCounter, TopOpenings, ngram_hashes
-from textbooklm.synth.diversity import distinct_n
+from textbooklm.synth.diversity import distinct_n, distinct_ns
 
 
 def _texts(n: int, seed: int = 0) -> list[str]:
@@ -14,19 +14,38 @@ def _texts(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(vocab) for _ in range(rng.randint(20, 80))) for _ in range(n)]
 
 
+def _set_based(texts: list[str], n: int) -> float:
+    """The figure as a set of word tuples gives it (what distinct_n computed before hashing)."""
+    seen, total = set(), 0
+    for t in texts:
+        w = t.lower().split()
+        grams = [tuple(w[i: i + n]) for i in range(len(w) - n + 1)]
+        total += len(grams)
+        seen.update(grams)
+    return len(seen) / total if total else 0.0
+
+
+def test_hashed_distinct_n_equals_the_set_of_tuples():
+    texts = _texts(300, seed=2) + ["Ab\u00a0cd ef\u3000gh", "AB CD ef gh", "", "one", "x\ty\nz x y z"]
+    got = distinct_ns(texts, (1, 2, 3, 4))
+    for n in (1, 2, 3, 4):
+        assert got[n] == _set_based(texts, n) == distinct_n(texts, n)
+    assert distinct_ns([], (1,)) == {1: 0.0} and distinct_n(["one"], 2) == 0.0
+
+
 def test_exact_below_the_limit_equals_the_set_based_figure():
     texts = _texts(200)
     acc = DatasetDiversity()
     acc.add_many(texts)
     report = acc.report(near_duplicates=3, candidates=200)
     for n in (1, 2, 3):
-        assert report[f"distinct_{n}"] == round(distinct_n(texts, n), 4)
+        assert report[f"distinct_{n}"] == round(_set_based(texts, n), 4)
     assert report["distinct_estimated"] is False and report["near_duplicate_rate"] == 0.015
 
 
 def test_the_sketch_stays_within_a_few_standard_errors_and_is_stable():
     texts = _texts(3000, seed=1)
-    exact = distinct_n(texts, 3)
+    exact = _set_based(texts, 3)
     acc = DatasetDiversity(exact_limit=1_000)  # force the HyperLogLog path
     acc.add_many(texts)
     got = acc.report(0, len(texts))

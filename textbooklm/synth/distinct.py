@@ -54,8 +54,12 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
 def word_hashes(text: str) -> np.ndarray:
     """A stable 64-bit hash per whitespace-separated word of ``text`` lower-cased, computed for all words
     at once: a polynomial hash of each word's UTF-8 bytes from prefix sums (no Python loop per word).
-    Words are split at ASCII whitespace (str.split also splits at rarer Unicode spaces)."""
-    data = np.frombuffer(text.lower().encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    Words are what ``str.split`` gives: a text with non-ASCII characters is re-joined with spaces first, so
+    Unicode spaces (no-break, ideographic, ...) separate words here too."""
+    lowered = text.lower()
+    if not lowered.isascii():
+        lowered = " ".join(lowered.split())
+    data = np.frombuffer(lowered.encode("utf-8", "surrogatepass"), dtype=np.uint8)
     if not len(data):
         return np.zeros(0, dtype=np.uint64)
     space = np.isin(data, np.frombuffer(b" \t\n\r\x0b\x0c", dtype=np.uint8))
