@@ -50,3 +50,26 @@ def test_streaming_finish_matches_in_memory_near_duplicates_and_diversity(tmp_pa
         assert overall[key] == reference[key], key
     assert overall["near_duplicates_among"] == len(texts)
     assert overall["near_duplicates"] == final["rejected_by_reason"]["near-duplicate"]
+
+
+def test_first_occurrences_is_exact_even_when_id_hashes_collide(monkeypatch):
+    from textbooklm.synth import near_dups
+
+    ids = [["a", "b", "c"], ["b", "d"], [], ["a", "e", "b"]]
+    flat = [i for r in ids for i in r]
+    expected = [flat.index(i) for i in flat]
+    reads = []
+
+    def by_round():
+        reads.append(1)
+        yield from ids
+
+    assert near_dups.first_occurrences(by_round).tolist() == expected
+    assert len(reads) == 2  # equal hashes of equal ids: their ids are read again and compared
+    reads.clear()
+    monkeypatch.setattr(near_dups, "_id_hash", lambda i: 7 if i in ("c", "d", "e") else ord(i))  # c, d, e collide
+    assert near_dups.first_occurrences(by_round).tolist() == expected
+    reads.clear()
+    assert near_dups.first_occurrences(lambda: iter([["x", "y"], ["z"]])).tolist() == [0, 1, 2]
+    assert near_dups.first_occurrences(lambda: iter([["x", "y"]])).tolist() == [0, 1]
+    assert near_dups.first_occurrences(lambda: iter([])).tolist() == []
