@@ -68,13 +68,14 @@ def start_server(latency: float, slots: int) -> tuple[subprocess.Popen, str]:
 
 
 async def _bare(base_url: str, n: int, concurrency: int) -> float:
-    """Requests/s of a bare AsyncOpenAI loop (same transport the Teacher uses)."""
+    """Requests/s of a bare AsyncOpenAI loop (same transport and connection pool the Teacher uses)."""
     import openai
 
     from textbooklm.teacher.config import TeacherConfig
     from textbooklm.teacher.openai_backend import make_http_client
 
-    cfg = TeacherConfig(backend="openai", model="fake", base_url=base_url, api_key_env="")
+    # the pool sized to the same concurrency as the stage's teacher (the default 16 would cap the loop at 16)
+    cfg = TeacherConfig(backend="openai", model="fake", base_url=base_url, api_key_env="", concurrency=concurrency)
     client = openai.AsyncOpenAI(api_key="no-key", base_url=base_url, max_retries=0,
                                 http_client=make_http_client(cfg))
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -208,7 +209,7 @@ def run_config(cfg: Path, out: Path, count: int, per_round: int, time_limit: flo
     finish_s = float(summary.get("finish_s") or 0.0)
     rounds_s = max(1e-9, float(stage["seconds"]) - finish_s)
     return {**row, "stage_s": float(stage["seconds"]), "finish_s": finish_s, "req_per_s": count / rounds_s,
-            "kept": summary.get("kept")}
+            "kept": summary.get("kept", summary.get("counts", {}).get("kept"))}
 
 
 def run_stage(url: str, count: int, per_round: int, concurrency: int, work: Path) -> dict:
