@@ -53,9 +53,10 @@ def test_drivers_send_each_request_once_and_agree_with_one(srv, tmp_path):
     assert [same(r) for r in got] == [same(r) for r in expected]  # input order, duplicates included
     sent = Counter((h.prompt, h.body.get("seed")) for h in srv.hits)
     assert len(sent) == 40 and max(sent.values()) == 1  # no request sent twice, across drivers either
-    # three drivers wrote three files of their own; nothing went to the main file
+    # the drivers wrote files of their own (one per driver running at once: a finished driver's slot is
+    # reused); nothing went to the main file
     files = cache_files(tmp_path / "spread")
-    assert len(files) == 3 and all(p.name != "teacher_cache.sqlite" for p in files)
+    assert 1 <= len(files) <= 3 and all(p.name != "teacher_cache.sqlite" for p in files)
     assert sum(cached_prompts(tmp_path / "spread").values()) == 40
     assert {driver_of(r.key, 3) for r in got} == {0, 1, 2}
     led = stage_ledger(cfg, tmp_path / "spread", "synth")
