@@ -9,8 +9,9 @@ textbooks`, code blocks run in the sandbox, diversity measured, cross-round dedu
 process and run folder, with ``per_round`` prompts per round and the teacher at ``--concurrency``.
 
 Measured per count: stage wall, requests/s over the rounds (count / (stage seconds - finish
-seconds)) and in steady state (the requests of rounds 1.. over the time from round 0's marker to the
-last one: the pipeline's fill and drain left out), the driver's peak RSS (VmHWM of the stage
+seconds)) and "steady" (the requests of rounds 1.. over the time from round 0's marker to the last
+one: the pipeline's fill and drain left out, but round 1's requests started before round 0's marker, so
+it overstates; the two bracket the rate a long run reaches), the driver's peak RSS (VmHWM of the stage
 process; the sandbox workers are separate processes) and its peak VmRSS during the rounds and
 during the finish (phases told apart by the round markers on disk), the finish step's seconds (from
 the stage summary), the request cache's size, and the 1-minute load average at the start and end
@@ -28,7 +29,7 @@ the same shape, measured in the same run), both printed:
 
 Then growth exponents (wall and RSS between counts) and the extrapolation to phi-1 (500k textbooks
 + 880k exercises) and phi-1.5 (13M textbooks) at a hosted model's pace (``--reply-s`` 20 s a reply,
-the concurrency of configs/phi15.toml), from the slow-latency steady-state ratio, per driver and for
+the concurrency of configs/phi15.toml), from the slow-latency ratio over all rounds, per driver and for
 8 drivers, the driver's memory, and the dollar cost at the config's price, synchronous vs the Batch
 API (half price).
 
@@ -384,13 +385,15 @@ def main() -> None:
           f"alone does {sb['programs_per_s']:.0f} programs/s = {bound:.2f} of it, so on this box the ratio is "
           f"{'CPU-bound (the checks)' if bound < 0.8 else 'not bound by the sandbox'}")
     print(f"at {args.slow_latency:g} s: stage {slow_ratio:.2f} of the bare loop's {slow_bare:.1f} requests/s over "
-          f"all rounds, {slow_steady:.2f} in steady state (rounds after the first; fill and drain excluded)")
+          f"all rounds (fill and drain included: a lower bound), {slow_steady:.2f} from round 0's marker to the last "
+          f"(an upper bound: round 1's requests start before round 0's marker)")
     print(f"growth from {lo['count']} to {hi['count']}: wall exponent {t_exp:.2f}, peak RSS "
           f"{hi['peak_rss_mb'] / lo['peak_rss_mb']:.2f}x; from {mid['count']} to {hi['count']}: peak RSS "
           f"{hi['peak_rss_mb'] / mid['peak_rss_mb']:.2f}x (exponent {m_exp:.3f}), cache "
           f"{hi['cache_mb'] / mid['cache_mb']:.2f}x, finish {hi['finish_s'] / max(mid['finish_s'], 1e-9):.2f}x")
-    # Extrapolation: a driver keeps `concurrency` requests in flight at the teacher-bound (steady) efficiency.
-    eff = slow_steady if slow_steady == slow_steady else slow_ratio
+    # Extrapolation: a driver keeps `concurrency` requests in flight at the teacher-bound efficiency over all
+    # rounds (fill and drain included, so at most a few rounds' worth pessimistic at millions of requests).
+    eff = slow_ratio
     per_driver = args.concurrency / args.reply_s * eff
     tokens_in, tokens_out = 300, 1600  # per textbook: seed prompt, ~1,200 words
     from textbooklm.teacher.config import PRICE_PRESETS
@@ -408,7 +411,7 @@ def main() -> None:
     for line in lines:
         print(line)
     print(f"synth: {fast_ratio:.2f} of a bare AsyncOpenAI loop at {args.latency:g} s (sandbox alone {bound:.2f}), "
-          f"{slow_ratio:.2f} at {args.slow_latency:g} s ({slow_steady:.2f} steady); memory "
+          f"{slow_ratio:.2f} at {args.slow_latency:g} s ({slow_steady:.2f} from round 0's marker); memory "
           f"{hi['peak_rss_mb'] / mid['peak_rss_mb']:.2f}x from {mid['count']} to {hi['count']}; time exponent "
           f"{t_exp:.2f}; " + lines[-1])
 
