@@ -73,3 +73,21 @@ def test_first_occurrences_is_exact_even_when_id_hashes_collide(monkeypatch):
     assert near_dups.first_occurrences(lambda: iter([["x", "y"], ["z"]])).tolist() == [0, 1, 2]
     assert near_dups.first_occurrences(lambda: iter([["x", "y"]])).tolist() == [0, 1]
     assert near_dups.first_occurrences(lambda: iter([])).tolist() == []
+
+
+def test_streaming_roots_band_by_band_equal_the_in_memory_banding(tmp_path):
+    from textbooklm.synth.near_dups import near_duplicate_roots_streaming
+
+    rng = random.Random(5)
+    texts = [_doc(rng, i) for i in range(40)]
+    texts[13] = texts[4].replace("Lesson 4.", "Lesson four.")
+    texts[31] = texts[4] + " and a tail"
+    texts[22] = texts[9]
+    rounds = [texts[:10], [], texts[10:25], texts[25:]]
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    got = near_duplicate_roots_streaming(lambda: iter(rounds), 5, 128, 32, 0.7, spill_dir=spill)
+    want = near_duplicate_roots(texts, 5, 128, 32, 0.7)
+    assert got.tolist() == want.tolist() and (got != range(len(texts))).sum() >= 3
+    assert list(spill.iterdir()) == []  # the band keys' files are removed
+    assert near_duplicate_roots_streaming(lambda: iter([[], ["one text"]]), 5, 128, 32, 0.7).tolist() == [0]
