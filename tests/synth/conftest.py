@@ -8,6 +8,7 @@ code blocks pass or fail.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -17,6 +18,10 @@ import pytest
 from fakes.echo_server import EchoServer, _Handler
 
 KEY_ENV = "TEXTBOOKLM_TEST_SYNTH_KEY"
+# Set at collection, before any executor pool starts: several drivers run in workers forked from the
+# executor's fork server, which holds the environment it started with (as a run's workers hold the
+# run's). A key set later by one test's monkeypatch did not reach a pool an earlier test had started.
+os.environ.setdefault(KEY_ENV, "sk-synth-test")
 
 GOOD = '''Here is the exercise:
 
