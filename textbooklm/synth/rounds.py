@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -34,7 +35,7 @@ from textbooklm.ledger import StageLedger
 from textbooklm.record import content_id, with_provenance
 from textbooklm.store import atomic_write_json, divert_unwritable, shard_name, write_table
 from textbooklm.synth.distinct import DatasetDiversity
-from textbooklm.synth.near_dups import near_duplicate_roots_streaming
+from textbooklm.synth.near_dups import first_occurrences, near_duplicate_roots_streaming
 
 TEACHER_ERROR = "teacher-error"
 DUPLICATE = "duplicate"
@@ -119,13 +120,13 @@ class RoundStore:
                 yield [t or "" for t in self.read_column(k, text_column)]
 
         roots = near_duplicate_roots_streaming(texts_by_round, d.ngram, d.num_perm, d.bands, d.threshold)
-        first_by_id: dict[str, tuple[int, str]] = {}
+        # Exact duplicates from 64-bit id hashes (16 bytes a sample, near_dups.py), not a dict of every id.
+        first_of = first_occurrences(lambda: (self.read_column(k, "id") for k in range(n_rounds)))
         ids_by_index: dict[int, str] = {}  # only the cluster roots that a near duplicate names
-        wanted_roots = {int(r) for i, r in enumerate(roots.tolist()) if r != i}
+        wanted_roots = set(np.unique(roots[roots != np.arange(len(roots))]).tolist())
         index = 0
         for k in range(n_rounds):
             for rid in self.read_column(k, "id"):
-                first_by_id.setdefault(rid, (index, rid))
                 if index in wanted_roots:
                     ids_by_index[index] = rid
                 index += 1
@@ -141,9 +142,8 @@ class RoundStore:
             for row in kept:
                 i, index = index, index + 1
                 candidates += 1
-                first = first_by_id[row["id"]][0]
                 root = int(roots[i])
-                if first != i:
+                if int(first_of[i]) != i:
                     part.drop(mark_duplicate(row, DUPLICATE, f"same text as {row['id']}"), DUPLICATE,
                               f"same text as {row['id']}")
                     continue
