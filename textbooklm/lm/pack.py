@@ -284,8 +284,11 @@ def _mixture_line(index: dict) -> str:
         elif p["at_cap"]:
             part += f", filled to its max_epochs {p['max_epochs']:g} by others' freed tokens"
         parts.append(part + ")")
-    line = (f"pack: {tr['tokens']:,} train tokens ({tr['documents']:,} docs, {len(tr['shards'])} shards), "
-            f"{va['tokens']:,} validation tokens ({va['documents']:,} docs); mixture {', '.join(parts)}")
+    # "copies": a document repeated for its source's epochs counts once per copy (the ledger's kept counts
+    # each document once, so "docs" here read as a contradiction of it)
+    line = (f"pack: {tr['tokens']:,} train tokens ({tr['documents']:,} document copies, {len(tr['shards'])} "
+            f"shard{'s' * (len(tr['shards']) != 1)}), {va['tokens']:,} validation tokens ({va['documents']:,} "
+            f"docs); mixture {', '.join(parts)}")
     if tr["tokens"] < index["asked_train_tokens"] and all(s["packed"]["at_cap"] for s in index["sources"]):
         line += f"; asked {index['asked_train_tokens']:,} train tokens, every source is at its cap"
     elif tr["tokens"] < index["asked_train_tokens"]:
