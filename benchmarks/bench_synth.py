@@ -309,8 +309,11 @@ def main_config(args: argparse.Namespace) -> None:
               f"({done:,} textbooks) in {row['wall_s']:.0f} s, steady {row['steady_req_per_s']:.1f} requests/s, "
               f"driver peak RSS {row['peak_rss_mb']:.0f} MB; {_loads(row)}")
         print(f"  VmRSS MB after round: {_trend(row['trend'], 12)}")
-        rate = row["steady_req_per_s"]
-        print(f"at that rate all {args.count:,} would take {args.count / rate / 3600:.1f} h (not measured)")
+        if row["rounds_done"] >= row["n_rounds"]:
+            print("every round was done: stopped during the finish step (its time and RSS not measured)")
+        else:
+            rate = row["steady_req_per_s"]
+            print(f"at that rate all {args.count:,} would take {args.count / rate / 3600:.1f} h (not measured)")
         return
     print_row(row)
 
