@@ -321,7 +321,8 @@ def _train_stage(cfg: TrainConfig, inputs: dict[str, Dataset], out: Path, ctx: S
             cfg = cfg.model_copy(update={"init_from": str(runs[0])})
     elif not Path(cfg.init_from).exists():
         cfg = cfg.model_copy(update={"init_from": str(resolve_dataset(cfg.init_from, inputs, ctx).path / "train")})
-    result = train(cfg, data_dir, out / "train", tokenizer_json if tokenizer_json.is_file() else None)
+    result = train(cfg, data_dir, out / "train", tokenizer_json if tokenizer_json.is_file() else None,
+                   announce=False)  # the stage prints its ledger's line, which holds this one
     part = ledger.shard(shard_name(len(keys)))  # after the pack's shards: training's counters
     part.count("steps", int(result["steps"]))
     part.count("tokens", int(result["tokens"]))

@@ -90,8 +90,11 @@ def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     return out
 
 
-def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | None = None) -> dict[str, Any]:
-    """Train (or resume) into ``out``; returns a summary dict (also the stage's metrics row)."""
+def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | None = None,
+          announce: bool = True) -> dict[str, Any]:
+    """Train (or resume) into ``out``; returns a summary dict (also the stage's metrics row).
+
+    ``announce=False``: the line is returned, not printed (a stage prints its ledger's line instead)."""
     from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
@@ -352,7 +355,8 @@ def train(cfg: TrainConfig, data_dir: Path, out: Path, tokenizer_json: Path | No
                 f"final loss {last_loss if last_loss is not None else float('nan'):.4f}"
                 + (f", val loss {val_loss:.4f}" if val_loss is not None else "") + f"; checkpoint in {out}")
         summary["line"] = line
-        summary_line(line)
+        if announce:
+            summary_line(line)
     if distributed:
         dist.barrier()
     if owns_group:
