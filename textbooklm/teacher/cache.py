@@ -123,7 +123,9 @@ class RequestCache:
         # A checkpoint fsyncs the database while the event loop waits (measured: 10-60 ms stalls, each
         # holding up every reply in flight); checkpoint every ~40 MB of WAL instead of every 4 MB.
         self._db.execute("PRAGMA wal_autocheckpoint=10000")
-        self._db.executescript(_SCHEMA)
+        # One transaction: another driver that sees this file must see both tables (created one by one,
+        # a reader found `results` but not yet `ledger` and failed with "no such table: ledger").
+        self._db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
         self._readers: dict[Path, sqlite3.Connection] = {}  # the other files, read-only, opened on first use
 
     @classmethod
@@ -142,10 +144,14 @@ class RequestCache:
         for p in cache_files(self.folder):
             if p == self.path or p in self._readers:
                 continue
+            con: sqlite3.Connection | None = None
             try:
                 con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=60, check_same_thread=False)
                 con.execute("SELECT 1 FROM results LIMIT 1")
-            except sqlite3.OperationalError:  # created, schema not committed yet: look again next time
+                con.execute("SELECT 1 FROM ledger LIMIT 1")
+            except sqlite3.OperationalError:  # gone, or created with its schema not committed yet: look again next time
+                if con is not None:
+                    con.close()
                 continue
             self._readers[p] = con
         return list(self._readers.values())
