@@ -23,6 +23,13 @@ def server(request: pytest.FixtureRequest) -> Iterator[EchoServer | AsyncEchoSer
 
 
 @pytest.fixture
+def srv() -> Iterator[AsyncEchoServer]:
+    """One asyncio test server with no latency (the cache-file and driver tests count requests at it)."""
+    with AsyncEchoServer(latency_s=0.0) as s:
+        yield s
+
+
+@pytest.fixture
 def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv(KEY_ENV, SECRET)
     return SECRET

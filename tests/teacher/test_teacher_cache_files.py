@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from fakes.cache_reader import cached_prompts
 from fakes.echo_server_async import AsyncEchoServer
 
@@ -24,12 +23,6 @@ from textbooklm.teacher.cache import CACHE_FILE, RequestCache, cache_files, clai
 from textbooklm.teacher.cache_admin import cache_stats, prune_cache, read_ledgers
 
 KEY_ENV = "TEXTBOOKLM_TEST_TEACHER_KEY"
-
-
-@pytest.fixture
-def srv():
-    with AsyncEchoServer(latency_s=0.0) as s:
-        yield s
 
 
 def cfg_for(srv: AsyncEchoServer, **kw) -> TeacherConfig:

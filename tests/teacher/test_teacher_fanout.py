@@ -20,12 +20,6 @@ from textbooklm.teacher.cache import cache_files
 from textbooklm.teacher.fanout import complete_spread, driver_of, stage_ledger
 
 
-@pytest.fixture
-def srv():
-    with AsyncEchoServer(latency_s=0.0) as s:
-        yield s
-
-
 def cfg_for(srv: AsyncEchoServer, **kw) -> TeacherConfig:
     base = dict(backend="openai", model="gpt-4o-mini", base_url=srv.base_url, api_key_env="", concurrency=4,
                 max_retries=0, timeout_s=5.0)
