@@ -24,9 +24,10 @@ import json
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,12 @@ def _map_local(fn, todo, marker_dir, workers, advance) -> dict[str, dict[str, An
     return out
 
 
-def _map_ray(fn, todo, marker_dir, workers, ray_address, advance) -> dict[str, dict[str, Any]]:
+@contextmanager
+def ray_session(workers: int, ray_address: str | None) -> Iterator[Any]:
+    """Ray, connected for the block: to ``ray_address``'s cluster, or a local one of ``workers`` CPUs.
+
+    An already connected Ray (a caller's session) is used as it is and left connected.
+    """
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - depends on the extra
@@ -205,6 +211,17 @@ def _map_ray(fn, todo, marker_dir, workers, ray_address, advance) -> dict[str, d
     # A local cluster started here must not outlive a SIGKILLed driver (see process_lifetime).
     reaper = start_reaper(descendants(os.getpid())) if started_here and not ray_address else None
     try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()
+        if reaper is not None:
+            reaper.kill()
+            reaper.wait()
+
+
+def _map_ray(fn, todo, marker_dir, workers, ray_address, advance) -> dict[str, dict[str, Any]]:
+    with ray_session(workers, ray_address) as ray:
         remote = ray.remote(_run_and_mark)
         refs = {remote.remote(fn, t, str(marker_dir)): t["key"] for t in todo}
         out: dict[str, dict[str, Any]] = {}
@@ -214,9 +231,48 @@ def _map_ray(fn, todo, marker_dir, workers, ray_address, advance) -> dict[str, d
                 out[refs.pop(ref)] = ray.get(ref)
                 advance(1)
         return out
-    finally:
-        if started_here:
-            ray.shutdown()
-        if reaper is not None:
-            reaper.kill()
-            reaper.wait()
+
+
+class Submitter:
+    """One task at a time on the run's executor, each handed over when it is ready: ``submit`` -> a Future.
+
+    Why besides :func:`map_shards`: the synthesis driver hands round k's checks to a worker as soon as
+    its replies are in and goes on asking for round k+1, so the checks of several rounds may run at
+    once, on other machines under Ray. The same contract as ``map_shards``: the task function writes
+    through atomic renames and returns a JSON-able dict, which the worker then writes as
+    ``<marker_dir>/<task key>.json`` (so the marker is the last thing written). The local executor uses
+    this process's warm pool (also with ``workers = 1``: a task never runs on the caller's thread);
+    Ray is connected for the ``with`` block, so tasks do not pay a connection each.
+    """
+
+    def __init__(self, executor: str = "local", workers: int = 0, ray_address: str | None = None) -> None:
+        if executor not in ("local", "ray"):
+            raise ValueError(f"unknown executor {executor!r} (expected 'local' or 'ray')")
+        self.executor, self.workers, self.ray_address = executor, workers, ray_address
+        self._session: Any = None
+        self._ray: Any = None
+        self._remote: Any = None
+
+    def __enter__(self) -> Submitter:
+        if self.executor == "ray":
+            self._session = ray_session(self.workers, self.ray_address)
+            self._ray = self._session.__enter__()
+            self._remote = self._ray.remote(_run_and_mark)
+        return self
+
+    def submit(self, fn: TaskFn, task: dict[str, Any], marker_dir: str | Path) -> Future:
+        """Start ``fn(task)`` on a worker; the Future gives its result (the marker's content)."""
+        Path(marker_dir).mkdir(parents=True, exist_ok=True)
+        if self.executor == "ray":
+            if self._remote is None:
+                raise RuntimeError("Submitter: use it as a context manager (with Submitter(...) as s)")
+            return self._remote.remote(fn, task, str(marker_dir)).future()
+        pool = warm_pool(resolve_workers(self.workers), _preload_for(fn))
+        return pool.submit(_run_and_mark, fn, task, str(marker_dir))
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if isinstance(exc, BrokenProcessPool):  # a killed worker (OOM) breaks the pool: the next use starts one
+            shutdown_pool()
+        if self._session is not None:
+            session, self._session, self._remote = self._session, None, None
+            session.__exit__(exc_type, exc, tb)

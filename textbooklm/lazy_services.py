@@ -55,8 +55,11 @@ class LazyTeacher:
             return self.get().complete(requests)
 
     def key(self, request: Request) -> str:
-        """The request's cache key (``Teacher.key``)."""
-        return self.get().key(request)
+        """The request's cache key (``Teacher.key``), without building the teacher: a check that only stamps
+        provenance (in an executor worker) must not load a model or open a client for it."""
+        from textbooklm.teacher.types import request_key
+
+        return request_key(self.cfg.backend, self.cfg.model, request)
 
     def describe(self) -> dict[str, str]:
         """Name, backend and model: what a sample's provenance says about who wrote it."""

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from textbooklm.config import RunConfig
+    from textbooklm.executor import Submitter
     from textbooklm.lazy_services import LazySandbox, LazyTeacher
     from textbooklm.ledger import StageLedger
     from textbooklm.run import Run
@@ -58,6 +59,21 @@ class StageContext:
 
         return map_shards(fn, tasks, marker_dir, executor=self.run.executor, workers=self.run.workers,
                           ray_address=self.run.ray_address, description=description)
+
+    def submitter(self) -> Submitter:
+        """The configured executor, one task at a time (``with ctx.submitter() as s: s.submit(fn, task, markers)``).
+
+        For a stage that hands work over as it becomes ready (the synth driver's round checks) instead of
+        mapping a known list; same resumable contract as :meth:`map`.
+        """
+        from textbooklm.executor import Submitter
+
+        return Submitter(self.run.executor, self.run.workers, self.run.ray_address)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for an executor worker (a check that scores with the run's judge): without the shared
+        teachers, which hold locks and a loaded model; the worker builds its own."""
+        return {**self.__dict__, "_shared": {}}
 
     def ledger(self, in_means: str = "records", rejected_schema: pa.Schema | None = None) -> StageLedger:
         """This stage's ledger of verdicts (kept / dropped with a reason / counters), see ``ledger.py``.

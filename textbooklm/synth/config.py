@@ -98,6 +98,18 @@ class TextbooksConfig(StrictModel):
         True, description="Send round k+1's requests while round k is checked (the plans, and so the output, "
         "are the same either way; off: one round after the other).", json_schema_extra=ADDED_LATER,
     )
+    checks: Literal["driver", "executor"] = Field(
+        "driver", description="Where a round's checks (parse, sandbox runs, judge, per-round diversity) run: on the "
+        "stage's own process beside the next round's requests ('driver'), or as a task on the run's executor "
+        "([run] executor: the local pool or Ray), where the checks of several rounds run at once and on other "
+        "machines ('executor'). The output is the same either way.", json_schema_extra=ADDED_LATER,
+    )
+    rounds_ahead: int = Field(
+        1, ge=1, le=64, description="Rounds that may be asked before the round before them is checked; round k is "
+        "planned (re-weighted) from what rounds < k - rounds_ahead kept. More keeps the teacher busy while slow "
+        "checks catch up, at a re-weighting that lags that many rounds (so a different, equally reproducible "
+        "output).", json_schema_extra=ADDED_LATER,
+    )
 
     def consulted_stages(self) -> tuple[str, ...]:
         """The judge's config decides what is kept when textbooks are judged (run.consulted_stages)."""

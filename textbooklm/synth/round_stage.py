@@ -43,10 +43,11 @@ class Services:
         return line
 
 
-def drive(n_rounds: int, store: RoundStore, steps: RoundSteps, pipeline: bool = True) -> Iterator[dict[str, Any]]:
+def drive(n_rounds: int, store: RoundStore, steps: RoundSteps, pipeline: bool = True,
+          ahead: int = 1) -> Iterator[dict[str, Any]]:
     """Each round's marker in order (driver.py), without its kept seeds: they live on in the driver's
     coverage, and keeping them per round grew with the count."""
-    for marker in drive_rounds(n_rounds, store, steps, pipeline=pipeline):
+    for marker in drive_rounds(n_rounds, store, steps, pipeline=pipeline, ahead=ahead):
         yield {key: val for key, val in marker.items() if key != "kept_seeds"}
 
 

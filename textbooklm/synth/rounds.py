@@ -65,8 +65,17 @@ class RoundStore:
         self.work = self.out / "_work"
         self.schema, self.rejected_schema = schema, rejected_schema
 
+    @property
+    def markers(self) -> Path:
+        return self.work / "markers"
+
+    @staticmethod
+    def round_key(k: int) -> str:
+        """Round k's marker name (an executor task checking round k has this key)."""
+        return f"round-{k:05d}"
+
     def marker(self, k: int) -> Path:
-        return self.work / "markers" / f"round-{k:05d}.json"
+        return self.markers / f"{self.round_key(k)}.json"
 
     def done(self, k: int) -> dict[str, Any] | None:
         try:
@@ -75,6 +84,14 @@ class RoundStore:
             return None
 
     def write(self, k: int, kept: list[dict[str, Any]], rejected: list[dict[str, Any]], result: dict[str, Any]) -> None:
+        """Round k's files, then its marker (``result``) last."""
+        atomic_write_json(self.marker(k), self.write_parts(k, kept, rejected, result))
+
+    def write_parts(self, k: int, kept: list[dict[str, Any]], rejected: list[dict[str, Any]],
+                    result: dict[str, Any]) -> dict[str, Any]:
+        """Round k's candidate and rejected files, not its marker; returns the marker to write (``result``, its
+        ``kept`` corrected for rows diverted as unwritable). An executor worker checking a round calls this
+        and returns the marker, which the executor writes last (executor.py's contract)."""
         n_kept = len(kept)
         kept, rejected = divert_unwritable(kept, rejected)  # a teacher's "\\ud800" rejects a record, not the run
         if len(kept) != n_kept and "kept" in result:
@@ -82,7 +99,7 @@ class RoundStore:
         write_table(self.work / "rounds" / shard_name(k), pa.Table.from_pylist(kept, schema=self.schema))
         write_table(self.work / "rounds-rejected" / shard_name(k),
                     pa.Table.from_pylist(rejected, schema=self.rejected_schema))
-        atomic_write_json(self.marker(k), result)
+        return result
 
     def read(self, k: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         kept = pq.read_table(self.work / "rounds" / shard_name(k)).to_pylist()

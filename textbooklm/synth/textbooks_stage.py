@@ -20,9 +20,13 @@ result, here or in a later block): a block of stubs nothing calls is ``defined_o
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ from textbooklm.sandbox import Program
 from textbooklm.stage_context import StageContext
 from textbooklm.store import Dataset
 from textbooklm.synth.candidate import Candidate, ask, split_rows, teacher_notes
+from textbooklm.synth.check_worker import worker_context, worker_sandbox
 from textbooklm.synth.config import TextbooksConfig
 from textbooklm.synth.diversity import coverage_from_counts, diversity_report
 from textbooklm.synth.driver import RoundSteps
@@ -249,6 +254,21 @@ def check_round(k: int, cands: list[Candidate], cfg: TextbooksConfig, teacher: L
     return kept, rejected, result
 
 
+def check_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Round ``task["round"]``'s check in an executor worker (``checks = "executor"``): the same
+    :func:`check_round` as on the driver, with this worker's warm sandbox and context (check_worker.py).
+    Writes the round's files and returns its marker, which the executor writes last (rounds.py)."""
+    cfg: TextbooksConfig = task["cfg"]
+    ctx = worker_context(task["ctx"])
+    sandbox = worker_sandbox(cfg.sandbox, ctx.run.workers) if cfg.run_code else None
+    # only stamps provenance (name, backend, model, request key): never built in the worker
+    teacher = LazyTeacher(task["teacher_cfg"], None, STAGE, task["teacher_name"])
+    judge = (lambda texts: ctx.score_texts("judge", texts)) if cfg.judge else None
+    kept, rejected, marker = check_round(task["round"], task["cands"], cfg, teacher, task["template"], sandbox, judge)
+    marker["checked_by"] = f"{socket.gethostname()}:{os.getpid()}"  # which worker (Ray node) checked the round
+    return RoundStore(Path(task["out"]), SCHEMA, REJECTED_SCHEMA).write_parts(task["round"], kept, rejected, marker)
+
+
 def _judge_text(rounds: list[dict[str, Any]]) -> str:
     """``; judged by ...`` for the summary line, when the textbooks were judged."""
     metas = [r["judge"] for r in rounds if r.get("judge")]
@@ -307,17 +327,26 @@ def run(cfg: TextbooksConfig, inputs: dict[str, Dataset], out: Path, ctx: StageC
     sandbox = ctx.lazy_sandbox(cfg.sandbox) if cfg.run_code else None
     judge = (lambda texts: ctx.score_texts("judge", texts)) if cfg.judge else None
     n_rounds = -(-cfg.count // cfg.per_round)
-    steps = RoundSteps(
-        plan=lambda k, cov: plan_round(k, sampler.sample(min(cfg.per_round, cfg.count - k * cfg.per_round), k, cov,
-                                                         start=k * cfg.per_round), cfg, template, run_seed),
-        ask=lambda k, cands: ask(teacher, cands),
-        check=lambda k, cands, answered: check_round(k, answered, cfg, teacher, template, sandbox, judge),
-        kept_seeds=lambda marker: marker["kept_seeds"],
-    )
     services = Services(teacher, [sandbox])
     try:
-        # round k+1's requests are in flight while round k is checked (driver.py)
-        rounds = list(drive(n_rounds, store, steps, pipeline=cfg.pipeline))
+        with ctx.submitter() if cfg.checks == "executor" else nullcontext() as submitter:
+            def start_check(k: int, cands: list[Candidate], answered: list[Candidate]) -> Future:
+                task = {"key": store.round_key(k), "round": k, "cands": answered, "cfg": cfg, "ctx": ctx,
+                        "template": template, "out": str(out), "teacher_cfg": teacher.cfg,
+                        "teacher_name": teacher.describe()["name"]}
+                return submitter.submit(check_task, task, store.markers)
+
+            steps = RoundSteps(
+                plan=lambda k, cov: plan_round(k, sampler.sample(min(cfg.per_round, cfg.count - k * cfg.per_round),
+                                                                 k, cov, start=k * cfg.per_round),
+                                               cfg, template, run_seed),
+                ask=lambda k, cands: ask(teacher, cands),
+                check=lambda k, cands, answered: check_round(k, answered, cfg, teacher, template, sandbox, judge),
+                kept_seeds=lambda marker: marker["kept_seeds"],
+                start_check=start_check if submitter is not None else None,
+            )
+            # the next rounds' requests are in flight while earlier rounds are checked (driver.py)
+            rounds = list(drive(n_rounds, store, steps, pipeline=cfg.pipeline, ahead=cfg.rounds_ahead))
     finally:
         teacher_line = services.close()
     finish_start = time.monotonic()

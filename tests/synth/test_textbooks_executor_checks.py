@@ -1,0 +1,132 @@
+"""``checks = "executor"``: each round's check (parse, sandbox, per-round diversity) runs as a task on the
+run's executor (a local pool worker, or a Ray node) and the stage writes exactly what driver checks
+write, on one machine, after a kill, and on a real 2-node Ray cluster (issue 26 item 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from textbooklm.config import PipelineConfig
+from textbooklm.pipeline import run_pipeline
+from textbooklm.store import Dataset
+
+
+def config(server: Any, teacher_table: Any, run: dict[str, Any], **textbooks: Any) -> PipelineConfig:
+    return PipelineConfig.model_validate({
+        "run": {"seed": 5, **run},
+        "teachers": {"t": teacher_table(server)},
+        # near duplicates dropped: the scripted textbooks differ in their topic line, so some rows are rejected
+        "textbooks": {"teacher": "t", "count": 10, "per_round": 3, **textbooks},
+    })
+
+
+def timeless(row: dict[str, Any]) -> dict[str, Any]:
+    """A row less the one thing no two runs share: how long each code block took in the sandbox."""
+    return {**row, "provenance": re.sub(r'"duration_s": [0-9.e-]+', '"duration_s": _', row["provenance"])}
+
+
+def written(folder: Path) -> dict[str, Any]:
+    """Everything the stage wrote that a user reads: kept and rejected rows (all columns, in order, run
+    times left out), the diversity report, and the summary's counts."""
+    out = folder / "textbooks"
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {
+        "kept": [[timeless(r) for r in pq.read_table(p).to_pylist()] for p in Dataset(out).shards()],
+        "rejected": [[timeless(r) for r in pq.read_table(p).to_pylist()] for p in Dataset(out / "rejected").shards()],
+        "diversity": json.loads((out / "diversity.json").read_text()),
+        "counts": manifest["summary"]["counts"],
+    }
+
+
+def markers(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((folder / "textbooks" / "_work" / "markers").glob("round-*"))]
+
+
+@pytest.mark.parametrize("ahead", [1, 2])
+def test_executor_checks_write_what_driver_checks_write(scripted_server, teacher_table, tmp_path, ahead):
+    run_pipeline(config(scripted_server, teacher_table, {"workers": 2}, rounds_ahead=ahead), tmp_path / "driver")
+    sent = Counter(h.prompt for h in scripted_server.hits)
+    scripted_server.state.hits.clear()
+    run_pipeline(config(scripted_server, teacher_table, {"workers": 2}, checks="executor", rounds_ahead=ahead),
+                 tmp_path / "executor")
+    here, there = written(tmp_path / "driver"), written(tmp_path / "executor")
+    assert here["counts"]["in"] == 10 and here["counts"]["kept"] and here["counts"]["dropped"]
+    assert there == here
+    assert Counter(h.prompt for h in scripted_server.hits) == sent and max(sent.values()) == 1
+    # the checks ran in the pool's workers, not in this process; on the driver they carry no such stamp
+    pids = {int(m["checked_by"].rsplit(":", 1)[1]) for m in markers(tmp_path / "executor")}
+    assert pids and os.getpid() not in pids
+    assert all("checked_by" not in m for m in markers(tmp_path / "driver"))
+
+
+def test_executor_checks_killed_mid_run_resume_to_the_same_output(scripted_server, teacher_table, tmp_path):
+    """SIGKILL the run while rounds are checked in the pool: the re-run sends only what was not committed
+    and writes what an uninterrupted run writes."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    from fakes.cache_reader import cached_prompts
+
+    run_pipeline(config(scripted_server, teacher_table, {"workers": 2}), tmp_path / "whole")
+    scripted_server.state.hits.clear()
+    scripted_server.state.latency_s = 0.1
+    cfg = config(scripted_server, teacher_table, {"workers": 2}, checks="executor", rounds_ahead=2)
+    script = textwrap.dedent(f"""
+        from textbooklm.config import PipelineConfig
+        from textbooklm.pipeline import run_pipeline
+        run_pipeline(PipelineConfig.model_validate_json({cfg.model_dump_json()!r}), {str(tmp_path / "killed")!r})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    cache = tmp_path / "killed" / "_cache"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if sum(cached_prompts(cache).values()) >= 5:  # round 0 answered, round 1 under way
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    time.sleep(0.5)  # the pool's workers die with the run (process_lifetime.die_with)
+    before = set(cached_prompts(cache))
+    assert 5 <= len(before) < 10, f"the kill should land mid-run, {len(before)} of 10 were done"
+
+    run_pipeline(cfg, tmp_path / "killed")
+    ok = Counter(h.prompt for h in scripted_server.hits if h.outcome == "ok")
+    assert all(ok[p] == 1 for p in before), "a reply committed before the kill was asked again"
+    assert len(ok) == 10
+    whole = config(scripted_server, teacher_table, {"workers": 2}, rounds_ahead=2)
+    run_pipeline(whole, tmp_path / "whole-ahead")
+    assert written(tmp_path / "killed") == written(tmp_path / "whole-ahead")
+
+
+@pytest.mark.slow  # a Ray cluster starts in ~10-30 s on a small machine
+def test_executor_checks_on_a_two_node_ray_cluster_write_what_the_local_run_writes(scripted_server, teacher_table,
+                                                                                     tmp_path):
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    run_pipeline(config(scripted_server, teacher_table, {"workers": 1}), tmp_path / "local")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        cfg = config(scripted_server, teacher_table, {"executor": "ray", "ray_address": cluster.address},
+                     checks="executor")
+        run_pipeline(cfg, tmp_path / "ray")
+    finally:
+        cluster.shutdown()
+    assert written(tmp_path / "ray") == written(tmp_path / "local")
+    assert all("checked_by" in m for m in markers(tmp_path / "ray"))
