@@ -27,8 +27,10 @@ class LazyTeacher:
     for the other thread's requests.
     """
 
-    def __init__(self, cfg: TeacherConfig, cache_dir: str | Path | None, stage: str, name: str = "") -> None:
+    def __init__(self, cfg: TeacherConfig, cache_dir: str | Path | None, stage: str, name: str = "",
+                 driver: bool = False) -> None:
         self.cfg, self.cache_dir, self.stage, self.name = cfg, cache_dir, stage, name or cfg.model
+        self.driver = driver  # one of several processes asking for the stage: its own cache file (build_teacher)
         self._teacher: Teacher | None = None
         self._lock = threading.RLock()
         self._build_lock = threading.Lock()
@@ -42,7 +44,7 @@ class LazyTeacher:
             if self._teacher is None:
                 from textbooklm.teacher import build_teacher
 
-                self._teacher = build_teacher(self.cfg, self.cache_dir, stage=self.stage)
+                self._teacher = build_teacher(self.cfg, self.cache_dir, stage=self.stage, driver=self.driver)
             return self._teacher
 
     @property

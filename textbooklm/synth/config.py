@@ -7,7 +7,7 @@ between the offline demo (SmolLM2 on a laptop CPU) and a hosted run of thousands
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,6 +16,29 @@ from textbooklm.sandbox import Limits
 
 DEFAULT_AUDIENCES = ["young learners", "high school students", "college students", "professional developers"]
 DEFAULT_STYLES = ["textbook chapter", "hands-on tutorial", "worked examples", "questions and answers"]
+
+
+Checks = Literal["driver", "executor"]
+
+
+def checks_field() -> Any:
+    """Where a synthesis stage checks its rounds (driver.py); the same output either way."""
+    return Field(
+        "driver", description="Where a round's checks (parse, sandbox runs, judge or extra solutions, per-round "
+        "diversity) run: in the stage's own process beside the next round's requests ('driver'), or as a task on the "
+        "run's executor ([run] executor: the local pool or Ray), where the checks of several rounds run at once and "
+        "on other machines ('executor'). The output is the same either way.", json_schema_extra=ADDED_LATER,
+    )
+
+
+def rounds_ahead_field() -> Any:
+    """How far the asks may run ahead of the checks (driver.py): changes the re-weighting, so the output."""
+    return Field(
+        1, ge=1, le=64, description="Rounds that may be asked before the round before them is checked; round k is "
+        "planned (re-weighted) from what rounds < k - rounds_ahead kept. More keeps the teacher busy while slow "
+        "checks catch up, at a re-weighting that lags that many rounds (another output, as reproducible).",
+        json_schema_extra=ADDED_LATER,
+    )
 
 
 class SeedConfig(StrictModel):
@@ -98,18 +121,8 @@ class TextbooksConfig(StrictModel):
         True, description="Send round k+1's requests while round k is checked (the plans, and so the output, "
         "are the same either way; off: one round after the other).", json_schema_extra=ADDED_LATER,
     )
-    checks: Literal["driver", "executor"] = Field(
-        "driver", description="Where a round's checks (parse, sandbox runs, judge, per-round diversity) run: on the "
-        "stage's own process beside the next round's requests ('driver'), or as a task on the run's executor "
-        "([run] executor: the local pool or Ray), where the checks of several rounds run at once and on other "
-        "machines ('executor'). The output is the same either way.", json_schema_extra=ADDED_LATER,
-    )
-    rounds_ahead: int = Field(
-        1, ge=1, le=64, description="Rounds that may be asked before the round before them is checked; round k is "
-        "planned (re-weighted) from what rounds < k - rounds_ahead kept. More keeps the teacher busy while slow "
-        "checks catch up, at a re-weighting that lags that many rounds (so a different, equally reproducible "
-        "output).", json_schema_extra=ADDED_LATER,
-    )
+    checks: Checks = checks_field()
+    rounds_ahead: int = rounds_ahead_field()
 
     def consulted_stages(self) -> tuple[str, ...]:
         """The judge's config decides what is kept when textbooks are judged (run.consulted_stages)."""
@@ -220,6 +233,8 @@ class ExercisesConfig(StrictModel):
     )
     min_tests: int = Field(2, ge=1, description="Fewest assert statements an exercise's tests must have.")
     separation: SeparationConfig = Field(default_factory=SeparationConfig)
+    checks: Checks = checks_field()
+    rounds_ahead: int = rounds_ahead_field()
     sandbox: Limits = Field(default_factory=lambda: Limits(timeout_s=3.0, memory_mb=1024))
     diversity: DiversityConfig = Field(default_factory=lambda: DiversityConfig(threshold=0.85))
 

@@ -24,7 +24,11 @@ and corpus_exercises.py (io, randomness, uses-globals, doctest-failed, raises, n
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections import Counter
+from concurrent.futures import Future
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ from textbooklm.problems import Problem, write_problems_jsonl
 from textbooklm.stage_context import StageContext
 from textbooklm.store import Dataset, atomic_write_bytes
 from textbooklm.synth.candidate import Candidate, ask, split_rows, teacher_notes
+from textbooklm.synth.check_worker import worker_context, worker_sandbox, worker_teacher
 from textbooklm.synth.config import ExercisesConfig
 from textbooklm.synth.corpus_rounds import corpus_rounds, corpus_totals
 from textbooklm.synth.diversity import coverage, diversity_report
@@ -54,6 +59,7 @@ from textbooklm.synth.rounds import TEACHER_ERROR, RoundStore, reasons_text, sam
 from textbooklm.synth.seeds import Seed, SeedSampler, derived_seed, load_words
 from textbooklm.synth.separation import WEAK_TESTS, SeparationRun, candidate_limits, separation_summary
 from textbooklm.teacher import Request
+from textbooklm.teacher.fanout import stage_ledger
 
 SCHEMA = pa.schema([
     ("id", pa.string()), ("prompt", pa.string()), ("completion", pa.string()), ("text", pa.string()),
@@ -143,6 +149,25 @@ def check_round(k: int, cands: list[Candidate], tools: ExerciseTools) -> tuple[l
                                       threshold=d.threshold, openings_words=d.openings_words),
     }
     return kept, rejected, result
+
+
+def check_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Round ``task["round"]``'s check in an executor worker (``checks = "executor"``): the same
+    :func:`check_round` as on the driver, with this worker's warm sandboxes and teacher (check_worker.py; the
+    teacher writes its own cache file). Writes the round's files and returns its marker, which the executor
+    writes last (rounds.py)."""
+    cfg: ExercisesConfig = task["cfg"]
+    ctx = worker_context(task["ctx"])
+    teacher = (worker_teacher(task["teacher_cfg"], task["cache_dir"], STAGE, task["teacher_name"])
+               if task["teacher_cfg"] is not None else None)
+    tools = ExerciseTools(cfg, teacher, worker_sandbox(cfg.sandbox, ctx.run.workers), task["template"],
+                          task["solution_template"], task["run_seed"],
+                          SeparationRun(cfg.separation,
+                                        worker_sandbox(candidate_limits(cfg.separation, cfg.sandbox), ctx.run.workers),
+                                        task["run_seed"]))
+    kept, rejected, marker = check_round(task["round"], task["cands"], tools)
+    marker["checked_by"] = f"{socket.gethostname()}:{os.getpid()}"  # which worker (Ray node) checked the round
+    return RoundStore(Path(task["out"]), SCHEMA, REJECTED_SCHEMA).write_parts(task["round"], kept, rejected, marker)
 
 
 # -- the stage -----------------------------------------------------------------------------------------------
@@ -238,23 +263,38 @@ def run(cfg: ExercisesConfig, inputs: dict[str, Dataset], out: Path, ctx: StageC
         return plan_round(k, batch, sampler.sample(len(batch), k, cov, start=k * cfg.per_round), cfg, tools.template,
                           run_seed, k * cfg.per_round)
 
-    steps = RoundSteps(
-        plan=plan,
-        ask=lambda k, cands: ask(tools.ask, cands),
-        check=lambda k, cands, answered: check_round(k, answered, tools),
-        kept_seeds=lambda marker: [{"topic": s["topic"], "audience": s["audience"], "style": "", "words": s["words"]}
-                                   for s in marker["kept_seeds"]],
-    )
     services = Services(tools.teacher, [tools.sandbox, candidates_sandbox],
                         no_teacher="teacher not used (corpus exercises only)")
     try:
-        # round k+1's exercise prompts are in flight while round k is checked (driver.py)
-        rounds = list(drive(n_rounds, store, steps))
+        with ctx.submitter() if cfg.checks == "executor" and n_rounds else nullcontext() as submitter:
+            def start_check(k: int, cands: list[Candidate], answered: list[Candidate]) -> Future:
+                teacher = tools.teacher
+                task = {"key": store.round_key(k), "round": k, "cands": answered, "cfg": cfg, "ctx": ctx,
+                        "out": str(out), "template": tools.template, "solution_template": tools.solution_template,
+                        "run_seed": run_seed, "cache_dir": str(ctx.owner.teacher_cache_dir),
+                        "teacher_cfg": teacher.cfg if teacher is not None else None,
+                        "teacher_name": teacher.describe()["name"] if teacher is not None else ""}
+                return submitter.submit(check_task, task, store.markers)
+
+            steps = RoundSteps(
+                plan=plan,
+                ask=lambda k, cands: ask(tools.ask, cands),
+                check=lambda k, cands, answered: check_round(k, answered, tools),
+                kept_seeds=lambda marker: [{"topic": s["topic"], "audience": s["audience"], "style": "",
+                                            "words": s["words"]} for s in marker["kept_seeds"]],
+                start_check=start_check if submitter is not None else None,
+            )
+            # the next rounds' exercise prompts are in flight while earlier rounds are checked (driver.py)
+            rounds = list(drive(n_rounds, store, steps, ahead=cfg.rounds_ahead))
         if "corpus" in cfg.sources:
             n_rounds = corpus_rounds(cfg, inputs.get("filter"), store, tools.sandbox, run_seed, n_rounds, rounds,
                                      tools.teacher, tools.separation)
     finally:
         teacher_line = services.close()
+    if cfg.checks == "executor" and tools.teacher is not None and n_rounds:
+        # the workers' extra solutions went into their own cache files: the stage's ledger sums every file
+        teacher_line = (stage_ledger(tools.teacher.cfg, ctx.owner.teacher_cache_dir, STAGE).summary()
+                        + " (this stage, summed over the driver and the checking workers)")
 
     ledger, final = dedup(ctx, store, n_rounds, cfg.diversity, IN_MEANS)
     overall = final.pop("diversity")

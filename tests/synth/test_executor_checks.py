@@ -1,6 +1,6 @@
-"""``checks = "executor"``: each round's check (parse, sandbox, per-round diversity) runs as a task on the
-run's executor (a local pool worker, or a Ray node) and the stage writes exactly what driver checks
-write, on one machine, after a kill, and on a real 2-node Ray cluster (issue 26 item 1)."""
+"""``checks = "executor"``: each round's check (parse, sandbox, extra solutions, per-round diversity) runs
+as a task on the run's executor (a local pool worker, or a Ray node) and the stage writes exactly what
+driver checks write, on one machine, after a kill, and on a real 2-node Ray cluster (issue 26 item 1)."""
 
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ def timeless(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "provenance": re.sub(r'"duration_s": [0-9.e-]+', '"duration_s": _', row["provenance"])}
 
 
-def written(folder: Path) -> dict[str, Any]:
+def written(folder: Path, stage: str = "textbooks") -> dict[str, Any]:
     """Everything the stage wrote that a user reads: kept and rejected rows (all columns, in order, run
     times left out), the diversity report, and the summary's counts."""
-    out = folder / "textbooks"
+    out = folder / stage
     manifest = json.loads((out / "manifest.json").read_text())
     return {
         "kept": [[timeless(r) for r in pq.read_table(p).to_pylist()] for p in Dataset(out).shards()],
@@ -46,8 +46,8 @@ def written(folder: Path) -> dict[str, Any]:
     }
 
 
-def markers(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted((folder / "textbooks" / "_work" / "markers").glob("round-*"))]
+def markers(folder: Path, stage: str = "textbooks") -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((folder / stage / "_work" / "markers").glob("round-*"))]
 
 
 @pytest.mark.parametrize("ahead", [1, 2])
@@ -65,6 +65,28 @@ def test_executor_checks_write_what_driver_checks_write(scripted_server, teacher
     pids = {int(m["checked_by"].rsplit(":", 1)[1]) for m in markers(tmp_path / "executor")}
     assert pids and os.getpid() not in pids
     assert all("checked_by" not in m for m in markers(tmp_path / "driver"))
+
+
+def test_exercise_checks_on_the_executor_ask_for_solutions_once_and_write_what_the_driver_writes(
+        scripted_server, teacher_table, tmp_path):
+    """The exercises' check asks the teacher for a second solution (agreement): in a worker, through its own
+    teacher and cache file; the requests, the rows and the problems file are those of driver checks."""
+    def cfg(**exercises: Any) -> PipelineConfig:
+        return PipelineConfig.model_validate({
+            "run": {"seed": 5, "workers": 2}, "teachers": {"t": teacher_table(scripted_server)},
+            "exercises": {"teacher": "t", "count": 9, "per_round": 3, "min_tests": 2, "solutions": 2, **exercises}})
+
+    run_pipeline(cfg(rounds_ahead=2), tmp_path / "driver")
+    sent = Counter(h.prompt for h in scripted_server.hits)
+    scripted_server.state.hits.clear()
+    run_pipeline(cfg(checks="executor", rounds_ahead=2), tmp_path / "executor")  # (its own request cache)
+    here, there = written(tmp_path / "driver", "exercises"), written(tmp_path / "executor", "exercises")
+    assert there == here and here["counts"]["kept"] and here["counts"]["dropped"]
+    assert (tmp_path / "executor" / "exercises" / "problems.jsonl").read_bytes() == \
+        (tmp_path / "driver" / "exercises" / "problems.jsonl").read_bytes()
+    assert any("Complete this Python function" in p for p in sent), "no second solution asked: the test checks nothing"
+    assert Counter(h.prompt for h in scripted_server.hits) == sent and max(sent.values()) == 1
+    assert all("checked_by" in m for m in markers(tmp_path / "executor", "exercises"))
 
 
 def test_executor_checks_killed_mid_run_resume_to_the_same_output(scripted_server, teacher_table, tmp_path):
@@ -130,3 +152,19 @@ def test_executor_checks_on_a_two_node_ray_cluster_write_what_the_local_run_writ
         cluster.shutdown()
     assert written(tmp_path / "ray") == written(tmp_path / "local")
     assert all("checked_by" in m for m in markers(tmp_path / "ray"))
+
+
+def test_config_check_refuses_executor_checks_that_would_overspend_a_budget(scripted_server, teacher_table):
+    from textbooklm.run_check import check_run
+
+    def problems(checks: str, solutions: int, **teacher: Any) -> list[str]:
+        cfg = PipelineConfig.model_validate({
+            "teachers": {"t": teacher_table(scripted_server, **teacher)},
+            "exercises": {"teacher": "t", "count": 3, "solutions": solutions, "checks": checks}})
+        return [p for p in check_run(cfg, "cfg.toml") if "exercises.checks" in p]
+
+    budget = {"budget_tokens": 10_000}
+    assert problems("executor", 2, **budget) and "cannot share out" in problems("executor", 2, **budget)[0]
+    assert not problems("driver", 2, **budget)
+    assert not problems("executor", 1, **budget)  # no extra solution: the workers ask nothing
+    assert not problems("executor", 2)
