@@ -1,5 +1,6 @@
 """Exercises mined from a fixture module: which functions are candidates, and the verdict of running
-each one in the real sandbox (kept with tests from execution, or rejected with its reason)."""
+each one in the real sandbox (kept with tests from execution, or rejected with its reason); then each
+step of a mining round on its own (plan, probe, judge, verify, separate, finish), on typed candidates."""
 
 from __future__ import annotations
 
@@ -7,12 +8,31 @@ import ast
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from textbooklm.sandbox import Limits, Program, SandboxPool
-from textbooklm.synth.corpus_exercises import judge, mine_round, observed_check, probe_program, read_probe
+from textbooklm.synth.candidate import Candidate, split_rows
+from textbooklm.synth.config import SeparationConfig
+from textbooklm.synth.corpus_exercises import (
+    finish_round,
+    judge,
+    judge_round,
+    mine_round,
+    observed_check,
+    plan_round,
+    probe_program,
+    probe_round,
+    read_probe,
+    separate_round,
+    verify_round,
+)
+from textbooklm.synth.exercises_stage import REJECTED_SCHEMA, SCHEMA
 from textbooklm.synth.input_gen import GeneratedInput
 from textbooklm.synth.mining import free_names, mine_functions
+from textbooklm.synth.rounds import sample_id
+from textbooklm.synth.separation import SeparationRun
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mining_module.py"
 
@@ -155,3 +175,123 @@ def test_doctest_inputs_may_use_what_the_doctest_imports(pool):
     assert [r["entry_point"] for r in kept] == ["first_two"], [r["detail"] for r in rejected]
     assert kept[0]["test"].startswith("def check(candidate):\n    import io\n")
     assert "assert candidate(io.BytesIO(b'abc')) == b'ab'" in kept[0]["test"]
+
+
+# --- a mining round's steps, each alone (corpus_exercises.py: plan, probe, judge, verify, separate, finish) ---
+
+CAPPED = '''def capped(value: int, unit: str = "m") -> int:
+    """The value, capped at a thousand (unit is only a label)."""
+    if value > 10 * 100:
+        return 10 * 100
+    return value
+'''
+
+
+def _parquet_roundtrip(rows: list[dict], schema: pa.Schema, path: Path) -> list[dict]:
+    """Rows written as the exercises stage writes them, and read back (a row that does not fit fails here)."""
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return pq.read_table(path).to_pylist()
+
+
+def test_plan_makes_every_documented_function_a_candidate_and_runs_nothing(tmp_path):
+    files = [{"id": "f1", "text": fixture_text(), "path": "mining_module.py"},
+             {"id": "bad", "text": "def broken(:\n", "path": "broken.py"}]
+    cands, counts = plan_round(3, files, min_lines=3, max_lines=60, max_per_file=4, inputs_per_function=6, seed=0)
+    # mining.py's rejections come already rejected, then the file's first four others; three over the cap.
+    assert [(c.fields.get("entry_point") or c.mine.function.name, c.reason) for c in cands] == [
+        ("read_first_line", "io"), ("roll", "randomness"), ("scaled", "uses-globals"), ("add_numbers", None),
+        ("clamp", None), ("count_words", None), ("always_fails", None)]
+    assert [c.index for c in cands] == list(range(7)) and all(c.round == 3 and c.request is None for c in cands)
+    assert (counts["candidates"], counts["over-per-file-cap"], counts["unparsable-files"], counts["files"]) == (
+        4, 3, 1, 2)
+    add = cands[3]
+    assert [i.origin for i in add.mine.inputs[:2]] == ["doctest", "doctest"] and len(add.mine.inputs) == 6
+    assert add.notes == {"stage": "exercises", "source": "corpus", "round": 3,
+                         "mined": add.mine.function.provenance()}
+    assert add.mine.tests == [] and add.parsed is None and not add.fields  # nothing judged, no row yet
+    again, _ = plan_round(3, files, min_lines=3, max_lines=60, max_per_file=4, inputs_per_function=6, seed=0)
+    assert [[i.args for i in c.mine.inputs] for c in again[3:]] == [[i.args for i in c.mine.inputs] for c in cands[3:]]
+
+    kept, rejected = split_rows(cands[:3])
+    assert kept == []
+    back = _parquet_roundtrip(rejected, REJECTED_SCHEMA, tmp_path / "r.parquet")
+    first = back[0]
+    assert first["text"].startswith("def read_first_line(path):") and (first["prompt"], first["test"]) == ("", "")
+    assert first["id"] == sample_id(f"f1:read_first_line:{first['text']}") and first["detail"] == "calls open()"
+    assert json.loads(first["provenance"]) == {"synth": {
+        "stage": "exercises", "source": "corpus", "round": 3,
+        "mined": {"source_path": "mining_module.py", "source_id": "f1", "function": "read_first_line", "lineno": 51}}}
+
+
+@pytest.mark.slow
+def test_probe_and_judge_steps_give_each_live_candidate_tests_or_a_reason(pool):
+    files = [{"id": "f1", "text": fixture_text(), "path": "mining_module.py"}]
+    cands, _ = plan_round(0, files, min_lines=3, max_lines=60, max_per_file=20, inputs_per_function=8, seed=0)
+    live = [c for c in cands if c.alive]
+    probes = probe_round(cands, pool, 0.2)  # the statically rejected ones are not run
+    assert len(probes) == len(live) == 7
+    counts = judge_round(cands, probes, 3)
+    by = {c.mine.function.name: c for c in live}
+    assert {n: c.reason for n, c in by.items()} == {
+        "add_numbers": None, "clamp": None, "count_words": None, "always_fails": "raises",
+        "remember": "non-deterministic", "spin": "too-slow", "half": "doctest-failed"}
+    assert counts["generated"] == sum(len(c.mine.inputs) for c in live)
+    assert counts["tests"] == sum(len(c.mine.tests) for c in live if c.alive)
+    add = by["add_numbers"]
+    assert list(add.notes) == ["stage", "source", "round", "mined", "inputs", "doctest", "tests"]
+    assert add.notes["doctest"] == [0, 2] and add.notes["tests"] is add.mine.tests and not add.fields
+    assert {"args": "2, 3", "origin": "doctest", "expected": "5"} in add.mine.tests
+    # A rejected one has its row: no tests, so an empty check; its id names its file and function.
+    fails = by["always_fails"]
+    assert fails.fields["test"] == "" and fails.fields["id"] == sample_id(f"f1:always_fails:{fails.fields['text']}")
+    assert fails.detail == "raised on all 8 inputs"
+    assert "inputs" not in cands[0].notes and cands[0].reason == "io"  # a static rejection is left alone
+
+
+@pytest.mark.slow
+def test_verify_runs_the_stored_exercise_and_rejects_one_whose_tests_fail(pool):
+    files = [{"id": "f1", "text": fixture_text(), "path": "mining_module.py"}]
+    cands, _ = plan_round(0, files, min_lines=3, max_lines=60, max_per_file=3, inputs_per_function=8, seed=0)
+    judge_round(cands, probe_round(cands, pool, 0.2), 3)
+    add, clamp, words = [c for c in cands if c.alive]
+    clamp.mine.tests[0] = {**clamp.mine.tests[0], "expected": "-999"}  # a wrong expected value: must fail
+    assert verify_round(cands, pool) == [add, words]
+    assert clamp.reason == "tests-failed" and "AssertionError" in clamp.detail
+    assert clamp.fields["test"] == clamp.mine.check and "== -999" in clamp.fields["test"]
+    v = add.notes["verification"]
+    assert v["status"] == "passed" and v["n_tests"] == len(add.mine.tests) and add.ex.test == add.mine.check
+
+
+def _verified(pool: SandboxPool, text: str) -> list[Candidate]:
+    cands, _ = plan_round(0, [{"id": "c", "text": text, "path": "capped.py"}], min_lines=3, max_lines=60,
+                          max_per_file=5, inputs_per_function=16, seed=0)
+    judge_round(cands, probe_round(cands, pool, 0.25), 2)
+    return verify_round(cands, pool)
+
+
+@pytest.mark.slow
+def test_separate_rejects_weak_tests_or_grows_them_in_place_and_finish_makes_the_rows(pool, tmp_path):
+    with SandboxPool(Limits(timeout_s=1.0, memory_mb=1024), workers=2) as candidates:
+        weak = _verified(pool, CAPPED)
+        separate_round(weak, SeparationRun(SeparationConfig(extra_inputs=0), candidates, 0), pool,
+                       per_call_s=0.25, seed=0)
+        strong = _verified(pool, CAPPED)
+        n_before = len(strong[0].mine.tests)
+        separate_round(strong, SeparationRun(SeparationConfig(), candidates, 0), pool, per_call_s=0.25, seed=0)
+    (w,), (s,) = weak, strong
+    assert w.reason == "weak-tests" and "return value" in w.detail
+    assert s.alive and len(s.mine.tests) > n_before  # strengthened: an input past the cap was added
+    assert s.notes["verification"]["n_tests"] == len(s.mine.tests)
+    assert s.notes["separation"]["strengthened"]["tests_added"] == len(s.mine.tests) - n_before
+
+    finish_round(weak + strong)
+    kept, rejected = split_rows(weak + strong)
+    kept = _parquet_roundtrip(kept, SCHEMA, tmp_path / "k.parquet")
+    rejected = _parquet_roundtrip(rejected, REJECTED_SCHEMA, tmp_path / "r.parquet")
+    assert kept[0]["id"] == sample_id(kept[0]["text"]) and kept[0]["text"] == CAPPED
+    assert kept[0]["test"] == observed_check(s.mine.tests) and "candidate(" in kept[0]["test"]
+    prov = json.loads(kept[0]["provenance"])["synth"]
+    assert list(prov) == ["stage", "source", "round", "mined", "inputs", "doctest", "tests", "verification",
+                          "separation"]
+    assert len(prov["tests"]) == len(s.mine.tests)
+    assert rejected[0]["reason"] == "weak-tests" and rejected[0]["id"] == sample_id(f"c:capped:{CAPPED}")

@@ -14,8 +14,10 @@ from textbooklm.lazy_services import LazySandbox, LazyTeacher
 from textbooklm.ledger import StageLedger
 from textbooklm.synth.candidate import Candidate, ask, split_rows
 from textbooklm.synth.config import DiversityConfig, ExercisesConfig, TextbooksConfig
+from textbooklm.synth.corpus_exercises import Mined
 from textbooklm.synth.exercise_verify import ExerciseTools, agree, separate, verify_own
 from textbooklm.synth.exercises_stage import REJECTED_SCHEMA, SCHEMA, check_round, parse_round, plan_round
+from textbooklm.synth.mining import mine_functions
 from textbooklm.synth.names import FunctionName
 from textbooklm.synth.prompts import EXERCISE_FIELDS, SOLUTION_FIELDS, TEXTBOOK_FIELDS, PromptTemplate
 from textbooklm.synth.rounds import RoundStore, sample_id
@@ -158,6 +160,22 @@ def test_a_rejected_candidate_row_keeps_its_reason_and_a_short_detail():
     c.reject("tests-failed", "x" * 900)
     kept, rejected = split_rows([c])
     assert not kept and rejected[0]["reason"] == "tests-failed" and len(rejected[0]["detail"]) == 500
+
+
+def test_a_mined_candidate_is_a_candidate_without_request_and_a_teacher_one_has_no_mined_part():
+    fn = mine_functions('def twice(x: int) -> int:\n    """Double x."""\n    y = 2 * x\n    return y\n', "t.py",
+                        "f9")[0][0]
+    c = Candidate.from_corpus(1, 0, Mined(fn))
+    assert (c.seed, c.request, c.prompt, c.alive) == (None, None, "", True) and c.mine.function is fn
+    assert c.mine.check == "def check(candidate):\n"  # no tests yet
+    c.fields, c.notes = {"id": "i", "text": fn.code}, {"stage": "exercises", "mined": fn.provenance()}
+    (row,), rejected = split_rows([c])
+    assert not rejected and json.loads(row["provenance"])["synth"]["mined"]["function"] == "twice"
+    with pytest.raises(ValueError, match="has no function name"):
+        c.fn  # noqa: B018 - the property raises
+    teacher = Candidate(round=0, index=2, seed=_seeds(1)[0], prompt="p", request=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="candidate 2 was not mined from the corpus"):
+        teacher.mine  # noqa: B018
 
 
 def test_textbook_screen_and_code_steps_without_a_sandbox():

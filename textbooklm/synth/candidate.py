@@ -17,6 +17,7 @@ from textbooklm.record import with_provenance
 
 if TYPE_CHECKING:
     from textbooklm.lazy_services import LazyTeacher
+    from textbooklm.synth.corpus_exercises import Mined
     from textbooklm.synth.exercise import ParsedExercise
     from textbooklm.synth.names import FunctionName
     from textbooklm.synth.seeds import Seed
@@ -42,6 +43,13 @@ class Candidate:
     detail: str = ""
     notes: dict[str, Any] = field(default_factory=dict)  # its ``provenance.synth``, in the order written
     fields: dict[str, Any] = field(default_factory=dict)  # the row's own columns (id, text, ...)
+    mined: Mined | None = None  # corpus exercises: the function mined, its inputs and the tests its runs gave
+
+    @classmethod
+    def from_corpus(cls, round: int, index: int, mined: Mined | None) -> Candidate:
+        """A candidate mined from the corpus (corpus_exercises.py): nothing is asked, so it has no seed, no
+        request and no prompt; ``mined`` is None for a function that mining.py already rejected."""
+        return cls(round, index, None, "", None, mined=mined)  # type: ignore[arg-type]
 
     @property
     def alive(self) -> bool:
@@ -54,6 +62,13 @@ class Candidate:
         if self.name is None:
             raise ValueError(f"candidate {self.index} has no function name (not an exercise)")
         return self.name
+
+    @property
+    def mine(self) -> Mined:
+        """The mined function's parts (corpus exercises only)."""
+        if self.mined is None:
+            raise ValueError(f"candidate {self.index} was not mined from the corpus")
+        return self.mined
 
     @property
     def ex(self) -> ParsedExercise:

@@ -35,9 +35,12 @@ from typing import Any
 
 from textbooklm.sandbox import Program
 from textbooklm.sandbox import Result as SandboxResult
+from textbooklm.synth.candidate import Candidate
 from textbooklm.synth.consensus import literal
+from textbooklm.synth.exercise import ParsedExercise
 from textbooklm.synth.input_gen import GeneratedInput, doctest_calls, doctest_imports, generate_inputs, names_read
-from textbooklm.synth.mining import Candidate
+from textbooklm.synth.mining import MinedFunction, Rejection, mine_functions
+from textbooklm.synth.rounds import sample_id
 from textbooklm.synth.separation import WEAK_TESTS, SeparationRun
 from textbooklm.synth.stable_repr import STABLE_REPR_SOURCE
 
@@ -49,7 +52,7 @@ NON_DETERMINISTIC, CONSTANT_OUTPUT, TOO_FEW_TESTS = "non-deterministic", "consta
 IDENTITY_OUTPUT = "identity-output"
 
 
-def probe_program(cand: Candidate, inputs: list[GeneratedInput], pid: str, per_call_s: float,
+def probe_program(cand: MinedFunction, inputs: list[GeneratedInput], pid: str, per_call_s: float,
                   run_doctests: bool = True, setup: list[str] | None = None) -> Program:
     """The sandbox program that calls the original function on each input twice, then its doctests.
     ``setup``: import lines the inputs need (from the doctests), run first inside ``check``."""
@@ -229,11 +232,184 @@ def _binds(import_line: str) -> set[str]:
     return {(a.asname or a.name).split(".")[0] for a in node.names}  # type: ignore[attr-defined]
 
 
-def candidate_inputs(cand: Candidate, limit: int, seed: int) -> list[GeneratedInput]:
+def candidate_inputs(cand: MinedFunction, limit: int, seed: int) -> list[GeneratedInput]:
     """Doctest calls and generated inputs of one candidate (nothing executed)."""
     assert cand.func is not None
     docs = doctest_calls(ast.get_docstring(cand.func), cand.name)
     return generate_inputs(cand.func, limit=limit, seed=seed, doctests=docs)
+
+
+@dataclass
+class Mined:
+    """A mined candidate's own part (:attr:`Candidate.mined`): the function (mining.py), the inputs tried on
+    it and the import lines they need (set by :func:`plan_round`), and the tests its runs gave (set by
+    :func:`judge_round`, grown in place by strengthening)."""
+
+    function: MinedFunction
+    inputs: list[GeneratedInput] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
+    tests: list[dict[str, str]] = field(default_factory=list)  # {"args", "origin", "expected"}
+
+    @property
+    def check(self) -> str:
+        """Its tests as the exercise stores them (a HumanEval ``check``)."""
+        return observed_check(self.tests, self.setup)
+
+
+def _set_row(c: Candidate, test: str) -> None:
+    """A mined candidate's row columns as it stands now: a kept one's id is its code's content id, a rejected
+    one's also names the file and function (the same code rejected in two files is two rows)."""
+    fn = c.mine.function
+    rid = sample_id(fn.code) if c.alive else sample_id(f"{fn.file_id}:{fn.name}:{fn.code}")
+    c.fields = {"id": rid, "prompt": fn.prompt, "completion": fn.completion, "text": fn.code, "entry_point": fn.name,
+                "test": test}
+
+
+def _statically_rejected(k: int, index: int, r: Rejection, stage: str) -> Candidate:
+    """A function mining.py rejected, as a candidate: its source as the row's text, nothing to run."""
+    c = Candidate.from_corpus(k, index, None)
+    c.notes = {"stage": stage, "source": "corpus", "round": k,
+               "mined": {"source_path": r.path, "source_id": r.file_id, "function": r.name, "lineno": r.lineno}}
+    c.fields = {"id": sample_id(f"{r.file_id}:{r.name}:{r.source}"), "prompt": "", "completion": "", "text": r.source,
+                "entry_point": r.name, "test": ""}
+    c.reject(r.reason, r.detail)
+    return c
+
+
+def plan_round(k: int, files: list[dict[str, Any]], *, min_lines: int, max_lines: int, max_per_file: int,
+               inputs_per_function: int, seed: int, stage: str = "exercises") -> tuple[list[Candidate], Counter[str]]:
+    """Step 1, nothing run: the round's files (records with id, text, path) as candidates, in file order.
+
+    Every documented top-level function is one: those mining.py rejects come already rejected (with its
+    reason); the first ``max_per_file`` others of a file get their inputs (doctest calls, then generated)
+    and the import lines those need; the rest are only counted (``over-per-file-cap``). Returns the
+    candidates and the mining counts (files, functions, documented, ..., candidates: the ones left to run).
+    """
+    counts: Counter[str] = Counter()
+    cands: list[Candidate] = []
+    for rec in files:
+        found, rej, c = mine_functions(rec.get("text") or "", rec.get("path") or "", rec.get("id") or "",
+                                       min_lines=min_lines, max_lines=max_lines)
+        counts.update(c)
+        cands += [_statically_rejected(k, len(cands) + n, r, stage) for n, r in enumerate(rej)]
+        for fn in found[:max_per_file]:
+            setup = doctest_imports(ast.get_docstring(fn.func)) if fn.func is not None else []
+            cand = Candidate.from_corpus(k, len(cands), Mined(fn, candidate_inputs(fn, inputs_per_function, seed),
+                                                               setup))
+            cand.notes = {"stage": stage, "source": "corpus", "round": k, "mined": fn.provenance()}
+            cands.append(cand)
+        counts["over-per-file-cap"] += max(0, len(found) - max_per_file)
+    counts["candidates"] = sum(c.alive for c in cands)
+    return cands, counts
+
+
+def probe_round(cands: list[Candidate], sandbox: Any, per_call_s: float) -> list[SandboxResult]:
+    """Step 2, in the sandbox: the probe program of each live candidate (its original function on every input,
+    twice, then its doctests: :func:`probe_program`); the results in the live candidates' order."""
+    live = [c for c in cands if c.alive]
+    return sandbox.run([probe_program(c.mine.function, c.mine.inputs, str(j), per_call_s, setup=c.mine.setup)
+                        for j, c in enumerate(live)])
+
+
+def judge_round(cands: list[Candidate], probes: list[SandboxResult], min_tests: int) -> Counter[str]:
+    """Step 3: each live candidate's probe (in :func:`probe_round`'s order) judged (:func:`judge`): its tests,
+    or a rejection with its row. Notes ``inputs``, ``doctest`` and ``tests``; returns the round's input counts."""
+    counts: Counter[str] = Counter()
+    for c, res in zip([c for c in cands if c.alive], probes, strict=True):
+        m = c.mine
+        probe = read_probe(res)
+        j = judge(m.inputs, probe, min_tests) if m.inputs else Judgement(
+            [], Counter(), TOO_FEW_TESTS, "no inputs could be generated from its signature")
+        counts["generated"] += len(m.inputs)
+        counts["tests"] += len(j.tests) if j.reason is None else 0
+        counts.update(j.dropped)
+        m.tests = j.tests
+        c.notes.update(inputs={"generated": len(m.inputs), "origins": dict(Counter(i.origin for i in m.inputs)),
+                               "dropped": dict(j.dropped), "probe_status": res.status,
+                               "probe_s": round(res.duration_s, 3)},
+                       doctest=list(probe.doctest[:2]) if probe.doctest else None, tests=m.tests)
+        if j.reason is not None:
+            c.reject(j.reason, j.detail)
+            _set_row(c, m.check if m.tests else "")
+    return counts
+
+
+def verify_round(cands: list[Candidate], sandbox: Any) -> list[Candidate]:
+    """Step 4, a fresh sandbox run: each live candidate as it will be stored (prompt + completion, then its
+    tests), through the teacher exercises' own step (exercise_verify.verify_own: note ``verification``,
+    reasons tests-failed, timeout, memory, crashed). Returns the ones that pass."""
+    from textbooklm.synth.exercise_verify import verify_own
+
+    live = [c for c in cands if c.alive]
+    for c in live:
+        fn = c.mine.function
+        c.parsed = ParsedExercise(fn.name, fn.prompt, fn.completion, c.mine.check, len(c.mine.tests))
+    passed = verify_own(live, sandbox)
+    for c in live:
+        if not c.alive:
+            _set_row(c, c.ex.test)
+    return passed
+
+
+def separate_round(cands: list[Candidate], separation: SeparationRun, sandbox: Any, *, per_call_s: float,
+                   seed: int) -> None:
+    """Step 5: the live candidates' tests must reject trivial code and most mutants (separation.py); weak ones
+    first get inputs on which the function and a survivor differ (strengthen.py: their tests grow in place,
+    ``sandbox`` re-verifies them), then what is still weak is rejected as weak-tests. Notes ``separation``."""
+    from textbooklm.synth.strengthen import MinedExercise, separate_mined
+
+    live = [c for c in cands if c.alive]
+    items = [MinedExercise(c.mine.function, c.mine.tests, c.mine.setup, c.notes,
+                           c.notes["verification"]["duration_s"]) for c in live]
+    for c, weak in zip(live, separate_mined(items, separation, sandbox, per_call_s=per_call_s, seed=seed),
+                       strict=True):
+        if weak is not None:
+            c.reject(WEAK_TESTS, weak)
+
+
+def finish_round(cands: list[Candidate]) -> None:
+    """Step 6: the verified candidates' rows, with their tests as they ended (strengthening may have added some)."""
+    for c in cands:
+        c.notes["tests"] = c.mine.tests
+        _set_row(c, c.mine.check)
+
+
+def _split(cands: list[Candidate]) -> tuple[list[Candidate], list[dict[str, Any]]]:
+    """The candidates still in the running, and the rows of the others (in order)."""
+    return [c for c in cands if c.alive], [c.to_row() for c in cands if not c.alive]
+
+
+def mine_candidates(k: int, files: list[dict[str, Any]], *, min_tests: int, inputs_per_function: int,
+                    per_call_s: float, min_lines: int, max_lines: int, max_per_file: int, sandbox: Any, seed: int,
+                    stage: str = "exercises", separation: SeparationRun | None = None,
+                    ) -> tuple[list[Candidate], list[dict[str, Any]], dict[str, Any]]:
+    """:func:`mine_round`'s steps, the kept ones left as candidates (a later step, the teacher's docstring
+    rewrite, may still change them): kept candidates, rejected rows, the round's counts.
+
+    Rejected rows come by the step that rejected them (mining.py's static reasons, the probe's, the
+    verification's, weak-tests), each step's in file order.
+    """
+    cands, counts = plan_round(k, files, min_lines=min_lines, max_lines=max_lines, max_per_file=max_per_file,
+                               inputs_per_function=inputs_per_function, seed=seed, stage=stage)
+    live, rejected = _split(cands)
+    input_counts = judge_round(live, probe_round(live, sandbox, per_call_s), min_tests)
+    live, rows = _split(live)
+    rejected += rows
+    verify_round(live, sandbox)
+    live, rows = _split(live)
+    rejected += rows
+    t0 = time.perf_counter()
+    if separation is not None:
+        separate_round(live, separation, sandbox, per_call_s=per_call_s, seed=seed)
+    separation_s = round(time.perf_counter() - t0, 2)
+    finish_round(live)
+    kept, rows = _split(live)
+    rejected += rows
+    result = {"round": k, "source": "corpus", "files": len(files), "asked": counts["candidates"],
+              "parsed": counts["candidates"], "passed_own_tests": len(kept), "kept": len(kept), "mining": dict(counts),
+              "inputs": dict(input_counts), "rejected": dict(Counter(r["reason"] for r in rejected)), "kept_seeds": [],
+              "separation_s": separation_s}
+    return kept, rejected, result
 
 
 def mine_round(k: int, files: list[dict[str, Any]], *, min_tests: int, inputs_per_function: int, per_call_s: float,
@@ -242,91 +418,14 @@ def mine_round(k: int, files: list[dict[str, Any]], *, min_tests: int, inputs_pe
                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Mine one round's files (records with id, text, path): kept exercise rows, rejected rows, counts.
 
-    ``sandbox.run(programs)`` runs the probes and the verifications (a LazySandbox or SandboxPool);
-    ``separation`` (None: skipped) checks the verified ones' tests against trivial candidates and mutants.
-    Rows have the exercises stage's columns (id, prompt, completion, text, entry_point, test,
-    provenance; rejected ones add reason and detail).
+    The steps, each a function of its own on the round's candidates (candidate.py): :func:`plan_round`,
+    :func:`probe_round`, :func:`judge_round`, :func:`verify_round`, :func:`separate_round` (only with
+    ``separation``), :func:`finish_round`. ``sandbox.run(programs)`` runs the probes and the verifications
+    (a LazySandbox or SandboxPool). Rows have the exercises stage's columns (id, prompt, completion, text,
+    entry_point, test, provenance; rejected ones add reason and detail), made by ``Candidate.to_row``.
     """
-    from textbooklm.synth.mining import mine_functions
-    from textbooklm.synth.rounds import sample_id
-    from textbooklm.synth.strengthen import MinedExercise, separate_mined
-
-    counts: Counter[str] = Counter()
-    cands: list[Candidate] = []
-    rejected: list[dict[str, Any]] = []
-
-    def reject_row(prov: dict[str, Any], source: str, name: str, reason: str, detail: str,
-                   prompt: str = "", completion: str = "", test: str = "") -> dict[str, Any]:
-        return {"id": sample_id(f"{prov['mined'].get('source_id', '')}:{name}:{source}"), "prompt": prompt,
-                "completion": completion, "text": source, "entry_point": name, "test": test,
-                "provenance": json.dumps({"synth": prov}), "reason": reason, "detail": detail[:500]}
-
-    for rec in files:
-        found, rej, c = mine_functions(rec.get("text") or "", rec.get("path") or "", rec.get("id") or "",
-                                       min_lines=min_lines, max_lines=max_lines)
-        counts.update(c)
-        for r in rej:
-            prov = {"stage": stage, "source": "corpus", "round": k,
-                    "mined": {"source_path": r.path, "source_id": r.file_id, "function": r.name, "lineno": r.lineno}}
-            rejected.append(reject_row(prov, r.source, r.name, r.reason, r.detail))
-        cands += found[:max_per_file]
-        counts["over-per-file-cap"] += max(0, len(found) - max_per_file)
-    counts["candidates"] = len(cands)
-
-    plans = [(c, candidate_inputs(c, inputs_per_function, seed)) for c in cands]
-    setups = [doctest_imports(ast.get_docstring(c.func)) if c.func is not None else [] for c in cands]
-    probes = sandbox.run([probe_program(c, ins, str(j), per_call_s, setup=setups[j])
-                          for j, (c, ins) in enumerate(plans)])
-    kept_plans: list[tuple[Candidate, Judgement, dict[str, Any]]] = []
-    input_counts: Counter[str] = Counter()
-    setups_of = {id(c): su for c, su in zip(cands, setups, strict=True)}
-    for (c, ins), res, setup in zip(plans, probes, setups, strict=True):
-        probe = read_probe(res)
-        j = judge(ins, probe, min_tests) if ins else Judgement([], Counter(), TOO_FEW_TESTS,
-                                                                 "no inputs could be generated from its signature")
-        input_counts["generated"] += len(ins)
-        input_counts["tests"] += len(j.tests) if j.reason is None else 0
-        input_counts.update(j.dropped)
-        prov = {"stage": stage, "source": "corpus", "round": k, "mined": c.provenance(),
-                "inputs": {"generated": len(ins), "origins": dict(Counter(i.origin for i in ins)),
-                           "dropped": dict(j.dropped), "probe_status": res.status,
-                           "probe_s": round(res.duration_s, 3)},
-                "doctest": list(probe.doctest[:2]) if probe.doctest else None,
-                "tests": j.tests}
-        if j.reason is not None:
-            rejected.append(reject_row(prov, c.code, c.name, j.reason, j.detail, c.prompt, c.completion,
-                                       observed_check(j.tests, setup) if j.tests else ""))
-        else:
-            kept_plans.append((c, j, prov))
-
-    # Verification: the exercise as it will be stored (prompt + completion, then its tests) in a fresh run.
-    programs = [Program(id=str(n), code=c.code, test=observed_check(j.tests, setups_of[id(c)]),
-                        entry_point=c.name) for n, (c, j, _p) in enumerate(kept_plans)]
-    reasons = {"failed": "tests-failed", "timeout": "timeout", "memory": "memory", "crashed": "crashed"}
-    verified: list[MinedExercise] = []
-    for (c, j, prov), v in zip(kept_plans, sandbox.run(programs), strict=True):
-        prov["verification"] = {"status": v.status, "error": v.error, "duration_s": round(v.duration_s, 3),
-                                "n_tests": len(j.tests), "wall_limit_s": v.wall_limit_s}
-        if v.passed:
-            verified.append(MinedExercise(c, j.tests, setups_of[id(c)], prov, v.duration_s))
-        else:
-            rejected.append(reject_row(prov, c.code, c.name, reasons.get(v.status, v.status), v.error or v.status,
-                                       c.prompt, c.completion, observed_check(j.tests, setups_of[id(c)])))
-    # Do the tests reject trivial and mutated versions of the function? Weak ones get more inputs first.
-    t0 = time.perf_counter()
-    weakness = separate_mined(verified, separation, sandbox, per_call_s=per_call_s, seed=seed) \
-        if separation is not None else [None] * len(verified)
-    separation_s = round(time.perf_counter() - t0, 2)
-    kept: list[dict[str, Any]] = []
-    for it, weak in zip(verified, weakness, strict=True):
-        c, test = it.cand, observed_check(it.tests, it.setup)
-        it.prov["tests"] = it.tests
-        if weak is None:
-            kept.append({"id": sample_id(c.code), "prompt": c.prompt, "completion": c.completion, "text": c.code,
-                         "entry_point": c.name, "test": test, "provenance": json.dumps({"synth": it.prov})})
-        else:
-            rejected.append(reject_row(it.prov, c.code, c.name, WEAK_TESTS, weak, c.prompt, c.completion, test))
-    result = {"round": k, "source": "corpus", "files": len(files), "asked": len(cands), "parsed": len(cands),
-              "passed_own_tests": len(kept), "kept": len(kept), "mining": dict(counts), "inputs": dict(input_counts),
-              "rejected": dict(Counter(r["reason"] for r in rejected)), "kept_seeds": [], "separation_s": separation_s}
-    return kept, rejected, result
+    kept, rejected, result = mine_candidates(k, files, min_tests=min_tests, inputs_per_function=inputs_per_function,
+                                             per_call_s=per_call_s, min_lines=min_lines, max_lines=max_lines,
+                                             max_per_file=max_per_file, sandbox=sandbox, seed=seed, stage=stage,
+                                             separation=separation)
+    return [c.to_row() for c in kept], rejected, result

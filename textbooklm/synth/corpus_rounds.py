@@ -1,10 +1,10 @@
 """The exercises stage's corpus rounds: one filtered-corpus shard mined per round (corpus_exercises.py),
 after the teacher's rounds, until ``corpus.count`` exercises are verified; optionally the teacher
-rewrites each mined exercise's docstring (docstring_rewrite.py)."""
+rewrites each mined exercise's docstring (docstring_rewrite.py). The kept ones stay candidates
+(candidate.py) until then: their rows are made once, by ``Candidate.to_row``."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 from textbooklm.lazy_services import LazySandbox, LazyTeacher
 from textbooklm.sandbox import Program
 from textbooklm.store import Dataset
+from textbooklm.synth.candidate import Candidate
 from textbooklm.synth.config import ExercisesConfig
-from textbooklm.synth.corpus_exercises import mine_round
+from textbooklm.synth.corpus_exercises import mine_candidates
 from textbooklm.synth.docstring_rewrite import clean_reply, replace_docstring, rewrite_requests
 from textbooklm.synth.exercise_verify import STAGE
 from textbooklm.synth.rounds import TEACHER_ERROR, RoundStore, sample_id
@@ -23,13 +24,15 @@ from textbooklm.synth.separation import SeparationRun
 from textbooklm.teacher import Request
 
 
-def rewrite_docstrings(rows: list[dict[str, Any]], teacher: LazyTeacher, sandbox: LazySandbox,
+def rewrite_docstrings(cands: list[Candidate], teacher: LazyTeacher, sandbox: LazySandbox,
                        cfg: ExercisesConfig, run_seed: int, k: int) -> None:
-    """Ask the teacher for a new docstring of each mined exercise (docstring_rewrite.py); a usable one
-    replaces the original when the exercise still passes its tests. Rows are updated in place."""
-    if not rows:
+    """Ask the teacher for a new docstring of each kept mined candidate (docstring_rewrite.py); a usable one
+    replaces the original when the exercise still passes its tests. Updates each candidate's row columns
+    (prompt, text, id) and notes ``docstring_rewrite`` (the original prompt, or why it was kept)."""
+    if not cands:
         return
     t = teacher.get()
+    rows = [c.fields for c in cands]
     requests = [Request(messages=[{"role": "user", "content": p}], max_tokens=cfg.max_tokens,
                         temperature=cfg.temperature, top_p=cfg.top_p,
                         seed=derived_seed(STAGE, "docstring", run_seed, k, i) % 2**31)
@@ -57,10 +60,8 @@ def rewrite_docstrings(rows: list[dict[str, Any]], teacher: LazyTeacher, sandbox
             r.update(prompt=new_prompt, text=new_prompt + r["completion"], id=sample_id(new_prompt + r["completion"]))
         else:
             notes[i]["kept_original"] = f"re-verification {v.status}: {v.error}"
-    for r, note in zip(rows, notes, strict=True):
-        prov = json.loads(r["provenance"])
-        prov["synth"]["docstring_rewrite"] = note
-        r["provenance"] = json.dumps(prov)
+    for c, note in zip(cands, notes, strict=True):
+        c.notes["docstring_rewrite"] = note
 
 
 def corpus_rounds(cfg: ExercisesConfig, corpus: Dataset | None, store: RoundStore, sandbox: LazySandbox,
@@ -85,14 +86,14 @@ def corpus_rounds(cfg: ExercisesConfig, corpus: Dataset | None, store: RoundStor
             if "text" not in names:
                 raise ValueError(f"{shard}: the corpus to mine has no 'text' column (has {sorted(names)})")
             files = pq.read_table(shard, columns=[c for c in ("id", "text", "path") if c in names]).to_pylist()
-            kept_rows, rejected, result = mine_round(
+            mined, rejected, result = mine_candidates(
                 k, files, min_tests=cfg.min_tests, inputs_per_function=mc.inputs, per_call_s=mc.per_call_s,
                 min_lines=mc.min_lines, max_lines=mc.max_lines, max_per_file=mc.max_per_file, sandbox=sandbox,
                 seed=run_seed, stage=STAGE, separation=separation)
             if mc.rewrite_docstring and teacher is not None:
-                rewrite_docstrings(kept_rows, teacher, sandbox, cfg, run_seed, k)
+                rewrite_docstrings(mined, teacher, sandbox, cfg, run_seed, k)
             result["shard"] = shard.name
-            store.write(k, kept_rows, rejected, result)
+            store.write(k, [c.to_row() for c in mined], rejected, result)
         kept += result["kept"]
         rounds.append(result)
         k += 1

@@ -5,7 +5,8 @@ filtered corpus already has that shape and a body that is right by construction 
 What it lacks is tests; corpus_exercises.py gets those by executing it. This module only reads
 source (nothing runs here) and decides which functions can stand alone as an exercise.
 
-A candidate is a top-level ``def`` with a docstring. It is rejected, with a reason, when it is
+A candidate (:class:`MinedFunction`) is a top-level ``def`` with a docstring. It is rejected, with a reason, when
+it is
 
 * ``too-short`` / ``too-long``: outside ``min_lines..max_lines`` source lines (signature to end);
 * ``async``, ``decorated`` (except functools.lru_cache/cache), ``generator`` (its result is no value
@@ -64,7 +65,7 @@ NON_STDLIB, USES_GLOBALS = "non-stdlib-import", "uses-globals"
 
 
 @dataclass
-class Candidate:
+class MinedFunction:
     """A function that can stand alone: the exercise's prompt and completion, and what was carried."""
 
     path: str
@@ -83,6 +84,9 @@ class Candidate:
     def provenance(self) -> dict[str, Any]:
         return {"source_path": self.path, "source_id": self.file_id, "function": self.name, "lineno": self.lineno,
                 "carried": self.carried}
+
+
+Candidate = MinedFunction  # its former name (strengthen.py imports it so)
 
 
 @dataclass
@@ -343,7 +347,7 @@ def _segment(lines: list[str], node: ast.stmt) -> str:
 
 
 def mine_functions(text: str, path: str = "", file_id: str = "", *, min_lines: int = 3,
-                   max_lines: int = 60) -> tuple[list[Candidate], list[Rejection], dict[str, int]]:
+                   max_lines: int = 60) -> tuple[list[MinedFunction], list[Rejection], dict[str, int]]:
     """Candidates and rejections among a file's top-level documented functions, and counts.
 
     A file that does not parse gives nothing (counted as ``unparsable-files``); functions without a
@@ -357,7 +361,7 @@ def mine_functions(text: str, path: str = "", file_id: str = "", *, min_lines: i
         return [], [], counts
     lines = text.splitlines()
     m = _module_names(tree)
-    kept: list[Candidate] = []
+    kept: list[MinedFunction] = []
     rejected: list[Rejection] = []
     for func in tree.body:
         if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -417,6 +421,6 @@ def mine_functions(text: str, path: str = "", file_id: str = "", *, min_lines: i
         signature_and_doc = "\n".join(lines[start - 1: doc_end]) + "\n"
         completion = "\n".join(lines[doc_end: func.end_lineno]).rstrip() + "\n"
         prompt = ("\n\n\n".join(head) + "\n\n\n" if head else "") + signature_and_doc
-        kept.append(Candidate(path, file_id, func.name, func.lineno, prompt, completion,
+        kept.append(MinedFunction(path, file_id, func.name, func.lineno, prompt, completion,
                               carried=list(carried), func=func))
     return kept, rejected, counts
