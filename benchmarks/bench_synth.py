@@ -118,6 +118,8 @@ count = {count}
 per_round = {per_round}
 max_tokens = {max_tokens}
 min_chars = 200
+checks = "{checks}"
+rounds_ahead = {ahead}
 """
 
 
@@ -166,6 +168,20 @@ def _rss_kb(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
+def _tree_rss_kb(pid: int) -> int:
+    """VmRSS of a process and all its descendants in kB (the executor's workers and their sandboxes too)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _rss_kb(p)[0]
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return total
+
+
 def run_config(cfg: Path, out: Path, count: int, per_round: int, time_limit: float | None = None) -> dict:
     """Run the textbooks stage of ``cfg`` in its own process; RSS sampled per phase (the round markers tell
     the rounds from the finish), VmRSS at each round's marker, steady-state rate from the markers' times."""
@@ -174,12 +190,13 @@ def run_config(cfg: Path, out: Path, count: int, per_round: int, time_limit: flo
     start, load_start = time.perf_counter(), load()
     proc = subprocess.Popen([str(Path(sys.executable).with_name("textbooklm")), "run", str(cfg), "--out", str(out),
                              "--only", "textbooks"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak_kb = rounds_kb = finish_kb = 0
+    peak_kb = rounds_kb = finish_kb = tree_kb = 0
     trend: list[tuple[int, int]] = []  # (rounds done, VmRSS kB) when a marker appears
     stopped = False
     while proc.poll() is None:
         rss, hwm = _rss_kb(proc.pid)
         peak_kb = max(peak_kb, hwm)
+        tree_kb = max(tree_kb, _tree_rss_kb(proc.pid))
         done = len(list(markers.glob("round-*.json"))) if markers.is_dir() else 0
         if done < n_rounds:
             rounds_kb = max(rounds_kb, rss)
@@ -199,7 +216,8 @@ def run_config(cfg: Path, out: Path, count: int, per_round: int, time_limit: flo
               if len(times) > 1 and times[-1] > times[0] else float("nan"))
     cache = sum(p.stat().st_size for p in (out / "_cache").rglob("*") if p.is_file())
     row = {"count": count, "wall_s": wall, "peak_rss_mb": peak_kb / 1024, "rounds_rss_mb": rounds_kb / 1024,
-           "finish_rss_mb": finish_kb / 1024, "steady_req_per_s": steady, "cache_mb": cache / 1e6,
+           "finish_rss_mb": finish_kb / 1024, "tree_rss_mb": tree_kb / 1024, "steady_req_per_s": steady,
+           "cache_mb": cache / 1e6,
            "load": (load_start, load()), "trend": trend, "rounds_done": len(times), "n_rounds": n_rounds}
     if stopped:
         return {**row, "stopped": True}
@@ -213,11 +231,13 @@ def run_config(cfg: Path, out: Path, count: int, per_round: int, time_limit: flo
             "kept": summary.get("kept", summary.get("counts", {}).get("kept"))}
 
 
-def run_stage(url: str, count: int, per_round: int, concurrency: int, work: Path) -> dict:
-    cfg = work / f"synth-{count}.toml"
+def run_stage(url: str, count: int, per_round: int, concurrency: int, work: Path, checks: str = "driver",
+              ahead: int = 1) -> dict:
+    cfg = work / f"synth-{count}-{checks}-{ahead}.toml"
     cfg.write_text(CONFIG.format(url=url, count=count, per_round=per_round, concurrency=concurrency,
-                                 max_tokens=MAX_TOKENS))
-    return run_config(cfg, work / f"run-{count}-{time.monotonic_ns()}", count, per_round)
+                                 max_tokens=MAX_TOKENS, checks=checks, ahead=ahead))
+    row = run_config(cfg, work / f"run-{count}-{time.monotonic_ns()}", count, per_round)
+    return {**row, "checks": checks, "ahead": ahead}
 
 
 def exponent(a: float, b: float, n_a: int, n_b: int) -> float:
@@ -235,9 +255,12 @@ def _trend(trend: list[tuple[int, int]], keep: int = 8) -> str:
 
 
 def print_row(row: dict) -> None:
-    print(f"textbooks {row['count']:>6}: wall {row['wall_s']:.1f} s, rounds {row['req_per_s']:.1f} requests/s "
+    where = "" if row.get("checks", "driver") == "driver" and row.get("ahead", 1) == 1 else \
+        f" [checks on the {row['checks']}, {row['ahead']} round(s) ahead]"
+    print(f"textbooks {row['count']:>6}{where}: wall {row['wall_s']:.1f} s, rounds {row['req_per_s']:.1f} requests/s "
           f"(steady {row['steady_req_per_s']:.1f}), finish {row['finish_s']:.1f} s, driver peak RSS "
           f"{row['peak_rss_mb']:.0f} MB (rounds {row['rounds_rss_mb']:.0f}, finish {row['finish_rss_mb']:.0f}), "
+          f"with its workers and sandboxes {row['tree_rss_mb']:.0f} MB, "
           f"cache {row['cache_mb']:.1f} MB, kept {row['kept']}; {_loads(row)}", flush=True)
     print(f"  VmRSS MB after round (rounds done: MB): {_trend(row['trend'])}", flush=True)
 
@@ -326,6 +349,8 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--slow-latency", type=float, default=2.0, help="the teacher-bound ratio's server latency")
     ap.add_argument("--slow-count", type=int, default=4096, help="textbooks of the teacher-bound stage run")
+    ap.add_argument("--checks-count", type=int, default=4096,
+                    help="textbooks of each run comparing where the checks run (driver; executor 1 and 2 rounds ahead)")
     ap.add_argument("--slots", type=int, default=64)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--bare-requests", type=int, default=2000)
@@ -358,6 +383,11 @@ def main() -> None:
             for count in counts:
                 rows.append(run_stage(url, count, args.per_round, args.concurrency, Path(tmp)))
                 print_row(rows[-1])
+            placements = []  # where the checks run, at --latency: the same count, the same server
+            for checks, ahead in (("driver", 1), ("executor", 1), ("executor", 2)):
+                placements.append(run_stage(url, args.checks_count, args.per_round, args.concurrency, Path(tmp),
+                                            checks, ahead))
+                print_row(placements[-1])
             l0 = load()
             bare.append(bare_rate(url, args.bare_requests, args.concurrency))
             print(f"bare AsyncOpenAI loop again: {bare[1]:.1f} requests/s; load {l0:.1f}-{load():.1f}", flush=True)
@@ -373,6 +403,8 @@ def main() -> None:
                   f"{args.slots / args.slow_latency:.0f}); load {l0:.1f}-{load():.1f}", flush=True)
             slow = run_stage(slow_url, args.slow_count, args.per_round, args.concurrency, Path(tmp))
             print_row(slow)
+            slow_ex = run_stage(slow_url, args.slow_count, args.per_round, args.concurrency, Path(tmp), "executor", 2)
+            print_row(slow_ex)
         finally:
             server.terminate()
             server.wait()
@@ -384,12 +416,20 @@ def main() -> None:
     fast_ratio = sum(r["req_per_s"] for r in rows) / len(rows) / ceiling
     bound = sb["programs_per_s"] / ceiling
     slow_ratio, slow_steady = slow["req_per_s"] / slow_bare, slow["steady_req_per_s"] / slow_bare
+    slow_ex_ratio = slow_ex["req_per_s"] / slow_bare
+    placed = {(r["checks"], r["ahead"]): r["req_per_s"] / ceiling for r in placements}
+    best = max(placed, key=lambda k: placed[k])
+    print(f"at {args.latency:g} s, {args.checks_count} textbooks: checks on the driver {placed[('driver', 1)]:.2f}, "
+          f"on the executor {placed[('executor', 1)]:.2f} (1 round ahead), {placed[('executor', 2)]:.2f} (2 ahead) of "
+          f"the bare loop; workers and sandboxes peak "
+          + ", ".join(f"{r['tree_rss_mb']:.0f}" for r in placements) + " MB")
     print(f"at {args.latency:g} s: stage {fast_ratio:.2f} of the bare loop's {ceiling:.0f} requests/s; the sandbox "
           f"alone does {sb['programs_per_s']:.0f} programs/s = {bound:.2f} of it, so on this box the ratio is "
           f"{'CPU-bound (the checks)' if bound < 0.8 else 'not bound by the sandbox'}")
     print(f"at {args.slow_latency:g} s: stage {slow_ratio:.2f} of the bare loop's {slow_bare:.1f} requests/s over "
           f"all rounds (fill and drain included: a lower bound), {slow_steady:.2f} from round 0's marker to the last "
-          f"(an upper bound: round 1's requests start before round 0's marker)")
+          f"(an upper bound: round 1's requests start before round 0's marker); checks on the executor, 2 rounds "
+          f"ahead: {slow_ex_ratio:.2f}")
     print(f"growth from {lo['count']} to {hi['count']}: wall exponent {t_exp:.2f}, peak RSS "
           f"{hi['peak_rss_mb'] / lo['peak_rss_mb']:.2f}x; from {mid['count']} to {hi['count']}: peak RSS "
           f"{hi['peak_rss_mb'] / mid['peak_rss_mb']:.2f}x (exponent {m_exp:.3f}), cache "
@@ -413,8 +453,9 @@ def main() -> None:
                      f"${usd * 0.5:,.0f} batch")
     for line in lines:
         print(line)
-    print(f"synth: {fast_ratio:.2f} of a bare AsyncOpenAI loop at {args.latency:g} s (sandbox alone {bound:.2f}), "
-          f"{slow_ratio:.2f} at {args.slow_latency:g} s ({slow_steady:.2f} from round 0's marker); memory "
+    print(f"synth: {fast_ratio:.2f} of a bare AsyncOpenAI loop at {args.latency:g} s ({placed[best]:.2f} with checks "
+          f"on the {best[0]}, {best[1]} ahead; sandbox alone {bound:.2f}), {slow_ratio:.2f} at {args.slow_latency:g} s "
+          f"({slow_ex_ratio:.2f} on the executor; {slow_steady:.2f} from round 0's marker); memory "
           f"{hi['peak_rss_mb'] / mid['peak_rss_mb']:.2f}x from {mid['count']} to {hi['count']}; time exponent "
           f"{t_exp:.2f}; " + lines[-1])
 
