@@ -86,9 +86,6 @@ class MinedFunction:
                 "carried": self.carried}
 
 
-Candidate = MinedFunction  # its former name (strengthen.py imports it so)
-
-
 @dataclass
 class Rejection:
     """A documented top-level function that cannot be an exercise, and why."""

@@ -33,7 +33,7 @@ from textbooklm.synth.corpus_exercises import (
     round_trips,
 )
 from textbooklm.synth.input_gen import MAX_VALUE_REPR, GeneratedInput, generate_inputs, mutations
-from textbooklm.synth.mining import Candidate
+from textbooklm.synth.mining import MinedFunction
 from textbooklm.synth.separation import Exercise, SeparationRun
 from textbooklm.synth.stable_repr import stable_repr
 
@@ -42,7 +42,7 @@ from textbooklm.synth.stable_repr import stable_repr
 class WeakExercise:
     """A mined exercise whose tests did not separate, and the candidates that passed them."""
 
-    cand: Candidate
+    cand: MinedFunction
     tests: list[dict[str, str]]  # {"args", "origin", "expected"}
     survivors: list[str]  # sources of the candidates that passed (each redefines the entry point)
     setup: list[str]  # import lines the doctest-derived inputs need
@@ -106,7 +106,7 @@ def _mutated_args(args: str) -> list[tuple[int, str]]:
     return out
 
 
-def extra_inputs(cand: Candidate, tests: list[dict[str, str]], n: int, seed: int) -> list[GeneratedInput]:
+def extra_inputs(cand: MinedFunction, tests: list[dict[str, str]], n: int, seed: int) -> list[GeneratedInput]:
     """Up to ``n`` inputs not already among the tests: variants of the tests' own inputs (one argument
     changed at a time: inputs the function accepts, moved a little) interleaved with freshly generated
     ones (another seed than mining's)."""
@@ -194,7 +194,7 @@ def strengthen(weak: Sequence[WeakExercise], sandbox: Any, *, n_inputs: int, per
 class MinedExercise:
     """A verified mined exercise on its way to the separation check (its tests may grow)."""
 
-    cand: Candidate
+    cand: MinedFunction
     tests: list[dict[str, str]]
     setup: list[str]
     prov: dict[str, Any]
