@@ -168,12 +168,33 @@ def _rss_kb(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
+def _pss_kb(pid: int) -> int:
+    """Proportional set size in kB (shared pages split between the processes sharing them), else VmRSS."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return _rss_kb(pid)[0]
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _tree_rss_kb(pid: int) -> int:
-    """VmRSS of a process and all its descendants in kB (the executor's workers and their sandboxes too)."""
+    """Memory of a process and all its descendants in kB (the executor's workers, the fork server, the
+    sandboxes), as PSS: workers forked from one server share pages, which a sum of VmRSS counts each time."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
-        total += _rss_kb(p)[0]
+        total += _pss_kb(p)
         try:
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
@@ -191,12 +212,14 @@ def run_config(cfg: Path, out: Path, count: int, per_round: int, time_limit: flo
     proc = subprocess.Popen([str(Path(sys.executable).with_name("textbooklm")), "run", str(cfg), "--out", str(out),
                              "--only", "textbooks"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak_kb = rounds_kb = finish_kb = tree_kb = 0
+    cpu_s = 0.0
     trend: list[tuple[int, int]] = []  # (rounds done, VmRSS kB) when a marker appears
     stopped = False
     while proc.poll() is None:
         rss, hwm = _rss_kb(proc.pid)
         peak_kb = max(peak_kb, hwm)
         tree_kb = max(tree_kb, _tree_rss_kb(proc.pid))
+        cpu_s = max(cpu_s, _cpu_s(proc.pid))  # the stage's own process (not its workers): the driver's load
         done = len(list(markers.glob("round-*.json"))) if markers.is_dir() else 0
         if done < n_rounds:
             rounds_kb = max(rounds_kb, rss)
@@ -217,7 +240,7 @@ def run_config(cfg: Path, out: Path, count: int, per_round: int, time_limit: flo
     cache = sum(p.stat().st_size for p in (out / "_cache").rglob("*") if p.is_file())
     row = {"count": count, "wall_s": wall, "peak_rss_mb": peak_kb / 1024, "rounds_rss_mb": rounds_kb / 1024,
            "finish_rss_mb": finish_kb / 1024, "tree_rss_mb": tree_kb / 1024, "steady_req_per_s": steady,
-           "cache_mb": cache / 1e6,
+           "cache_mb": cache / 1e6, "driver_cpu_s": cpu_s,
            "load": (load_start, load()), "trend": trend, "rounds_done": len(times), "n_rounds": n_rounds}
     if stopped:
         return {**row, "stopped": True}
@@ -260,8 +283,10 @@ def print_row(row: dict) -> None:
     print(f"textbooks {row['count']:>6}{where}: wall {row['wall_s']:.1f} s, rounds {row['req_per_s']:.1f} requests/s "
           f"(steady {row['steady_req_per_s']:.1f}), finish {row['finish_s']:.1f} s, driver peak RSS "
           f"{row['peak_rss_mb']:.0f} MB (rounds {row['rounds_rss_mb']:.0f}, finish {row['finish_rss_mb']:.0f}), "
-          f"with its workers and sandboxes {row['tree_rss_mb']:.0f} MB, "
-          f"cache {row['cache_mb']:.1f} MB, kept {row['kept']}; {_loads(row)}", flush=True)
+          f"with its workers and sandboxes {row['tree_rss_mb']:.0f} MB PSS, "
+          f"cache {row['cache_mb']:.1f} MB, kept {row['kept']}; driver CPU {row['driver_cpu_s']:.0f} s "
+          f"({row['count'] / max(row['driver_cpu_s'], 1e-9):.0f} textbooks per driver CPU-second); {_loads(row)}",
+          flush=True)
     print(f"  VmRSS MB after round (rounds done: MB): {_trend(row['trend'])}", flush=True)
 
 
@@ -421,8 +446,11 @@ def main() -> None:
     best = max(placed, key=lambda k: placed[k])
     print(f"at {args.latency:g} s, {args.checks_count} textbooks: checks on the driver {placed[('driver', 1)]:.2f}, "
           f"on the executor {placed[('executor', 1)]:.2f} (1 round ahead), {placed[('executor', 2)]:.2f} (2 ahead) of "
-          f"the bare loop; workers and sandboxes peak "
-          + ", ".join(f"{r['tree_rss_mb']:.0f}" for r in placements) + " MB")
+          f"the bare loop; the stage's process tree peaks at (PSS) "
+          + ", ".join(f"{r['tree_rss_mb']:.0f}" for r in placements) + " MB; the driver process used "
+          + ", ".join(f"{r['driver_cpu_s']:.0f}" for r in placements) + " CPU-s (what one driver could feed with the "
+          "checks elsewhere: " + ", ".join(f"{r['count'] / max(r['driver_cpu_s'], 1e-9):.0f}" for r in placements)
+          + " textbooks per driver CPU-second)")
     print(f"at {args.latency:g} s: stage {fast_ratio:.2f} of the bare loop's {ceiling:.0f} requests/s; the sandbox "
           f"alone does {sb['programs_per_s']:.0f} programs/s = {bound:.2f} of it, so on this box the ratio is "
           f"{'CPU-bound (the checks)' if bound < 0.8 else 'not bound by the sandbox'}")
