@@ -8,12 +8,15 @@ judge" means one thing everywhere, and its requests share the run's teacher cach
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textbooklm.quality.config import JudgeConfig
 
+if TYPE_CHECKING:
+    from textbooklm.stage_context import StageContext
 
-def score_texts(cfg: JudgeConfig, texts: list[str], ctx: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+
+def score_texts(cfg: JudgeConfig, texts: list[str], ctx: StageContext) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One verdict per text (``score`` in [0, 1] or None with ``reason``), and what judged them.
 
     The meta dict names the prompt, the teacher's model, the threshold (``judge.llm``'s) and the

@@ -26,12 +26,15 @@ import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textbooklm.store import atomic_write_bytes
 from textbooklm.teacher.config import TeacherConfig
 from textbooklm.teacher.ledger import LedgerEntry
 from textbooklm.teacher.types import Request, Result, request_key
+
+if TYPE_CHECKING:
+    from textbooklm.stage_context import StageContext
 
 # ctx.map's signature: (fn, tasks, marker_dir, description) -> {task key: fn's returned dict}
 MapFn = Callable[..., dict[str, dict[str, Any]]]
@@ -170,7 +173,7 @@ class SpreadTeacher:
     building a client; ``summary`` is the stage's ledger summed over every driver's cache file.
     """
 
-    def __init__(self, teacher: Any, ctx: Any, stage: str, work_dir: str | Path) -> None:
+    def __init__(self, teacher: Any, ctx: StageContext, stage: str, work_dir: str | Path) -> None:
         self._inner, self.cfg, self.stage = teacher, teacher.cfg, stage
         self._cache_dir, self._work_dir, self._map = ctx.owner.teacher_cache_dir, Path(work_dir), ctx.map
 
@@ -189,6 +192,6 @@ class SpreadTeacher:
         return getattr(self._inner, name)
 
 
-def spread(teacher: Any, ctx: Any, stage: str, work_dir: str | Path) -> Any:
+def spread(teacher: Any, ctx: StageContext, stage: str, work_dir: str | Path) -> Any:
     """``teacher`` itself when its config has ``drivers = 1``, else a :class:`SpreadTeacher` around it."""
     return teacher if teacher.cfg.drivers <= 1 else SpreadTeacher(teacher, ctx, stage, work_dir)
