@@ -36,6 +36,9 @@ class StageContext:
     config_hash: str = ""
     teachers: dict[str, TeacherConfig] = field(default_factory=dict)
     _shared: dict[tuple[str, str], LazyTeacher] = field(default_factory=dict, repr=False)
+    # True in an executor worker's copy (synth/check_worker.py): its teachers write their own cache file in
+    # the run's cache folder (as teacher drivers do), never the main one the stage's process writes
+    own_cache_file: bool = False
 
     # -- plain settings -----------------------------------------------------------------------
     @property
@@ -98,7 +101,7 @@ class StageContext:
         from textbooklm.teacher import build_teacher
 
         return build_teacher(self.teacher_config(name), cache_dir=self.owner.teacher_cache_dir,
-                             stage=stage or self.name)
+                             stage=stage or self.name, driver=self.own_cache_file)
 
     def sandbox(self, limits: Limits) -> Any:
         """A sandbox pool with these limits and the run's worker count (closed by the caller)."""
@@ -113,7 +116,8 @@ class StageContext:
         """
         from textbooklm.lazy_services import LazyTeacher
 
-        return LazyTeacher(self.teacher_config(name), self.owner.teacher_cache_dir, stage or self.name, name)
+        return LazyTeacher(self.teacher_config(name), self.owner.teacher_cache_dir, stage or self.name, name,
+                           driver=self.own_cache_file)
 
     def shared_teacher(self, name: str, stage: str | None = None) -> LazyTeacher:
         """One lazy teacher per (name, ledger stage) for this whole stage run, closed by :meth:`close`.

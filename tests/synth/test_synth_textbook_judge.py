@@ -126,3 +126,29 @@ def test_judging_joins_the_hash_only_when_on_and_needs_an_llm_judge(judging_serv
     on.judge.teacher = None
     problems = check_run(on, "cfg.toml")
     assert any("textbooks.judge: judged textbooks need the run's LLM judge" in p for p in problems), problems
+
+
+def test_judged_textbooks_checked_on_the_executor_keep_what_driver_checks_keep(judging_server, teacher_table,
+                                                                                tmp_path):
+    """The judge runs in the checking worker (its own teacher and cache file): the same verdicts and rows, and
+    every judge request still sent once."""
+    (tmp_path / "src").mkdir()
+    cfg = _recipe(judging_server, teacher_table, tmp_path / "src", judge=True)
+    run_pipeline(cfg, tmp_path / "driver")
+    sent = Counter(h.prompt for h in judging_server.hits)
+    judging_server.state.hits.clear()
+    cfg.run.workers = 2
+    cfg.textbooks.checks = "executor"
+    run_pipeline(cfg, tmp_path / "executor")
+
+    def rows(run: str, part: str) -> list[tuple]:
+        folder = tmp_path / run / "textbooks" / part
+        return [(r["id"], r.get("reason"), json.dumps(json.loads(r["provenance"])["synth"]["judge"]))
+                for r in Dataset(folder).iter_records()]
+
+    assert rows("executor", "") == rows("driver", "") and rows("executor", "rejected") == rows("driver", "rejected")
+    assert any(reason == "low-educational-value" for _, reason, _ in rows("executor", "rejected"))
+    assert Counter(h.prompt for h in judging_server.hits) == sent
+    from textbooklm.teacher.cache import cache_files
+
+    assert len(cache_files(tmp_path / "executor" / "_cache")) > 1  # the workers' judges wrote their own files

@@ -69,6 +69,7 @@ def worker_context(ctx: StageContext) -> StageContext:
         _register_close()
         if _context is not None and _context[0] == key:
             return _context[1]
+        ctx.own_cache_file = True  # its teachers (the judge's) write their own cache file, not the main one
         old, _context = _context, (key, ctx)
     if old is not None:
         old[1].close()
