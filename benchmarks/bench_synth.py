@@ -264,7 +264,7 @@ def run_stage(url: str, count: int, per_round: int, concurrency: int, work: Path
 
 
 def exponent(a: float, b: float, n_a: int, n_b: int) -> float:
-    return math.log(b / a) / math.log(n_b / n_a) if a > 0 and b > 0 else float("nan")
+    return math.log(b / a) / math.log(n_b / n_a) if a > 0 and b > 0 and n_a != n_b else float("nan")
 
 
 def _loads(row: dict) -> str:
