@@ -240,9 +240,11 @@ class Submitter:
     its replies are in and goes on asking for round k+1, so the checks of several rounds may run at
     once, on other machines under Ray. The same contract as ``map_shards``: the task function writes
     through atomic renames and returns a JSON-able dict, which the worker then writes as
-    ``<marker_dir>/<task key>.json`` (so the marker is the last thing written). The local executor uses
+    ``<marker_dir>/<task key>.json`` (so the marker is the last thing written); the task itself needs
+    only to pickle (a round's candidates travel in it, no marker records it). The local executor uses
     this process's warm pool (also with ``workers = 1``: a task never runs on the caller's thread);
-    Ray is connected for the ``with`` block, so tasks do not pay a connection each.
+    Ray is connected for the ``with`` block, so tasks do not pay a connection each (and a ``map_shards``
+    call inside the block uses that connection instead of opening its own).
     """
 
     def __init__(self, executor: str = "local", workers: int = 0, ray_address: str | None = None) -> None:
