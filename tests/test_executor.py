@@ -152,3 +152,26 @@ def test_workers_are_bounded_by_cores_and_config_check_says_so(tmp_path):
         f"at most {max_workers()}" in line
     assert check_run(parse_config({"run": {"workers": max_workers()}, "corpus": {}}), "c.toml") == []
     assert check_run(parse_config({"run": {"workers": 100_000}, "corpus": {}}), "c.toml", paths=False) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_submitter_runs_each_task_on_a_worker_and_writes_its_marker_last(tmp_path, workers):
+    """``Submitter``: tasks handed over one at a time (the synth driver's round checks), run off the caller's
+    process even with one worker, each result in its Future and in ``<markers>/<key>.json``; a failing task
+    raises from its Future and leaves no marker."""
+    from textbooklm.executor import Submitter
+
+    with Submitter("local", workers) as sub:
+        futures = {t["key"]: sub.submit(square_task, t, tmp_path / "m") for t in tasks(tmp_path, 4)}
+        bad = sub.submit(failing_task, {"key": "bad", "x": 3}, tmp_path / "m")
+        results = {k: f.result(timeout=60) for k, f in futures.items()}
+        with pytest.raises(RuntimeError, match="boom on 3"):
+            bad.result(timeout=60)
+    assert [r["square"] for r in results.values()] == [0, 1, 4, 9]
+    assert os.getpid() not in {r["pid"] for r in results.values()}
+    for key, r in results.items():
+        assert json.loads((tmp_path / "m" / f"{key}.json").read_text()) == r
+        assert (tmp_path / f"{key}.txt").read_text() == str(r["square"])
+    assert not (tmp_path / "m" / "bad.json").exists()
+    with pytest.raises(ValueError, match="unknown executor"):
+        Submitter("dask")
