@@ -71,38 +71,13 @@ def test_textbooks_with_two_local_drivers_keep_what_one_driver_keeps(scripted_se
 def test_textbooks_with_drivers_killed_mid_run_resume_without_resending(scripted_server, teacher_table, tmp_path):
     """SIGKILL the run while two drivers send a round: the re-run sends only what no driver had committed,
     and keeps what an uninterrupted one-driver run keeps."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import textwrap
-    import time
-
-    from fakes.cache_reader import cached_prompts
+    from fakes.killed_run import kill_when_cached
 
     run_pipeline(config(scripted_server, teacher_table, {"workers": 1}), tmp_path / "one")
     scripted_server.state.hits.clear()
     scripted_server.state.latency_s = 0.1
     cfg = config(scripted_server, teacher_table, {"workers": 2}, drivers=2, concurrency=1)
-    script = textwrap.dedent(f"""
-        from textbooklm.config import PipelineConfig
-        from textbooklm.pipeline import run_pipeline
-        run_pipeline(PipelineConfig.model_validate_json({cfg.model_dump_json()!r}), {str(tmp_path / "two")!r})
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    cache = tmp_path / "two" / "_cache"
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if sum(cached_prompts(cache).values()) >= 5:  # round 0 (4) is done, round 1 is under way
-                break
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    time.sleep(0.5)  # the pool's drivers die with the run (process_lifetime.die_with)
-    before = set(cached_prompts(cache))
+    before = kill_when_cached(cfg, tmp_path / "two", 5)  # round 0 (4) is done, round 1 is under way
     assert 5 <= len(before) < 8, f"the kill should land mid-run, {len(before)} of 8 were done"
 
     run_pipeline(cfg, tmp_path / "two")
