@@ -86,15 +86,20 @@ def format_validation_error(err: ValidationError, source: str, prefix: str = "")
 # so upgrading textbooklm does not re-run finished stages whose behaviour the new field leaves alone.
 # ``Field(..., json_schema_extra=ADDED_LATER)``.
 ADDED_LATER = {"added_later": True}
+# Marks a field that decides where or how fast work runs, never what it writes (where a synth stage runs its
+# checks): left out of stage hashes at any value, so changing it does not re-run a finished stage.
+NOT_HASHED = {"not_hashed": True}
 
 
 def hash_view(model: BaseModel) -> dict[str, Any]:
-    """``model.model_dump(mode="json")`` less ADDED_LATER fields at their default (nested models too)."""
+    """``model.model_dump(mode="json")`` less NOT_HASHED fields and ADDED_LATER ones at their default (nested
+    models too)."""
     data = model.model_dump(mode="json")
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if extra.get("added_later") and value == info.get_default(call_default_factory=True):
+        if extra.get("not_hashed") or (extra.get("added_later")
+                                       and value == info.get_default(call_default_factory=True)):
             data.pop(name, None)
         elif isinstance(value, BaseModel):
             data[name] = hash_view(value)

@@ -92,37 +92,11 @@ def test_exercise_checks_on_the_executor_ask_for_solutions_once_and_write_what_t
 def test_executor_checks_killed_mid_run_resume_to_the_same_output(scripted_server, teacher_table, tmp_path):
     """SIGKILL the run while rounds are checked in the pool: the re-run sends only what was not committed
     and writes what an uninterrupted run writes."""
-    import signal
-    import subprocess
-    import sys
-    import textwrap
-    import time
+    from fakes.killed_run import kill_when_cached
 
-    from fakes.cache_reader import cached_prompts
-
-    run_pipeline(config(scripted_server, teacher_table, {"workers": 2}), tmp_path / "whole")
-    scripted_server.state.hits.clear()
     scripted_server.state.latency_s = 0.1
     cfg = config(scripted_server, teacher_table, {"workers": 2}, checks="executor", rounds_ahead=2)
-    script = textwrap.dedent(f"""
-        from textbooklm.config import PipelineConfig
-        from textbooklm.pipeline import run_pipeline
-        run_pipeline(PipelineConfig.model_validate_json({cfg.model_dump_json()!r}), {str(tmp_path / "killed")!r})
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    cache = tmp_path / "killed" / "_cache"
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if sum(cached_prompts(cache).values()) >= 5:  # round 0 answered, round 1 under way
-                break
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    time.sleep(0.5)  # the pool's workers die with the run (process_lifetime.die_with)
-    before = set(cached_prompts(cache))
+    before = kill_when_cached(cfg, tmp_path / "killed", 5)  # round 0 answered, round 1 under way
     assert 5 <= len(before) < 10, f"the kill should land mid-run, {len(before)} of 10 were done"
 
     run_pipeline(cfg, tmp_path / "killed")
@@ -168,3 +142,15 @@ def test_config_check_refuses_executor_checks_that_would_overspend_a_budget(scri
     assert not problems("driver", 2, **budget)
     assert not problems("executor", 1, **budget)  # no extra solution: the workers ask nothing
     assert not problems("executor", 2)
+
+
+def test_where_the_checks_run_is_not_part_of_the_stage_hash(scripted_server, teacher_table):
+    """The output is the same wherever the checks run, so moving them re-runs nothing; rounds_ahead changes
+    the draw, so it re-runs the stage."""
+    from textbooklm.run import stage_hashes
+
+    def hashes(**textbooks: Any) -> dict[str, str]:
+        return stage_hashes(config(scripted_server, teacher_table, {}, **textbooks))
+
+    assert hashes(checks="executor") == hashes(checks="driver") == hashes()
+    assert hashes(rounds_ahead=2)["textbooks"] != hashes()["textbooks"]

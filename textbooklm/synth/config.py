@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from textbooklm.config_base import ADDED_LATER, StrictModel
+from textbooklm.config_base import ADDED_LATER, NOT_HASHED, StrictModel
 from textbooklm.sandbox import Limits
 
 DEFAULT_AUDIENCES = ["young learners", "high school students", "college students", "professional developers"]
@@ -27,7 +27,8 @@ def checks_field() -> Any:
         "driver", description="Where a round's checks (parse, sandbox runs, judge or extra solutions, per-round "
         "diversity) run: in the stage's own process beside the next round's requests ('driver'), or as a task on the "
         "run's executor ([run] executor: the local pool or Ray), where the checks of several rounds run at once and "
-        "on other machines ('executor'). The output is the same either way.", json_schema_extra=ADDED_LATER,
+        "on other machines ('executor'). The output is the same either way, so changing it re-runs nothing.",
+        json_schema_extra=NOT_HASHED,
     )
 
 
